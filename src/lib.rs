@@ -1,0 +1,1 @@
+pub use dype_core;

@@ -1,0 +1,160 @@
+//! Shared parity-runner plumbing: fixture resolution (`DYPE_FIXTURES_DIR`) and the report line.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+/// The fixtures root: `$DYPE_FIXTURES_DIR` when set, else `tests/fixtures` of this package.
+pub fn fixtures_root() -> PathBuf {
+    match std::env::var_os("DYPE_FIXTURES_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests")
+            .join("fixtures"),
+    }
+}
+
+/// Reads and parses a fixture JSON (`sub` relative to the root, e.g. `rope/fit_rope.json`).
+/// A missing file is a failure, never a skip.
+pub fn load_json(sub: &str) -> (PathBuf, serde_json::Value) {
+    let path = fixtures_root().join(sub);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()));
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("cannot parse fixture {}: {e}", path.display()));
+    (path, value)
+}
+
+/// Tally of one parity file or section.
+#[derive(Debug)]
+pub struct Tally {
+    label: String,
+    checks: usize,
+    failed: usize,
+    max_err: f64,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    /// A new tally for `label` (file name or `file#section`).
+    pub fn new(label: &str) -> Self {
+        Tally {
+            label: label.to_string(),
+            checks: 0,
+            failed: 0,
+            max_err: 0.0,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Records one check: `err` in the measure its tolerance `tol` uses.
+    pub fn check(&mut self, what: impl FnOnce() -> String, err: f64, tol: f64) {
+        self.checks += 1;
+        let err = if err.is_nan() { f64::INFINITY } else { err };
+        if err > self.max_err {
+            self.max_err = err;
+        }
+        if !(err <= tol) {
+            self.failed += 1;
+            if self.failures.len() < 20 {
+                self.failures
+                    .push(format!("{}: err {err:e} > tol {tol:e}", what()));
+            }
+        }
+    }
+
+    /// Records a case that could not be computed at all.
+    pub fn fail(&mut self, what: String) {
+        self.checks += 1;
+        self.failed += 1;
+        self.max_err = f64::INFINITY;
+        if self.failures.len() < 20 {
+            self.failures.push(what);
+        }
+    }
+
+    /// Prints the report line, then asserts `F == 0` and `N > 0`.
+    pub fn finish(self) {
+        println!(
+            "parity {}: {} cases, {} failed, max err {:e}",
+            self.label, self.checks, self.failed, self.max_err
+        );
+        for f in &self.failures {
+            println!("  FAILED {f}");
+        }
+        assert!(
+            self.checks > 0,
+            "parity {}: no checks were made",
+            self.label
+        );
+        assert_eq!(
+            self.failed, 0,
+            "parity {}: {} of {} checks out of tolerance",
+            self.label, self.failed, self.checks
+        );
+    }
+}
+
+/// Largest relative error `|a − b| / |b|` (absolute where `|b| < 1e-30`).
+pub fn max_rel(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| {
+            if y.abs() < 1e-30 {
+                (x - y).abs()
+            } else {
+                ((x - y) / y).abs()
+            }
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Largest absolute error.
+pub fn max_abs(a: &[f64], b: &[f64]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// JSON array of numbers → Vec<f64> (panics with the key name if malformed: a malformed fixture is a failure).
+pub fn f64s(v: &serde_json::Value, key: &str) -> Vec<f64> {
+    v.get(key)
+        .and_then(|x| x.as_array())
+        .unwrap_or_else(|| panic!("fixture field `{key}` missing or not an array"))
+        .iter()
+        .map(|x| {
+            x.as_f64()
+                .unwrap_or_else(|| panic!("fixture field `{key}` holds a non-number"))
+        })
+        .collect()
+}
+
+/// Number field.
+pub fn num(v: &serde_json::Value, key: &str) -> f64 {
+    v.get(key)
+        .and_then(|x| x.as_f64())
+        .unwrap_or_else(|| panic!("fixture field `{key}` missing or not a number"))
+}
+
+/// Optional number field (absent or null → None).
+pub fn opt_num(v: &serde_json::Value, key: &str) -> Option<f64> {
+    v.get(key).and_then(|x| x.as_f64())
+}
+
+/// String field.
+pub fn string<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
+    v.get(key)
+        .and_then(|x| x.as_str())
+        .unwrap_or_else(|| panic!("fixture field `{key}` missing or not a string"))
+}
+
+/// Bool field with a default.
+pub fn flag(v: &serde_json::Value, key: &str, default: bool) -> bool {
+    v.get(key).and_then(|x| x.as_bool()).unwrap_or(default)
+}
