@@ -19,7 +19,7 @@ pub struct Axis {
 impl Axis {
     /// An axis with an even, non-zero rotary dimension and a finite base `θ > 1`.
     pub fn new(dim: usize, theta: f64) -> Result<Self> {
-        if dim == 0 || dim % 2 != 0 {
+        if dim == 0 || !dim.is_multiple_of(2) {
             return Err(DypeError::InvalidDim { dim });
         }
         positive("theta", theta)?;

@@ -366,7 +366,7 @@ pub fn write_token_table<T: Float>(
     let n_axes = rope.axes().len();
     length("freqs", rope.pairs(), freqs.len())?;
     length("info.axes", n_axes, info.n_axes)?;
-    if ids.len() % n_axes != 0 {
+    if !ids.len().is_multiple_of(n_axes) {
         return Err(DypeError::LengthMismatch {
             name: "ids",
             expected: (ids.len() / n_axes + 1) * n_axes,
@@ -412,7 +412,7 @@ pub fn write_token_table<T: Float>(
 /// in the given layout: `x' = x·cos + rotate(x)·sin`, where `rotate` maps a pair `(a, b)` to `(−b, a)`.
 pub fn rotate<T: Float>(x: &mut [T], cos: &[T], sin: &[T], layout: PairLayout) -> Result<()> {
     let n = x.len();
-    if n % 2 != 0 || n == 0 {
+    if !n.is_multiple_of(2) || n == 0 {
         return Err(DypeError::InvalidDim { dim: n });
     }
     length("cos", n, cos.len())?;

@@ -219,7 +219,7 @@ pub fn fit(
     theta: f64,
     ori_max_pe_len: f64,
 ) -> Result<AxialRope> {
-    if head_dim % 4 != 0 || head_dim == 0 {
+    if !head_dim.is_multiple_of(4) || head_dim == 0 {
         return Err(DypeError::InvalidDim { dim: head_dim });
     }
     let axis = AxisConfig::scaled(head_dim / 2, theta, ori_max_pe_len)?;

@@ -7,8 +7,8 @@
 //! use proptest::prelude::*;
 //!
 //! proptest! {
-//!     // A downstream crate checking that its rotation keeps q·k a function of the offset only.
-//!     #[test]
+//!     // A downstream crate checking that its rotation keeps q·k a function of the offset only
+//!     // (in its own tests, put `#[test]` on the function).
 //!     fn my_attention_is_relative(axis in strategies::axis(), m in strategies::method(),
 //!                                 s in strategies::scale(), t in strategies::sigma(),
 //!                                 p in -64.0f64..64.0, off in -64.0f64..64.0) {
@@ -21,6 +21,7 @@
 //!         }
 //!     }
 //! }
+//! my_attention_is_relative();
 //! ```
 
 use proptest::prelude::*;

@@ -63,7 +63,7 @@ impl TokenPositions {
         if ids.is_empty() {
             return Err(DypeError::Empty { name: "ids" });
         }
-        if ids.len() % n_axes != 0 {
+        if !ids.len().is_multiple_of(n_axes) {
             return Err(DypeError::LengthMismatch {
                 name: "ids",
                 expected: (ids.len() / n_axes + 1) * n_axes,
@@ -128,7 +128,7 @@ impl TokenPositions {
                             .windows(2)
                             .map(|w| w[1] - w[0])
                             .fold(f64::INFINITY, f64::min);
-                        if v.len() <= 1 || !(step > 1e-6) {
+                        if v.len() <= 1 || step.is_nan() || step <= 1e-6 {
                             1.0
                         } else {
                             (last - first) / step + 1.0
@@ -149,6 +149,25 @@ impl FactorizedTable {
         extents: &[f64],
         t: Option<Sigma>,
     ) -> Result<(Self, StepInfo)> {
+        let (axes, info) = Self::build_rows(rope, positions, extents, t)?;
+        Ok((
+            FactorizedTable {
+                axes,
+                tokens: positions.tokens,
+                token_rows: positions.token_rows.clone(),
+            },
+            info,
+        ))
+    }
+
+    /// The per-step part of [`Self::build`]: only the per-axis rows (the token indices do not change
+    /// between steps).
+    pub fn build_rows(
+        rope: &AxialRope,
+        positions: &TokenPositions,
+        extents: &[f64],
+        t: Option<Sigma>,
+    ) -> Result<(Vec<AxisRows>, StepInfo)> {
         length("positions.axes", rope.axes().len(), positions.axes.len())?;
         let mut freqs = alloc::vec![0.0f64; rope.pairs()];
         let info = rope.step(extents, t, &mut freqs)?;
@@ -174,14 +193,7 @@ impl FactorizedTable {
             });
             offset += half;
         }
-        Ok((
-            FactorizedTable {
-                axes,
-                tokens: positions.tokens,
-                token_rows: positions.token_rows.clone(),
-            },
-            info,
-        ))
+        Ok((axes, info))
     }
 
     /// Total frequency pairs (`head_dim / 2`).
@@ -189,7 +201,8 @@ impl FactorizedTable {
         self.axes.iter().map(|a| a.half_dim).sum()
     }
 
-    /// Expands to a full `tokens × head_dim` cos/sin table in the given layout.
+    /// Expands to a full `tokens × head_dim` cos/sin table in the given layout. Each axis' rows are
+    /// laid out once in the target layout, then every token is a few slice copies.
     pub fn expand(&self, layout: PairLayout, cos: &mut [f32], sin: &mut [f32]) -> Result<()> {
         let half = self.pairs();
         let head = 2 * half;
@@ -197,40 +210,59 @@ impl FactorizedTable {
         length("cos", self.tokens * head, cos.len())?;
         length("sin", self.tokens * head, sin.len())?;
         length("token_rows", self.tokens * n_axes, self.token_rows.len())?;
-        for tok in 0..self.tokens {
-            let mut j = 0;
-            for (k, ax) in self.axes.iter().enumerate() {
-                let r = self.token_rows[tok * n_axes + k] as usize;
-                if r >= ax.rows {
+        // Per axis: its rows in the output layout, and where its values go inside a token's row.
+        let mut laid: Vec<(Vec<f32>, Vec<f32>, usize, usize)> = Vec::with_capacity(n_axes);
+        let mut j0 = 0;
+        for ax in &self.axes {
+            let n = ax.rows * ax.half_dim;
+            length("axis cos", n, ax.cos.len())?;
+            length("axis sin", n, ax.sin.len())?;
+            let twice = |v: &[f32]| -> Vec<f32> {
+                let mut out = Vec::with_capacity(2 * n);
+                for r in 0..ax.rows {
+                    let row = &v[r * ax.half_dim..(r + 1) * ax.half_dim];
+                    match layout {
+                        PairLayout::Interleaved => {
+                            row.iter().for_each(|&x| out.extend_from_slice(&[x, x]))
+                        }
+                        PairLayout::HalfSplit => {
+                            out.extend_from_slice(row);
+                            out.extend_from_slice(row);
+                        }
+                    }
+                }
+                out
+            };
+            laid.push((twice(&ax.cos), twice(&ax.sin), j0, ax.half_dim));
+            j0 += ax.half_dim;
+        }
+        for ((tok_rows, c_out), s_out) in self
+            .token_rows
+            .chunks_exact(n_axes)
+            .zip(cos.chunks_exact_mut(head))
+            .zip(sin.chunks_exact_mut(head))
+        {
+            for ((c_ax, s_ax, j, h), &r) in laid.iter().zip(tok_rows) {
+                let (r, h, j) = (r as usize, *h, *j);
+                let src = r * 2 * h;
+                if src + 2 * h > c_ax.len() {
                     return Err(DypeError::OutOfRange {
                         name: "token_rows",
                         value: r as f64,
                         expected: "< rows of the axis",
                     });
                 }
-                length(
-                    "axis rows",
-                    ax.rows * ax.half_dim,
-                    ax.cos.len().min(ax.sin.len()),
-                )?;
-                for i in 0..ax.half_dim {
-                    let (c, s) = (ax.cos[r * ax.half_dim + i], ax.sin[r * ax.half_dim + i]);
-                    let row = tok * head;
-                    match layout {
-                        PairLayout::Interleaved => {
-                            cos[row + 2 * j] = c;
-                            cos[row + 2 * j + 1] = c;
-                            sin[row + 2 * j] = s;
-                            sin[row + 2 * j + 1] = s;
-                        }
-                        PairLayout::HalfSplit => {
-                            cos[row + j] = c;
-                            cos[row + j + half] = c;
-                            sin[row + j] = s;
-                            sin[row + j + half] = s;
-                        }
+                match layout {
+                    PairLayout::Interleaved => {
+                        c_out[2 * j..2 * (j + h)].copy_from_slice(&c_ax[src..src + 2 * h]);
+                        s_out[2 * j..2 * (j + h)].copy_from_slice(&s_ax[src..src + 2 * h]);
                     }
-                    j += 1;
+                    PairLayout::HalfSplit => {
+                        c_out[j..j + h].copy_from_slice(&c_ax[src..src + h]);
+                        c_out[half + j..half + j + h].copy_from_slice(&c_ax[src + h..src + 2 * h]);
+                        s_out[j..j + h].copy_from_slice(&s_ax[src..src + h]);
+                        s_out[half + j..half + j + h].copy_from_slice(&s_ax[src + h..src + 2 * h]);
+                    }
                 }
             }
         }

@@ -86,8 +86,8 @@ proptest! {
         prop_assume!(m0.is_dynamic());
         let (w, af) = freqs(&m0, &axis, &AxisScales::uniform(s, l), Some(Sigma::NOISE));
         prop_assert!(close(&w, &base(&axis), 1e-12), "{m0:?}: {w:?}");
-        if let Method::Yarn(y) = m0 {
-            if y.mscale_follows_kappa { prop_assert!((af - 1.0).abs() < 1e-12); }
+        if let Method::Yarn(y) = m0 && y.mscale_follows_kappa {
+            prop_assert!((af - 1.0).abs() < 1e-12);
         }
     }
 
@@ -440,4 +440,39 @@ fn invalid_inputs_are_typed_errors() {
     assert!(dype_core::table::TokenPositions::from_ids(&[1.0, f64::NAN], 2).is_err());
     let mut c = [0.0f32; 2];
     assert!(write_axis_rows(&[1.0], 1.0, &[0.0, 1.0], &mut c, &mut [0.0f32; 1]).is_err());
+}
+
+#[test]
+fn factorized_table_expands_to_the_per_token_table() {
+    use dype_core::table::{ExtentRule, FactorizedTable, TokenPositions, flux_ids};
+    let mut ids = flux_ids(3, 5, 7);
+    ids.extend_from_slice(&[0.0, 2.5, 6.25]); // a fractional position too
+    let positions = TokenPositions::from_ids(&ids, 3).expect("ids");
+    assert_eq!(
+        positions.axes[1].len(),
+        6,
+        "5 rows + the fractional one: H + W rows, not H·W"
+    );
+    for (method, layout) in [
+        (Method::dy_yarn(), PairLayout::Interleaved),
+        (Method::dy_ntk(), PairLayout::HalfSplit),
+        (Method::Base, PairLayout::Interleaved),
+    ] {
+        let rope = dype_core::presets::paper_flux(method)
+            .expect("rope")
+            .with_attention(dype_core::AttentionFactor::FromMethod);
+        let extents = positions.extents(ExtentRule::MaxPlusOne);
+        let t = Some(Sigma::new(0.6).expect("t"));
+        let (table, info) = FactorizedTable::build(&rope, &positions, &extents, t).expect("table");
+        let n = positions.tokens * rope.head_dim();
+        let (mut c1, mut s1) = (vec![0.0f32; n], vec![0.0f32; n]);
+        table.expand(layout, &mut c1, &mut s1).expect("expand");
+        let mut freqs = vec![0.0; rope.pairs()];
+        rope.step(&extents, t, &mut freqs).expect("step");
+        let (mut c2, mut s2) = (vec![0.0f32; n], vec![0.0f32; n]);
+        dype_core::write_token_table(&rope, &freqs, &info, &ids, layout, &mut c2, &mut s2)
+            .expect("table");
+        assert_eq!(c1, c2);
+        assert_eq!(s1, s2);
+    }
 }

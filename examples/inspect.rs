@@ -1,0 +1,361 @@
+//! Inspect what a positional method does over a sampler's schedule: per step the time, κ(t), the
+//! per-axis scales and attention factors and the frequency table; `--json` for machines, `--plot`
+//! for the wavelength curves (like the DyPE paper's Fig. 6–7).
+//!
+//! ```text
+//! cargo run --release --example inspect -- --preset flux --method dy-yarn --size 4096x4096 --steps 6
+//! cargo run --release --example inspect -- --preset fitv2 --method dy-ntk --size 384 --plot fit.png
+//! cargo run --release --example inspect -- --preset hf --method yarn --size 16384 --json
+//! ```
+
+use std::f64::consts::PI;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use dype_core::presets::{self, FitFreqs};
+use dype_core::{AxialRope, AxisConfig, AxisPolicy, Method, Sigma, StepInfo};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Preset {
+    /// FLUX.1: axes (16, 56, 56), θ 1e4, 64 trained tokens per side, 16 px per token.
+    Flux,
+    /// FiTv2-XL/2: axes (36, 36), θ 1e4, 16 trained tokens per side, 16 px per token.
+    Fitv2,
+    /// A 1-D LLM axis: head dim 128, θ 5e5, 4096 trained positions, `--size` in positions.
+    Hf,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Schedule {
+    /// σ evenly spaced from 1 to 0.
+    Linear,
+    /// FLUX's shifted schedule σ' = e^μ / (e^μ + 1/σ − 1) over σ = linspace(1, 1/N, N), then 0.
+    FluxShift,
+}
+
+/// Inspect DyPE / RoPE extrapolation over a sampler schedule.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Model layout.
+    #[arg(long, value_enum, default_value = "flux")]
+    preset: Preset,
+    /// Method name (see `dype_core::presets::METHOD_NAMES`); for `--preset fitv2` also FiT's
+    /// `custom_freqs` names prefixed with `fit-` (e.g. `fit-ntk-aware-pro1`).
+    #[arg(long, default_value = "dy-yarn")]
+    method: String,
+    /// Target size: `N` (square) or `HxW`, in pixels (flux, fitv2) or positions (hf).
+    #[arg(long, default_value = "4096")]
+    size: String,
+    /// Number of sampler steps.
+    #[arg(long, default_value_t = 6)]
+    steps: usize,
+    /// Sampler schedule.
+    #[arg(long, value_enum, default_value = "flux-shift")]
+    schedule: Schedule,
+    /// μ of the FLUX shift (the official DyPE pipeline pins 1.15).
+    #[arg(long, default_value_t = 1.15)]
+    mu: f64,
+    /// Per-axis (anisotropic) or isotropic scales.
+    #[arg(long, default_value = "per-axis")]
+    policy: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Write the wavelength curves of each step to this PNG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+fn parse_size(s: &str) -> Result<(f64, f64), String> {
+    let parse = |x: &str| {
+        x.trim()
+            .parse::<f64>()
+            .map_err(|e| format!("bad size `{s}`: {e}"))
+    };
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
+        None => parse(s).map(|v| (v, v)),
+    }
+}
+
+fn schedule(kind: Schedule, n: usize, mu: f64) -> Vec<f64> {
+    let n = n.max(1);
+    let mut s: Vec<f64> = (0..n).map(|i| 1.0 - i as f64 / n as f64).collect();
+    if let Schedule::FluxShift = kind {
+        for v in &mut s {
+            *v = mu.exp() / (mu.exp() + (1.0 / *v - 1.0));
+        }
+    }
+    s.push(0.0);
+    s
+}
+
+fn build(args: &Args) -> Result<(AxialRope, Vec<f64>, Vec<&'static str>), String> {
+    let (h, w) = parse_size(&args.size)?;
+    let policy = match args.policy.as_str() {
+        "per-axis" => AxisPolicy::PerAxis,
+        "isotropic" => AxisPolicy::Isotropic,
+        "vision-yarn" => AxisPolicy::VisionYarn,
+        p => {
+            return Err(format!(
+                "unknown policy `{p}` (per-axis, isotropic, vision-yarn)"
+            ));
+        }
+    };
+    let err = |e: dype_core::DypeError| e.to_string();
+    match args.preset {
+        Preset::Flux => {
+            let method = presets::method_by_name(&args.method).map_err(err)?;
+            let rope = AxialRope::new(
+                presets::paper_flux(method).map_err(err)?.axes(),
+                method,
+                policy,
+            )
+            .map_err(err)?;
+            Ok((
+                rope,
+                vec![1.0, (h / 16.0).ceil(), (w / 16.0).ceil()],
+                vec!["axis0", "rows", "cols"],
+            ))
+        }
+        Preset::Fitv2 => {
+            let extents = vec![(h / 16.0).ceil(), (w / 16.0).ceil()];
+            let rope = if let Some(fit) = args.method.strip_prefix("fit-") {
+                let f: FitFreqs = fit.parse().map_err(err)?;
+                presets::fit(
+                    f,
+                    policy == AxisPolicy::PerAxis,
+                    presets::FITV2_HEAD_DIM,
+                    1e4,
+                    presets::FITV2_TRAIN_TOKENS,
+                )
+                .map_err(err)?
+            } else {
+                let method = presets::method_by_name(&args.method).map_err(err)?;
+                let a = AxisConfig::scaled(36, 1e4, presets::FITV2_TRAIN_TOKENS).map_err(err)?;
+                AxialRope::new(&[a, a], method, policy).map_err(err)?
+            };
+            Ok((rope, extents, vec!["rows", "cols"]))
+        }
+        Preset::Hf => {
+            let method = presets::method_by_name(&args.method).map_err(err)?;
+            let a = AxisConfig::scaled(128, 5e5, 4096.0).map_err(err)?;
+            Ok((
+                AxialRope::new(&[a], method, policy).map_err(err)?,
+                vec![h],
+                vec!["positions"],
+            ))
+        }
+    }
+}
+
+struct Step {
+    sigma: f64,
+    info: StepInfo,
+    freqs: Vec<f64>,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(&args) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let (rope, extents, names) = build(args)?;
+    let mut steps = Vec::new();
+    for sigma in schedule(args.schedule, args.steps, args.mu) {
+        let mut freqs = vec![0.0; rope.pairs()];
+        let t = Sigma::new(sigma.clamp(0.0, 1.0)).map_err(|e| e.to_string())?;
+        let info = rope
+            .step(&extents, Some(t), &mut freqs)
+            .map_err(|e| e.to_string())?;
+        steps.push(Step { sigma, info, freqs });
+    }
+    if args.json {
+        print_json(args, &rope, &extents, &names, &steps);
+    } else {
+        print_text(args, &rope, &extents, &names, &steps);
+    }
+    if let Some(path) = &args.plot {
+        plot(path, &rope, &names, &steps).map_err(|e| format!("plot: {e}"))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+fn print_text(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], steps: &[Step]) {
+    println!(
+        "preset {:?}, method `{}` = {:?}",
+        args.preset,
+        args.method,
+        rope.method()
+    );
+    println!(
+        "policy {:?}, attention {:?}, extents {:?}",
+        rope.policy(),
+        rope.attention(),
+        extents
+    );
+    for (k, s) in steps.iter().enumerate() {
+        let kappa = s
+            .info
+            .kappa
+            .map(|k| format!("{k:.4}"))
+            .unwrap_or_else(|| "static".into());
+        println!("\nstep {k}: σ = t = {:.4}, κ(t) = {kappa}", s.sigma);
+        let mut off = 0;
+        for (a, (ax, name)) in rope.axes().iter().zip(names).enumerate() {
+            let st = s.info.axes()[a];
+            let n = ax.axis.pairs();
+            println!(
+                "  {name:>9}: dim {:3}, s_lin {:.4}, s_ntk {:.4}, attention {:.6}",
+                ax.axis.dim(),
+                st.scales.linear,
+                st.scales.ntk,
+                st.attention_factor
+            );
+            let f: Vec<String> = s.freqs[off..off + n]
+                .iter()
+                .map(|w| format!("{w:.4e}"))
+                .collect();
+            println!("             ω = [{}]", f.join(", "));
+            off += n;
+        }
+    }
+}
+
+fn print_json(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], steps: &[Step]) {
+    let steps: Vec<serde_json::Value> = steps
+        .iter()
+        .map(|s| {
+            let mut off = 0;
+            let axes: Vec<serde_json::Value> = rope
+                .axes()
+                .iter()
+                .zip(names)
+                .enumerate()
+                .map(|(a, (ax, name))| {
+                    let st = s.info.axes()[a];
+                    let n = ax.axis.pairs();
+                    let v = serde_json::json!({
+                        "name": name, "dim": ax.axis.dim(), "linear_scale": st.scales.linear,
+                        "ntk_scale": st.scales.ntk, "attention_factor": st.attention_factor,
+                        "inv_freq": &s.freqs[off..off + n],
+                    });
+                    off += n;
+                    v
+                })
+                .collect();
+            serde_json::json!({ "sigma": s.sigma, "kappa": s.info.kappa, "axes": axes })
+        })
+        .collect();
+    let out = serde_json::json!({
+        "preset": format!("{:?}", args.preset), "method": args.method, "resolved": format!("{:?}", rope.method()),
+        "extents": extents, "steps": steps,
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+}
+
+fn plot(
+    path: &std::path::Path,
+    rope: &AxialRope,
+    names: &[&str],
+    steps: &[Step],
+) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let fonts = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    ];
+    let labels = fonts
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .map(|bytes| {
+            let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", FontStyle::Normal, leaked).is_ok()
+        })
+        == Some(true);
+    if !labels {
+        eprintln!("warning: no DejaVuSans.ttf found; plotting without text");
+    }
+    // The scaled axis with the most pairs is the interesting one.
+    let (a, ax) = rope
+        .axes()
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.scaled)
+        .max_by_key(|(_, a)| a.axis.pairs())
+        .ok_or("no scaled axis")?;
+    let off: usize = rope.axes()[..a].iter().map(|x| x.axis.pairs()).sum();
+    let n = ax.axis.pairs();
+    let lam = |w: f64| (2.0 * PI / w).log10();
+    let mut ymax = 0.0f64;
+    let mut ymin = f64::INFINITY;
+    for s in steps {
+        for &w in &s.freqs[off..off + n] {
+            ymax = ymax.max(lam(w));
+            ymin = ymin.min(lam(w));
+        }
+    }
+    let root = BitMapBackend::new(path, (900, 600)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut builder = ChartBuilder::on(&root);
+    builder.margin(20);
+    if labels {
+        builder
+            .caption(
+                format!(
+                    "wavelength per pair, {} axis",
+                    names.get(a).copied().unwrap_or("")
+                ),
+                ("sans-serif", 22),
+            )
+            .x_label_area_size(40)
+            .y_label_area_size(60);
+    }
+    let mut chart = builder.build_cartesian_2d(0f64..(n - 1) as f64, (ymin - 0.1)..(ymax + 0.1))?;
+    if labels {
+        chart
+            .configure_mesh()
+            .x_desc("pair index i")
+            .y_desc("log10 wavelength (positions)")
+            .draw()?;
+    }
+    let base: Vec<(f64, f64)> = (0..n)
+        .map(|i| (i as f64, lam(ax.axis.inv_freq(i))))
+        .collect();
+    let series = chart.draw_series(LineSeries::new(base, BLACK.stroke_width(2)))?;
+    if labels {
+        series
+            .label("native RoPE")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    }
+    for (k, s) in steps.iter().enumerate() {
+        let color = Palette99::pick(k).to_rgba();
+        let pts: Vec<(f64, f64)> = s.freqs[off..off + n]
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (i as f64, lam(w)))
+            .collect();
+        let series = chart.draw_series(LineSeries::new(pts, color.stroke_width(1)))?;
+        if labels {
+            series
+                .label(format!("σ = {:.3}", s.sigma))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if labels {
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
