@@ -49,6 +49,14 @@ impl Tally {
     /// Records one check: `err` in the measure its tolerance `tol` uses.
     pub fn check(&mut self, what: impl FnOnce() -> String, err: f64, tol: f64) {
         self.checks += 1;
+        if std::env::var_os("DYPE_PARITY_VERBOSE").is_some() {
+            println!("  check {}: err {err:e} (tol {tol:e})", what());
+            return self.record(err, tol, String::new);
+        }
+        self.record(err, tol, what)
+    }
+
+    fn record(&mut self, err: f64, tol: f64, what: impl FnOnce() -> String) {
         let err = if err.is_nan() { f64::INFINITY } else { err };
         if err > self.max_err {
             self.max_err = err;
@@ -157,4 +165,66 @@ pub fn string<'a>(v: &'a serde_json::Value, key: &str) -> &'a str {
 /// Bool field with a default.
 pub fn flag(v: &serde_json::Value, key: &str, default: bool) -> bool {
     v.get(key).and_then(|x| x.as_bool()).unwrap_or(default)
+}
+
+/// A safetensors file of reference tensors (inputs and outputs of model cases).
+pub struct Cases {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl Cases {
+    /// Reads the file (a missing file is a failure).
+    pub fn open(path: &Path) -> Self {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        Cases { path: path.to_path_buf(), bytes }
+    }
+
+    fn raw(&self, key: &str) -> (safetensors::Dtype, Vec<usize>, Vec<u8>) {
+        let st = safetensors::SafeTensors::deserialize(&self.bytes).unwrap_or_else(|e| panic!("{}: {e}", self.path.display()));
+        let v = st.tensor(key).unwrap_or_else(|e| panic!("{}: tensor `{key}`: {e}", self.path.display()));
+        (v.dtype(), v.shape().to_vec(), v.data().to_vec())
+    }
+
+    /// Whether `key` exists.
+    pub fn has(&self, key: &str) -> bool {
+        safetensors::SafeTensors::deserialize(&self.bytes).map(|st| st.tensor(key).is_ok()).unwrap_or(false)
+    }
+
+    /// A float tensor as f32 values and its shape.
+    pub fn f32(&self, key: &str) -> (Vec<f32>, Vec<usize>) {
+        let (dtype, shape, data) = self.raw(key);
+        let vals = match dtype {
+            safetensors::Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            safetensors::Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
+            d => panic!("{}: tensor `{key}` has dtype {d:?}, expected a float", self.path.display()),
+        };
+        (vals, shape)
+    }
+
+    /// An integer tensor as i64 values and its shape.
+    pub fn i64(&self, key: &str) -> (Vec<i64>, Vec<usize>) {
+        let (dtype, shape, data) = self.raw(key);
+        let vals = match dtype {
+            safetensors::Dtype::I64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
+            safetensors::Dtype::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
+            d => panic!("{}: tensor `{key}` has dtype {d:?}, expected an integer", self.path.display()),
+        };
+        (vals, shape)
+    }
+}
+
+/// Relative L2 error `‖a − b‖ / ‖b‖`.
+pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
+    if a.len() != b.len() {
+        return f64::INFINITY;
+    }
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
+    (num / den.max(1e-300)).sqrt()
+}
+
+/// Resolves a file named by a fixture JSON relative to that JSON.
+pub fn beside(json: &Path, name: &str) -> PathBuf {
+    json.parent().unwrap_or(Path::new(".")).join(name)
 }

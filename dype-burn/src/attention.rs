@@ -1,0 +1,361 @@
+//! One memory-bounded attention entry point for diffusion transformers.
+//!
+//! [`attention`] takes q, k, v as `[batch, heads, tokens, head_dim]` (q/k already normalised and
+//! rotated), an optional key-padding mask `[batch, kv_tokens]` (`true` = keep, FiT semantics:
+//! padded keys are excluded from every query's softmax) and a softmax scale, and returns
+//! `[batch, q_tokens, heads · head_dim]`.
+//!
+//! # Paths and how one is chosen
+//!
+//! * [`ResolvedPath::Fused`] calls burn's [`burn::tensor::module::attention`] once, with no
+//!   custom scale, bias or softcap: a non-default softmax scale is folded into q
+//!   (`q · scale · √head_dim`, since burn then applies its default `1/√head_dim`). On the CubeCL
+//!   backends (wgpu, CUDA) any custom scale/bias/softcap makes burn 0.21 silently use its naive
+//!   O(N²) fallback, hence the folding. burn's mask convention is the opposite of ours (`true` =
+//!   masked out), so the keep mask is inverted and broadcast (`[B,1,1,N] → [B,H,Nq,N]`, a
+//!   stride-0 view on CubeCL).
+//! * [`ResolvedPath::Chunked`] is written here with plain tensor ops: queries are processed in
+//!   blocks of `query_chunk` rows, each block computing `softmax(q_c kᵀ · scale) v` in f32 (f64
+//!   for f64 inputs). Peak extra memory is `batch · heads · query_chunk · kv_tokens` scores (plus
+//!   softmax temporaries), i.e. O(C·N) per head. Works on every backend, including autodiff.
+//!
+//! [`AttentionPath::Auto`] picks by burn's `Backend::name` (documented and deliberately simple):
+//!
+//! | backend name | no mask | with mask |
+//! |---|---|---|
+//! | `cubecl<…>`, `fusion<cubecl<…>>` (wgpu, CUDA) | Fused | Fused |
+//! | `flex` ([`crate::backend::Cpu`]) | Fused | Chunked |
+//! | anything else (ndarray, autodiff, candle, tch, …) | Chunked | Chunked |
+//!
+//! Why: burn 0.21's CubeCL attention runs cubek flash kernels (with the `autotune` feature,
+//! which this crate's `wgpu`/`cuda` features enable) and accepts strided/broadcast masks. Flex's
+//! attention (`burn-flex-0.21.0/src/ops/attention.rs`) is memory-bounded *without* a mask — a
+//! naive path only while `seq_q·seq_kv ≤ 256K` elements, otherwise a KV-tiled online-softmax
+//! path with `seq_q × 64` scratch — but it materialises a broadcast mask as a dense
+//! `[B,H,Nq,Nk]` byte tensor, which is O(N²); so masked attention on Flex uses the chunked path.
+//! Other backends (ndarray, autodiff) run burn's naive `attention_fallback`, hence chunked.
+//!
+//! Caveat (burn 0.21, CubeCL, autotune): while `seq_q ≤ 4096` the naive fallback is among the
+//! autotune candidates and is benchmarked once per shape, allocating `B·H·Nq·Nk` scores once.
+//!
+//! # Fully masked rows
+//!
+//! With a key-padding mask a query row is fully masked only if its sample has no kept key at
+//! all. Both paths then return **zeros** for that sample (burn's fallback and Flex already do;
+//! after the fused op the output of such samples is additionally overwritten with zeros, which
+//! also removes any NaN a GPU kernel might produce; the chunked path masks with the most
+//! negative finite f32 instead of −∞, so it never forms `−∞ − (−∞)`). Queries *at* padded
+//! positions still attend to the sample's kept keys; their outputs are ordinary values that the
+//! caller is expected to ignore.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, DType, Tensor};
+
+/// Score elements (`batch · heads · chunk · kv_tokens`) per query block of the automatic chunk
+/// size: 2²⁵ elements = 128 MiB of f32 scores.
+pub const DEFAULT_SCORE_BUDGET: usize = 1 << 25;
+
+/// Which implementation [`attention`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AttentionPath {
+    /// Choose by backend (see the [module docs](self)).
+    #[default]
+    Auto,
+    /// burn's fused `attention` op on the whole sequence.
+    Fused,
+    /// The query-chunked implementation of this module; `query_chunk` rows per block (≥ 1).
+    Chunked {
+        /// Query rows per block.
+        query_chunk: usize,
+    },
+}
+
+/// The implementation actually run, as resolved by [`resolve_path`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResolvedPath {
+    /// burn's fused `attention` op.
+    Fused,
+    /// Query-chunked attention with this many query rows per block.
+    Chunked {
+        /// Query rows per block.
+        query_chunk: usize,
+    },
+}
+
+/// Options of [`attention`].
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct AttentionOptions {
+    /// Softmax scale; `None` = `1 / √head_dim`. Must be finite and positive.
+    pub scale: Option<f64>,
+    /// Implementation choice.
+    pub path: AttentionPath,
+}
+
+impl AttentionOptions {
+    /// Sets the softmax scale.
+    pub fn with_scale(mut self, scale: f64) -> Self {
+        self.scale = Some(scale);
+        self
+    }
+
+    /// Sets the implementation choice.
+    pub fn with_path(mut self, path: AttentionPath) -> Self {
+        self.path = path;
+        self
+    }
+}
+
+/// Errors of [`attention`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttentionError {
+    /// Inputs have incompatible shapes.
+    #[error("attention: {what} has shape {found:?}, expected {expected:?}")]
+    ShapeMismatch {
+        /// Which input.
+        what: &'static str,
+        /// Expected shape (derived from q and k).
+        expected: Vec<usize>,
+        /// Actual shape.
+        found: Vec<usize>,
+    },
+    /// A dimension is zero (no tokens, heads, batch or channels).
+    #[error("attention: zero-sized input (q {q:?}, k {k:?}, v {v:?})")]
+    Empty {
+        /// q shape.
+        q: [usize; 4],
+        /// k shape.
+        k: [usize; 4],
+        /// v shape.
+        v: [usize; 4],
+    },
+    /// The softmax scale is not finite and positive.
+    #[error("attention: softmax scale must be finite and positive, got {0}")]
+    InvalidScale(f64),
+    /// `query_chunk` is zero.
+    #[error("attention: query_chunk must be at least 1")]
+    ZeroChunk,
+}
+
+/// Query rows per block so that one block's scores hold at most [`DEFAULT_SCORE_BUDGET`]
+/// elements (at least 1, at most `q_tokens`).
+pub fn default_query_chunk(batch: usize, heads: usize, q_tokens: usize, kv_tokens: usize) -> usize {
+    let per_row = batch.saturating_mul(heads).saturating_mul(kv_tokens).max(1);
+    (DEFAULT_SCORE_BUDGET / per_row).clamp(1, q_tokens.max(1))
+}
+
+/// Resolves [`AttentionPath`] for backend `B` on `device` (see the table in the module docs).
+pub fn resolve_path<B: Backend>(
+    path: AttentionPath,
+    device: &B::Device,
+    masked: bool,
+    [batch, heads, q_tokens, kv_tokens]: [usize; 4],
+) -> ResolvedPath {
+    let chunked = || ResolvedPath::Chunked {
+        query_chunk: default_query_chunk(batch, heads, q_tokens, kv_tokens),
+    };
+    match path {
+        AttentionPath::Fused => ResolvedPath::Fused,
+        AttentionPath::Chunked { query_chunk } => ResolvedPath::Chunked { query_chunk },
+        AttentionPath::Auto => {
+            let name = B::name(device);
+            let cubecl = name.starts_with("cubecl") || name.starts_with("fusion<cubecl");
+            let flex_unmasked = name == "flex" && !masked;
+            if cubecl || flex_unmasked {
+                ResolvedPath::Fused
+            } else {
+                chunked()
+            }
+        }
+    }
+}
+
+/// Scaled dot-product attention with an optional key-padding mask, merged heads out.
+///
+/// * `q`: `[batch, heads, q_tokens, head_dim]`, `k`: `[batch, heads, kv_tokens, head_dim]`,
+///   `v`: `[batch, heads, kv_tokens, v_dim]`;
+/// * `key_padding_mask`: `[batch, kv_tokens]`, `true` = keep the key, `false` = padded;
+/// * returns `[batch, q_tokens, heads · v_dim]` in the dtype of `q`.
+///
+/// See the [module docs](self) for the implementation paths and masked-row behaviour.
+pub fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_padding_mask: Option<Tensor<B, 2, Bool>>,
+    options: AttentionOptions,
+) -> Result<Tensor<B, 3>, AttentionError> {
+    let out = attention_heads(q, k, v, key_padding_mask, options)?;
+    let [batch, heads, tokens, v_dim] = out.dims();
+    Ok(out.swap_dims(1, 2).reshape([batch, tokens, heads * v_dim]))
+}
+
+/// Like [`attention`] but returns the per-head output `[batch, heads, q_tokens, v_dim]`.
+pub fn attention_heads<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    key_padding_mask: Option<Tensor<B, 2, Bool>>,
+    options: AttentionOptions,
+) -> Result<Tensor<B, 4>, AttentionError> {
+    let (qd, kd, vd) = (q.dims(), k.dims(), v.dims());
+    let [batch, heads, q_tokens, head_dim] = qd;
+    let kv_tokens = kd[2];
+    if qd.contains(&0) || kd.contains(&0) || vd.contains(&0) {
+        return Err(AttentionError::Empty {
+            q: qd,
+            k: kd,
+            v: vd,
+        });
+    }
+    let expected_k = [batch, heads, kv_tokens, head_dim];
+    if kd != expected_k {
+        return Err(AttentionError::ShapeMismatch {
+            what: "k",
+            expected: expected_k.to_vec(),
+            found: kd.to_vec(),
+        });
+    }
+    let expected_v = [batch, heads, kv_tokens, vd[3]];
+    if vd != expected_v {
+        return Err(AttentionError::ShapeMismatch {
+            what: "v",
+            expected: expected_v.to_vec(),
+            found: vd.to_vec(),
+        });
+    }
+    if let Some(mask) = &key_padding_mask {
+        let md = mask.dims();
+        if md != [batch, kv_tokens] {
+            return Err(AttentionError::ShapeMismatch {
+                what: "key_padding_mask",
+                expected: vec![batch, kv_tokens],
+                found: md.to_vec(),
+            });
+        }
+    }
+    let default_scale = 1.0 / (head_dim as f64).sqrt();
+    let scale = options.scale.unwrap_or(default_scale);
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(AttentionError::InvalidScale(scale));
+    }
+    let path = resolve_path::<B>(
+        options.path,
+        &q.device(),
+        key_padding_mask.is_some(),
+        [batch, heads, q_tokens, kv_tokens],
+    );
+    match path {
+        ResolvedPath::Fused => Ok(fused(q, k, v, key_padding_mask, scale, default_scale)),
+        ResolvedPath::Chunked { query_chunk } => {
+            if query_chunk == 0 {
+                return Err(AttentionError::ZeroChunk);
+            }
+            Ok(chunked(q, k, v, key_padding_mask, scale, query_chunk))
+        }
+    }
+}
+
+/// Zeroes the output of samples whose mask keeps no key (`out`: `[B, H, Nq, Dv]`).
+fn zero_empty_samples<B: Backend>(out: Tensor<B, 4>, keep: Tensor<B, 2, Bool>) -> Tensor<B, 4> {
+    let dims = out.dims();
+    let none_kept = keep
+        .any_dim(1)
+        .bool_not()
+        .reshape([dims[0], 1, 1, 1])
+        .expand(dims);
+    out.mask_fill(none_kept, 0.0)
+}
+
+fn fused<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    keep: Option<Tensor<B, 2, Bool>>,
+    scale: f64,
+    default_scale: f64,
+) -> Tensor<B, 4> {
+    let [batch, heads, q_tokens, _] = q.dims();
+    let kv_tokens = k.dims()[2];
+    // burn applies 1/sqrt(head_dim) itself when `options.scale` is None.
+    let q = if (scale - default_scale).abs() <= 1e-12 * default_scale {
+        q
+    } else {
+        q.mul_scalar(scale / default_scale)
+    };
+    // burn: true = masked out.
+    let burn_mask = keep.clone().map(|keep| {
+        keep.bool_not()
+            .reshape([batch, 1, 1, kv_tokens])
+            .expand([batch, heads, q_tokens, kv_tokens])
+    });
+    let out = burn::tensor::module::attention(
+        q,
+        k,
+        v,
+        burn_mask,
+        None,
+        AttentionModuleOptions::default(),
+    );
+    match keep {
+        Some(keep) => zero_empty_samples(out, keep),
+        None => out,
+    }
+}
+
+fn chunked<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    keep: Option<Tensor<B, 2, Bool>>,
+    scale: f64,
+    query_chunk: usize,
+) -> Tensor<B, 4> {
+    let [batch, heads, q_tokens, _] = q.dims();
+    let kv_tokens = k.dims()[2];
+    let in_dtype = q.dtype();
+    let compute = if in_dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    };
+    let cast = |t: Tensor<B, 4>| {
+        if t.dtype() == compute {
+            t
+        } else {
+            t.cast(compute)
+        }
+    };
+    let q = cast(q).mul_scalar(scale);
+    let k_t = cast(k).swap_dims(2, 3);
+    let v = cast(v);
+    let padded = keep
+        .clone()
+        .map(|keep| keep.bool_not().reshape([batch, 1, 1, kv_tokens]));
+
+    let mut blocks = Vec::with_capacity(q_tokens.div_ceil(query_chunk));
+    let mut start = 0;
+    while start < q_tokens {
+        let len = query_chunk.min(q_tokens - start);
+        let scores = q.clone().narrow(2, start, len).matmul(k_t.clone());
+        let scores = match &padded {
+            // Most negative finite value, not -inf: a fully masked row then stays finite.
+            Some(p) => scores.mask_fill(p.clone().expand([batch, heads, len, kv_tokens]), f32::MIN),
+            None => scores,
+        };
+        blocks.push(softmax(scores, 3).matmul(v.clone()));
+        start += len;
+    }
+    let out = Tensor::cat(blocks, 2);
+    let out = match keep {
+        Some(keep) => zero_empty_samples(out, keep),
+        None => out,
+    };
+    if out.dtype() == in_dtype {
+        out
+    } else {
+        out.cast(in_dtype)
+    }
+}

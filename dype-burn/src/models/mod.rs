@@ -1,0 +1,4 @@
+//! Model ports. Models never compute RoPE: they receive device rotary tables built from
+//! dype-core (see [`crate::rotary`]) and call the shared [`crate::attention`] entry point.
+
+pub mod fitv2;
