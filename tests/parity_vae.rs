@@ -119,19 +119,22 @@ fn run_section(kind: &str) {
             }
         };
         for (field, file) in &files {
-            let decoder = match VaeDecoder::<Cpu>::load(dir.join(file), &config, FloatDType::F32, &device) {
-                Ok(d) => d,
-                Err(e) => {
-                    for _ in 0..cases.len().max(1) {
-                        tally.fail(format!("{kind} {field} ({file}): {e}"));
+            let decoder =
+                match VaeDecoder::<Cpu>::load(dir.join(file), &config, FloatDType::F32, &device) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        for _ in 0..cases.len().max(1) {
+                            tally.fail(format!("{kind} {field} ({file}): {e}"));
+                        }
+                        continue;
                     }
-                    continue;
-                }
-            };
+                };
             for case in &cases {
                 let id = case.get("case").map(|c| c.to_string()).unwrap_or_default();
                 let what = format!("{kind} {file} case {id}");
-                let (Some(h), Some(w)) = (usize_field(case, "latent_h"), usize_field(case, "latent_w")) else {
+                let (Some(h), Some(w)) =
+                    (usize_field(case, "latent_h"), usize_field(case, "latent_w"))
+                else {
                     tally.fail(format!("{what}: no latent_h/latent_w"));
                     continue;
                 };
@@ -146,13 +149,17 @@ fn run_section(kind: &str) {
                 };
                 let want_latent = vec![1, config.latent_channels, h, w];
                 if lat_shape != want_latent {
-                    tally.fail(format!("{what}: stored latent {lat_shape:?}, parameters say {want_latent:?}"));
+                    tally.fail(format!(
+                        "{what}: stored latent {lat_shape:?}, parameters say {want_latent:?}"
+                    ));
                     continue;
                 }
                 let f = config.upscale();
                 let want_image = vec![1, config.out_channels, h * f, w * f];
                 if img_shape != want_image {
-                    tally.fail(format!("{what}: stored image {img_shape:?}, decoder gives {want_image:?}"));
+                    tally.fail(format!(
+                        "{what}: stored image {img_shape:?}, decoder gives {want_image:?}"
+                    ));
                     continue;
                 }
                 let input = Tensor::<Cpu, 4>::from_data(TensorData::new(lat, lat_shape), &device);
@@ -164,7 +171,10 @@ fn run_section(kind: &str) {
                     }
                 };
                 if out.dims().to_vec() != want_image {
-                    tally.fail(format!("{what}: output {:?}, expected {want_image:?}", out.dims()));
+                    tally.fail(format!(
+                        "{what}: output {:?}, expected {want_image:?}",
+                        out.dims()
+                    ));
                     continue;
                 }
                 let out = out

@@ -113,6 +113,7 @@ pub mod attention;
 pub mod backend;
 pub mod dype;
 pub mod models;
+pub mod pipeline;
 pub mod rotary;
 pub mod sampling;
 pub mod vae;

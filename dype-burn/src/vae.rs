@@ -11,11 +11,11 @@
 //! [`VaeDecoder::decode`] applies `z = latent / scaling_factor + shift_factor` first.
 //!
 //! Key layouts (auto-detected by [`detect_layout`]):
-//! * [`VaeLayout::Diffusers`]: `decoder.mid_block.attentions.0.{group_norm,to_q,to_k,to_v,to_out.0}`,
+//! * diffusers ([`VaeLayout::Diffusers`]) — `decoder.mid_block.attentions.0.{group_norm,to_q,to_k,to_v,to_out.0}`,
 //!   `decoder.up_blocks.{i}.resnets.{j}.{norm1,conv1,norm2,conv2,conv_shortcut}`,
 //!   `decoder.up_blocks.{i}.upsamplers.0.conv`, `decoder.conv_norm_out`;
-//! * [`VaeLayout::DiffusersLegacy`]: the same with attention `query/key/value/proj_attn`;
-//! * [`VaeLayout::Bfl`]: BFL `ae.safetensors` / LDM names: `decoder.mid.{block_1,attn_1,block_2}`,
+//! * legacy diffusers ([`VaeLayout::DiffusersLegacy`]) — the same with attention `query/key/value/proj_attn`;
+//! * BFL ([`VaeLayout::Bfl`]) — BFL `ae.safetensors` / LDM names: `decoder.mid.{block_1,attn_1,block_2}`,
 //!   `attn_1.{norm,q,k,v,proj_out}`, `decoder.up.{L}.block.{j}` with `nin_shortcut`,
 //!   `decoder.up.{L}.upsample.conv`, `decoder.norm_out`, where `L` counts the levels in
 //!   **reverse** (`up.{n-1}` runs first).
@@ -64,7 +64,9 @@ pub enum VaeError {
         reason: String,
     },
     /// The latent does not match the decoder.
-    #[error("latent shape {actual:?} does not match the decoder ({latent_channels} channels expected)")]
+    #[error(
+        "latent shape {actual:?} does not match the decoder ({latent_channels} channels expected)"
+    )]
     Latent {
         /// The latent's shape.
         actual: [usize; 4],
@@ -228,9 +230,8 @@ impl VaeConfig {
         if self.latent_channels == 0 || self.out_channels == 0 {
             return bad("latent_channels and out_channels must be positive".into());
         }
-        if !(self.scaling_factor.is_finite() && self.scaling_factor != 0.0)
-            || !self.shift_factor.is_finite()
-        {
+        let scale_ok = self.scaling_factor.is_finite() && self.scaling_factor != 0.0;
+        if !scale_ok || !self.shift_factor.is_finite() {
             return bad("scaling_factor must be finite and non-zero, shift_factor finite".into());
         }
         if self.block_out_channels.len() > 16 {
@@ -314,10 +315,9 @@ impl Names<'_> {
     /// `level` in execution order (diffusers `up_blocks` index).
     fn up_resnet(&self, level: usize, j: usize) -> String {
         match self.layout {
-            VaeLayout::Bfl => self.key(&format!(
-                "decoder.up.{}.block.{j}",
-                self.levels - 1 - level
-            )),
+            VaeLayout::Bfl => {
+                self.key(&format!("decoder.up.{}.block.{j}", self.levels - 1 - level))
+            }
             _ => self.key(&format!("decoder.up_blocks.{level}.resnets.{j}")),
         }
     }
@@ -450,7 +450,14 @@ pub struct VaeResnet<B: Backend> {
 }
 
 impl<B: Backend> VaeResnet<B> {
-    fn load(w: &Weights<'_, B>, p: &str, shortcut_name: &str, groups: usize, cin: usize, cout: usize) -> Result<Self, WeightsError> {
+    fn load(
+        w: &Weights<'_, B>,
+        p: &str,
+        shortcut_name: &str,
+        groups: usize,
+        cin: usize,
+        cout: usize,
+    ) -> Result<Self, WeightsError> {
         Ok(VaeResnet {
             norm1: w.group_norm(&format!("{p}.norm1"), groups, GROUP_NORM_EPS)?,
             conv1: w.conv2d(&format!("{p}.conv1"), true, [1, 1])?,
@@ -498,7 +505,11 @@ impl<B: Backend> VaeAttention<B> {
             .reshape([b, c, n])
             .swap_dims(1, 2);
         let dtype = t.dtype();
-        let compute = if dtype == DType::F64 { DType::F64 } else { DType::F32 };
+        let compute = if dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
         let scale = 1.0 / (c as f64).sqrt();
         let q = self.q.forward(t.clone()).cast(compute).mul_scalar(scale);
         let k = self.k.forward(t.clone()).cast(compute);
@@ -795,7 +806,9 @@ impl<B: Backend> VaeDecoder<B> {
             for &x0 in &xs {
                 let x1 = (x0 + tile).min(w);
                 let wx = ramp(x0, x1, w, overlap, f);
-                let zt = z.clone().slice([0..b, 0..self.config.latent_channels, y0..y1, x0..x1]);
+                let zt = z
+                    .clone()
+                    .slice([0..b, 0..self.config.latent_channels, y0..y1, x0..x1]);
                 let img = self.forward(zt).cast(DType::F32);
                 let (th, tw) = ((y1 - y0) * f, (x1 - x0) * f);
                 let wy_t = Tensor::<B, 4>::from_data(
@@ -967,12 +980,19 @@ mod tests {
     fn layouts_are_detected() {
         for (file, layout) in [
             ("vae_sd_tiny.safetensors", VaeLayout::Diffusers),
-            ("vae_sd_tiny_oldnames.safetensors", VaeLayout::DiffusersLegacy),
+            (
+                "vae_sd_tiny_oldnames.safetensors",
+                VaeLayout::DiffusersLegacy,
+            ),
             ("vae_flux_tiny.safetensors", VaeLayout::Diffusers),
             ("vae_flux_tiny_bfl.safetensors", VaeLayout::Bfl),
         ] {
             let ckpt = Checkpoint::open(fixture(file)).unwrap();
-            assert_eq!(detect_layout(&ckpt).unwrap(), (layout, String::new()), "{file}");
+            assert_eq!(
+                detect_layout(&ckpt).unwrap(),
+                (layout, String::new()),
+                "{file}"
+            );
         }
     }
 
@@ -986,19 +1006,40 @@ mod tests {
             norm_num_groups: 8,
             ..VaeConfig::sd_vae_ft_ema()
         };
-        let r = VaeDecoder::<B>::load(fixture("vae_flux_tiny_bfl.safetensors"), &sd, FloatDType::F32, &device);
+        let r = VaeDecoder::<B>::load(
+            fixture("vae_flux_tiny_bfl.safetensors"),
+            &sd,
+            FloatDType::F32,
+            &device,
+        );
         assert!(
             matches!(r, Err(VaeError::Weights(WeightsError::MissingKeys { ref keys, .. })) if keys[0] == "post_quant_conv.weight"),
             "{r:?}"
         );
-        let sd_no_pqc = VaeConfig { use_post_quant_conv: false, ..sd };
-        let r = VaeDecoder::<B>::load(fixture("vae_flux_tiny_bfl.safetensors"), &sd_no_pqc, FloatDType::F32, &device);
+        let sd_no_pqc = VaeConfig {
+            use_post_quant_conv: false,
+            ..sd
+        };
+        let r = VaeDecoder::<B>::load(
+            fixture("vae_flux_tiny_bfl.safetensors"),
+            &sd_no_pqc,
+            FloatDType::F32,
+            &device,
+        );
         assert!(
             matches!(r, Err(VaeError::Weights(WeightsError::ShapeMismatch { ref key, .. })) if key == "decoder.conv_in.weight"),
             "{r:?}"
         );
         // FLUX config on an SD file: post_quant_conv is stored but unused.
-        let r = VaeDecoder::<B>::load(fixture("vae_sd_tiny.safetensors"), &VaeConfig { latent_channels: 4, ..tiny_flux() }, FloatDType::F32, &device);
+        let r = VaeDecoder::<B>::load(
+            fixture("vae_sd_tiny.safetensors"),
+            &VaeConfig {
+                latent_channels: 4,
+                ..tiny_flux()
+            },
+            FloatDType::F32,
+            &device,
+        );
         assert!(
             matches!(r, Err(VaeError::Weights(WeightsError::UnexpectedKeys { ref keys, .. })) if keys.len() == 2),
             "{r:?}"
@@ -1008,9 +1049,17 @@ mod tests {
     #[test]
     fn tiled_decode_blends_and_bf16_decode_is_close() {
         let device = Default::default();
-        let dec = VaeDecoder::<B>::load(fixture("vae_flux_tiny_bfl.safetensors"), &tiny_flux(), FloatDType::F32, &device).unwrap();
+        let dec = VaeDecoder::<B>::load(
+            fixture("vae_flux_tiny_bfl.safetensors"),
+            &tiny_flux(),
+            FloatDType::F32,
+            &device,
+        )
+        .unwrap();
         let cases = Checkpoint::open(fixture("vae_flux_tiny_cases.safetensors")).unwrap();
-        let latent = cases.tensor::<B, 4>("case1.latent", FloatDType::F32, &device).unwrap();
+        let latent = cases
+            .tensor::<B, 4>("case1.latent", FloatDType::F32, &device)
+            .unwrap();
         let full = dec.decode(latent.clone()).unwrap();
         // One tile covering everything is exact.
         let one = dec.decode_tiled(latent.clone(), 16, 4).unwrap();
@@ -1022,13 +1071,27 @@ mod tests {
         assert!(err.is_finite() && err < 0.5, "tiled error {err}");
         assert!(dec.decode_tiled(latent.clone(), 4, 4).is_err());
         // bf16 weights and activations (GroupNorm and softmax upcast to f32 inside).
-        let dec16 = VaeDecoder::<B>::load(fixture("vae_flux_tiny_bfl.safetensors"), &tiny_flux(), FloatDType::BF16, &device).unwrap();
+        let dec16 = VaeDecoder::<B>::load(
+            fixture("vae_flux_tiny_bfl.safetensors"),
+            &tiny_flux(),
+            FloatDType::BF16,
+            &device,
+        )
+        .unwrap();
         let out16 = dec16.decode(latent).unwrap();
         assert_eq!(out16.dtype(), DType::BF16);
         let err = rel_l2(out16.cast(DType::F32), full.clone());
         assert!(err < 3e-2, "bf16 error {err}");
         let imgs = to_rgb8_diffusers(full.clone()).unwrap();
-        assert_eq!((imgs.len(), imgs[0].width, imgs[0].height, imgs[0].pixels.len()), (1, 20, 12, 720));
+        assert_eq!(
+            (
+                imgs.len(),
+                imgs[0].width,
+                imgs[0].height,
+                imgs[0].pixels.len()
+            ),
+            (1, 20, 12, 720)
+        );
         assert_eq!(to_rgb8_fit(full).unwrap()[0].pixels.len(), 720);
     }
 

@@ -618,9 +618,7 @@ impl Checkpoint {
 
     /// The file that stores `key` (a shard for sharded checkpoints).
     pub fn file_of(&self, key: &str) -> Option<&Path> {
-        self.entries
-            .get(key)
-            .map(|e| self.sources[e.source].path())
+        self.entries.get(key).map(|e| self.sources[e.source].path())
     }
 
     fn file_for(&self, key: &str) -> PathBuf {
@@ -712,10 +710,7 @@ impl Checkpoint {
         dtype: FloatDType,
         device: &B::Device,
     ) -> Result<Tensor<B, D>, WeightsError> {
-        let shape = self
-            .info(key)
-            .map(|i| i.shape.clone())
-            .unwrap_or_default();
+        let shape = self.info(key).map(|i| i.shape.clone()).unwrap_or_default();
         if shape.len() != D {
             if !self.contains(key) {
                 return Err(WeightsError::MissingKeys {
@@ -879,8 +874,8 @@ fn read_safetensors_header(
     // header_len ≤ 100 MB, so it fits in usize everywhere we build
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(io_err(path))?;
-    let text = std::str::from_utf8(&header)
-        .map_err(|e| corrupt(format!("header is not UTF-8: {e}")))?;
+    let text =
+        std::str::from_utf8(&header).map_err(|e| corrupt(format!("header is not UTF-8: {e}")))?;
     if !text.trim_start().starts_with('{') {
         return Err(corrupt("header is not a JSON object".into()));
     }
@@ -1081,7 +1076,12 @@ impl KeyMap {
 
     /// Declares one parameter. Declaring the same key again with the same shape and kind is a
     /// no-op; with a different one it is reported by [`Checkpoint::validate`].
-    pub fn declare(&mut self, key: impl Into<String>, shape: &[usize], kind: ParamKind) -> &mut Self {
+    pub fn declare(
+        &mut self,
+        key: impl Into<String>,
+        shape: &[usize],
+        kind: ParamKind,
+    ) -> &mut Self {
         let key = key.into();
         if let Some(&i) = self.index.get(&key) {
             let prev = &self.specs[i];
@@ -1108,7 +1108,11 @@ impl KeyMap {
     /// Declares `{prefix}.weight` (`[d_out, d_in]`) and, with `bias`, `{prefix}.bias`
     /// (`[d_out]`) of a PyTorch `Linear`.
     pub fn linear(&mut self, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> &mut Self {
-        self.declare(join(prefix, "weight"), &[d_out, d_in], ParamKind::LinearWeight);
+        self.declare(
+            join(prefix, "weight"),
+            &[d_out, d_in],
+            ParamKind::LinearWeight,
+        );
         if bias {
             self.tensor(join(prefix, "bias"), &[d_out]);
         }
@@ -1282,9 +1286,7 @@ impl<'c, B: Backend> Weights<'c, B> {
     pub fn linear(&self, prefix: &str, bias: bool) -> Result<Linear<B>, WeightsError> {
         let weight = self.tensor::<2>(&join(prefix, "weight"))?;
         let bias = if bias {
-            Some(Param::from_tensor(
-                self.tensor::<1>(&join(prefix, "bias"))?,
-            ))
+            Some(Param::from_tensor(self.tensor::<1>(&join(prefix, "bias"))?))
         } else {
             None
         };
@@ -1305,9 +1307,7 @@ impl<'c, B: Backend> Weights<'c, B> {
         let weight = self.tensor::<4>(&join(prefix, "weight"))?;
         let [_, _, k0, k1] = weight.dims();
         let bias = if bias {
-            Some(Param::from_tensor(
-                self.tensor::<1>(&join(prefix, "bias"))?,
-            ))
+            Some(Param::from_tensor(self.tensor::<1>(&join(prefix, "bias"))?))
         } else {
             None
         };

@@ -74,7 +74,9 @@ fn model_file(dir: &Path) -> PathBuf {
 
 fn model_map() -> KeyMap {
     let mut m = KeyMap::new();
-    m.linear("fc", 2, 3, true).norm("norm", 3).ignore_prefix("encoder.");
+    m.linear("fc", 2, 3, true)
+        .norm("norm", 3)
+        .ignore_prefix("encoder.");
     m
 }
 
@@ -92,10 +94,7 @@ fn strict_load_succeeds_and_transposes_linear() {
     let ckpt = Checkpoint::open(&path).unwrap();
     assert_eq!(ckpt.format(), CheckpointFormat::Safetensors);
     assert_eq!(ckpt.len(), 5);
-    assert_eq!(
-        ckpt.info("fc.weight").unwrap().dtype,
-        WeightDType::F32
-    );
+    assert_eq!(ckpt.info("fc.weight").unwrap().dtype, WeightDType::F32);
     let map = model_map();
     let device = Default::default();
     let w = ckpt.load::<B>(&map, FloatDType::F32, &device).unwrap();
@@ -131,7 +130,10 @@ fn missing_key_is_reported_with_file_and_key() {
         other => panic!("expected MissingKeys, got {other:?}"),
     }
     let msg = ckpt.validate(&map).unwrap_err().to_string();
-    assert!(msg.contains("model.safetensors") && msg.contains("extra.scale"), "{msg}");
+    assert!(
+        msg.contains("model.safetensors") && msg.contains("extra.scale"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -154,7 +156,10 @@ fn unexpected_key_is_reported_unless_ignored() {
     map.linear("fc", 2, 3, true).ignore_prefix("encoder.");
     match ckpt.validate(&map) {
         Err(WeightsError::UnexpectedKeys { keys, .. }) => {
-            assert_eq!(keys, vec!["norm.bias".to_string(), "norm.weight".to_string()]);
+            assert_eq!(
+                keys,
+                vec!["norm.bias".to_string(), "norm.weight".to_string()]
+            );
         }
         other => panic!("expected UnexpectedKeys, got {other:?}"),
     }
@@ -268,7 +273,13 @@ fn corrupt_header_is_rejected_at_open() {
                 8,
             ),
         ),
-        ("unknown_dtype", with_header(r#"{"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}}"#, 1)),
+        (
+            "unknown_dtype",
+            with_header(
+                r#"{"a":{"dtype":"Q7","shape":[1],"data_offsets":[0,1]}}"#,
+                1,
+            ),
+        ),
         ("not_object", with_header("[1, 2, 3]", 0)),
         ("huge_length", {
             let mut b = u64::MAX.to_le_bytes().to_vec();
@@ -338,8 +349,12 @@ fn undeclared_and_conflicting_keys_are_errors() {
 #[test]
 fn f32_file_casts_to_f16_and_bf16_on_load() {
     let dir = tempfile::tempdir().unwrap();
-    let v = [1.0f32, -2.5, 0.1, 3.141_592_7, 65504.0, 1e-3];
-    let path = write(dir.path(), "f32.safetensors", &st_bytes(&[f32s("t", &[6], &v)]));
+    let v = [1.0f32, -2.5, 0.1, 2.718_281_7, 65504.0, 1e-3];
+    let path = write(
+        dir.path(),
+        "f32.safetensors",
+        &st_bytes(&[f32s("t", &[6], &v)]),
+    );
     let ckpt = Checkpoint::open(&path).unwrap();
     let mut map = KeyMap::new();
     map.tensor("t", &[6]);
@@ -521,7 +536,11 @@ fn pytorch_pickle_matches_safetensors() {
 #[test]
 fn corrupt_pickle_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "junk.pt", b"PK\x03\x04 this is not a zip archive");
+    let path = write(
+        dir.path(),
+        "junk.pt",
+        b"PK\x03\x04 this is not a zip archive",
+    );
     match Checkpoint::open(&path) {
         Err(WeightsError::Pickle { file, .. }) => assert_eq!(file, path),
         other => panic!("expected Pickle, got {other:?}"),

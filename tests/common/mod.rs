@@ -176,28 +176,46 @@ pub struct Cases {
 impl Cases {
     /// Reads the file (a missing file is a failure).
     pub fn open(path: &Path) -> Self {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-        Cases { path: path.to_path_buf(), bytes }
+        let bytes =
+            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        Cases {
+            path: path.to_path_buf(),
+            bytes,
+        }
     }
 
     fn raw(&self, key: &str) -> (safetensors::Dtype, Vec<usize>, Vec<u8>) {
-        let st = safetensors::SafeTensors::deserialize(&self.bytes).unwrap_or_else(|e| panic!("{}: {e}", self.path.display()));
-        let v = st.tensor(key).unwrap_or_else(|e| panic!("{}: tensor `{key}`: {e}", self.path.display()));
+        let st = safetensors::SafeTensors::deserialize(&self.bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.path.display()));
+        let v = st
+            .tensor(key)
+            .unwrap_or_else(|e| panic!("{}: tensor `{key}`: {e}", self.path.display()));
         (v.dtype(), v.shape().to_vec(), v.data().to_vec())
     }
 
     /// Whether `key` exists.
     pub fn has(&self, key: &str) -> bool {
-        safetensors::SafeTensors::deserialize(&self.bytes).map(|st| st.tensor(key).is_ok()).unwrap_or(false)
+        safetensors::SafeTensors::deserialize(&self.bytes)
+            .map(|st| st.tensor(key).is_ok())
+            .unwrap_or(false)
     }
 
     /// A float tensor as f32 values and its shape.
     pub fn f32(&self, key: &str) -> (Vec<f32>, Vec<usize>) {
         let (dtype, shape, data) = self.raw(key);
         let vals = match dtype {
-            safetensors::Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            safetensors::Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
-            d => panic!("{}: tensor `{key}` has dtype {d:?}, expected a float", self.path.display()),
+            safetensors::Dtype::F32 => data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            safetensors::Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            d => panic!(
+                "{}: tensor `{key}` has dtype {d:?}, expected a float",
+                self.path.display()
+            ),
         };
         (vals, shape)
     }
@@ -206,9 +224,18 @@ impl Cases {
     pub fn i64(&self, key: &str) -> (Vec<i64>, Vec<usize>) {
         let (dtype, shape, data) = self.raw(key);
         let vals = match dtype {
-            safetensors::Dtype::I64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
-            safetensors::Dtype::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64).collect(),
-            d => panic!("{}: tensor `{key}` has dtype {d:?}, expected an integer", self.path.display()),
+            safetensors::Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect(),
+            safetensors::Dtype::I32 => data
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes(c.try_into().expect("4 bytes")) as i64)
+                .collect(),
+            d => panic!(
+                "{}: tensor `{key}` has dtype {d:?}, expected an integer",
+                self.path.display()
+            ),
         };
         (vals, shape)
     }
@@ -219,7 +246,11 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
     if a.len() != b.len() {
         return f64::INFINITY;
     }
-    let num: f64 = a.iter().zip(b).map(|(x, y)| (*x as f64 - *y as f64).powi(2)).sum();
+    let num: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+        .sum();
     let den: f64 = b.iter().map(|y| (*y as f64).powi(2)).sum();
     (num / den.max(1e-300)).sqrt()
 }

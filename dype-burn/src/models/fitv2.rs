@@ -13,6 +13,7 @@ use thiserror::Error;
 use crate::attention::{AttentionError, AttentionOptions, attention};
 use crate::rotary::{RotaryError, RotaryLayout, RotaryTables};
 use crate::weights::{KeyMap, Weights, WeightsError};
+use dype_core::DypeError;
 
 /// Errors of the FiTv2 model.
 #[derive(Debug, Error)]
@@ -264,6 +265,16 @@ impl<B: Backend> FitV2<B> {
         })
     }
 
+    /// Opens `path` (safetensors, sharded safetensors or a PyTorch pickle), validates every key,
+    /// shape and dtype against [`FitConfig::key_map`] before building anything, and builds the
+    /// model on `device` in `dtype` (weights are cast on load).
+    pub fn load(path: impl AsRef<std::path::Path>, config: &FitConfig, dtype: burn::tensor::FloatDType, device: &B::Device) -> Result<Self, FitError> {
+        let ckpt = crate::weights::Checkpoint::open(path)?;
+        let map = config.key_map();
+        let w = ckpt.load::<B>(&map, dtype, device)?;
+        Self::from_weights(config, &w)
+    }
+
     /// The configuration.
     pub fn config(&self) -> &FitConfig {
         &self.config
@@ -424,7 +435,6 @@ impl core::str::FromStr for FitPosition {
     }
 }
 
-use dype_core::DypeError;
 
 /// The dype-core rope of a FiT model: two axes (rows, then columns) of `head_dim/2`, trained extent
 /// `ori_max_pe_len`; `decouple` scales each axis by its own extent, otherwise both by `max(H, W)`.
@@ -463,4 +473,34 @@ pub fn unpatchify<B: Backend>(tokens: Tensor<B, 3>, h: usize, w: usize, p: usize
     let [b, _, cpp] = tokens.dims();
     let c = cpp / (p * p);
     tokens.reshape([b, h, w, c, p, p]).permute([0, 3, 1, 4, 2, 5]).reshape([b, c, h * p, w * p])
+}
+
+const IMAGENET: &str = include_str!("imagenet_classes.txt");
+
+/// The ImageNet-1k class names (WordNet lemmas, comma-separated synonyms), in class-id order.
+pub fn imagenet_classes() -> impl Iterator<Item = (usize, &'static str)> {
+    IMAGENET.lines().enumerate().map(|(i, l)| (i, l.split_once('\t').map(|(_, n)| n).unwrap_or(l)))
+}
+
+/// Resolves a class given as an id (`"207"`) or a name (`"golden retriever"`, case-insensitive;
+/// any synonym; a unique substring also matches).
+pub fn imagenet_class(query: &str) -> Result<usize, String> {
+    let q = query.trim().to_lowercase();
+    if let Ok(id) = q.parse::<usize>() {
+        return if id < 1000 { Ok(id) } else { Err(format!("class id {id} is out of range (0..1000)")) };
+    }
+    let exact: Vec<usize> = imagenet_classes().filter(|(_, n)| n.split(',').any(|s| s.trim().to_lowercase() == q)).map(|(i, _)| i).collect();
+    if let [one] = exact[..] {
+        return Ok(one);
+    }
+    let partial: Vec<(usize, &str)> = imagenet_classes().filter(|(_, n)| n.to_lowercase().contains(&q)).collect();
+    match partial.len() {
+        1 => Ok(partial[0].0),
+        0 => Err(format!("no ImageNet class matches `{query}`")),
+        _ => Err(format!(
+            "`{query}` matches {} classes, e.g. {}",
+            partial.len(),
+            partial.iter().take(5).map(|(i, n)| format!("{i} ({n})")).collect::<Vec<_>>().join("; ")
+        )),
+    }
 }

@@ -1,0 +1,132 @@
+//! Per-step cost of DyPE's rotary embedding on the burn Cpu backend (Flex), FLUX layout
+//! (`presets::paper_flux(Method::dy_yarn())`, 512 text + h·w image tokens, 24 heads × 128):
+//!
+//! * `update`: `TimestepRotary::set_timestep` with a new t every call — frequencies, per-axis
+//!   host rows, upload and the device-side gather/expansion;
+//! * `update_cache_hit`: the same t again (frequencies only, nothing uploaded);
+//! * `apply_qk`: rotating q and k `[1, 24, N, 128]` with the current tables;
+//!
+//! at 1024² (4096 + 512 tokens), 2048² (16384 + 512) and 4096² (65536 + 512), plus one attention
+//! layer (`attention(q, k, v, None, default)`, 24 × 128, N = 4608) at 1024² as the yardstick.
+//! Numbers are recorded in docs/performance.md.
+//!
+//! `cargo bench --bench burn_rotary` (takes a few minutes on 2 cores, ~6 GB peak memory at 4096²).
+
+#[cfg(feature = "cpu")]
+mod bench {
+    use std::hint::black_box;
+    use std::time::Duration;
+
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Device, Distribution, Tensor};
+    use criterion::Criterion;
+    use dype_burn::attention::{AttentionOptions, attention};
+    use dype_burn::backend::Cpu;
+    use dype_burn::dype::{SamplePositions, TimestepRotary};
+    use dype_burn::rotary::RotaryLayout;
+    use dype_core::table::{ExtentRule, flux_ids};
+    use dype_core::{Method, Sigma, presets};
+
+    type B = Cpu;
+
+    const HEADS: usize = 24;
+    const HEAD_DIM: usize = 128;
+    const TEXT_TOKENS: usize = 512;
+
+    fn sync(device: &Device<B>) {
+        B::sync(device).expect("sync");
+    }
+
+    fn rotary_for(grid: usize, device: &Device<B>) -> TimestepRotary<B> {
+        let ids = flux_ids(TEXT_TOKENS, grid, grid);
+        let sample = SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids");
+        let rope = presets::paper_flux(Method::dy_yarn()).expect("rope");
+        TimestepRotary::new(rope, vec![sample], RotaryLayout::Interleaved, device).expect("rotary")
+    }
+
+    pub fn rotary(c: &mut Criterion) {
+        let device = Default::default();
+        // (label, latent grid side = pixels / 16)
+        for (label, grid) in [("1024", 64usize), ("2048", 128), ("4096", 256)] {
+            let tokens = TEXT_TOKENS + grid * grid;
+            let mut rope = rotary_for(grid, &device);
+            let mut group = c.benchmark_group(format!("flux_{label}"));
+            group
+                .sample_size(10)
+                .warm_up_time(Duration::from_millis(500))
+                .measurement_time(Duration::from_secs(if grid >= 256 { 8 } else { 3 }));
+
+            // A different t on every call, so every call rebuilds and uploads.
+            let mut step = 0u64;
+            group.bench_function("update", |b| {
+                b.iter(|| {
+                    step += 1;
+                    let t = Sigma::new(0.05 + 0.9 * ((step % 997) as f64 / 997.0)).expect("t");
+                    let report = rope.set_timestep(t).expect("step");
+                    assert!(report.uploaded);
+                    sync(&device);
+                })
+            });
+            let t = Sigma::new(0.5).expect("t");
+            rope.set_timestep(t).expect("step");
+            group.bench_function("update_cache_hit", |b| {
+                b.iter(|| {
+                    let report = rope.set_timestep(t).expect("step");
+                    assert!(!report.uploaded);
+                })
+            });
+
+            let shape = [1, HEADS, tokens, HEAD_DIM];
+            let q = Tensor::<B, 4>::random(shape, Distribution::Default, &device);
+            let k = Tensor::<B, 4>::random(shape, Distribution::Default, &device);
+            group.bench_function("apply_qk", |b| {
+                b.iter(|| {
+                    let q = rope.apply(q.clone()).expect("q");
+                    let k = rope.apply(k.clone()).expect("k");
+                    sync(&device);
+                    black_box((q, k))
+                })
+            });
+            group.finish();
+        }
+    }
+
+    pub fn attention_layer(c: &mut Criterion) {
+        let device = Default::default();
+        let tokens = TEXT_TOKENS + 64 * 64;
+        let shape = [1, HEADS, tokens, HEAD_DIM];
+        let q = Tensor::<B, 4>::random(shape, Distribution::Default, &device);
+        let k = Tensor::<B, 4>::random(shape, Distribution::Default, &device);
+        let v = Tensor::<B, 4>::random(shape, Distribution::Default, &device);
+        let mut group = c.benchmark_group("flux_1024");
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(20));
+        group.bench_function("attention", |b| {
+            b.iter(|| {
+                let out = attention(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    None,
+                    AttentionOptions::default(),
+                )
+                .expect("attention");
+                sync(&device);
+                black_box(out)
+            })
+        });
+        group.finish();
+    }
+}
+
+#[cfg(feature = "cpu")]
+criterion::criterion_group!(benches, bench::rotary, bench::attention_layer);
+#[cfg(feature = "cpu")]
+criterion::criterion_main!(benches);
+
+#[cfg(not(feature = "cpu"))]
+fn main() {
+    eprintln!("burn_rotary needs the `cpu` feature (burn Flex backend)");
+}

@@ -1,0 +1,48 @@
+//! On-demand checkpoint downloads from the Hugging Face Hub (cached in the usual HF cache,
+//! honouring `HF_TOKEN` and `HF_HOME`), with errors that say which flag gives a local file instead.
+
+use std::path::PathBuf;
+
+/// A downloadable file: repository and path inside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HubFile {
+    /// Repository id, e.g. `InfImagine/FiTv2`.
+    pub repo: &'static str,
+    /// File path inside the repository.
+    pub file: &'static str,
+    /// The command-line flag that takes a local copy instead.
+    pub flag: &'static str,
+}
+
+/// FiTv2-XL/2 EMA weights (F32, 2.68 GB).
+pub const FITV2_XL: HubFile = HubFile { repo: "InfImagine/FiTv2", file: "FiTv2_XL/model_ema.safetensors", flag: "--weights" };
+/// The SD VAE FiT decodes with (`stabilityai/sd-vae-ft-ema`).
+pub const SD_VAE_FT_EMA: HubFile = HubFile { repo: "stabilityai/sd-vae-ft-ema", file: "diffusion_pytorch_model.safetensors", flag: "--vae" };
+
+/// Why a download failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The Hub could not be reached or refused the file.
+    #[error(
+        "could not download `{file}` from the Hugging Face Hub repository `{repo}`: {reason}\n\
+         (offline? pass a local copy with {flag} PATH; gated repository? accept its licence on the Hub and set HF_TOKEN)"
+    )]
+    Download {
+        /// Repository.
+        repo: String,
+        /// File.
+        file: String,
+        /// Flag for a local copy.
+        flag: String,
+        /// The client's message.
+        reason: String,
+    },
+}
+
+/// Returns the local path of `f`, downloading it into the HF cache first if needed.
+pub fn fetch(f: HubFile) -> Result<PathBuf, HubError> {
+    let err = |reason: String| HubError::Download { repo: f.repo.into(), file: f.file.into(), flag: f.flag.into(), reason };
+    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+    let api = hf_hub::api::sync::ApiBuilder::from_env().with_token(token).with_progress(true).build().map_err(|e| err(e.to_string()))?;
+    api.model(f.repo.to_string()).get(f.file).map_err(|e| err(e.to_string()))
+}
