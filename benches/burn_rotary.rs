@@ -1,9 +1,13 @@
 //! Per-step cost of DyPE's rotary embedding on the burn Cpu backend (Flex), FLUX layout
 //! (`presets::paper_flux(Method::dy_yarn())`, 512 text + h·w image tokens, 24 heads × 128):
 //!
-//! * `update`: `TimestepRotary::set_timestep` with a new t every call — frequencies, per-axis
-//!   host rows, upload and the device-side gather/expansion;
-//! * `update_cache_hit`: the same t again (frequencies only, nothing uploaded);
+//! * `set_timestep`: `TimestepRotary::set_timestep` with a new t every call — the real per-step
+//!   update: frequencies and, when they changed, per-axis host rows, upload and the device-side
+//!   gather/expansion. At 1024² the grid (64 × 64 latent patches) equals FLUX's training extent,
+//!   so Dy-YaRN's scale is 1, the frequencies never change and every step is a cache hit;
+//! * `set_timestep_same_t`: the same t again (frequencies only, nothing uploaded);
+//! * `rebuild`: an update that always rebuilds — `FactorizedTable::build` + `RotaryTables::from_table`
+//!   (host rows, upload, device expansion), also at 1024²;
 //! * `apply_qk`: rotating q and k `[1, 24, N, 128]` with the current tables;
 //!
 //! at 1024² (4096 + 512 tokens), 2048² (16384 + 512) and 4096² (65536 + 512), plus one attention
@@ -23,7 +27,7 @@ mod bench {
     use dype_burn::attention::{AttentionOptions, attention};
     use dype_burn::backend::Cpu;
     use dype_burn::dype::{SamplePositions, TimestepRotary};
-    use dype_burn::rotary::RotaryLayout;
+    use dype_burn::rotary::{FactorizedTable, RotaryLayout, RotaryTables};
     use dype_core::table::{ExtentRule, flux_ids};
     use dype_core::{Method, Sigma, presets};
 
@@ -37,11 +41,20 @@ mod bench {
         B::sync(device).expect("sync");
     }
 
-    fn rotary_for(grid: usize, device: &Device<B>) -> TimestepRotary<B> {
+    fn rope_sample(grid: usize) -> SamplePositions {
         let ids = flux_ids(TEXT_TOKENS, grid, grid);
-        let sample = SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids");
+        SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids")
+    }
+
+    fn rotary_for(grid: usize, device: &Device<B>) -> TimestepRotary<B> {
         let rope = presets::paper_flux(Method::dy_yarn()).expect("rope");
-        TimestepRotary::new(rope, vec![sample], RotaryLayout::Interleaved, device).expect("rotary")
+        TimestepRotary::new(
+            rope,
+            vec![rope_sample(grid)],
+            RotaryLayout::Interleaved,
+            device,
+        )
+        .expect("rotary")
     }
 
     pub fn rotary(c: &mut Criterion) {
@@ -56,23 +69,42 @@ mod bench {
                 .warm_up_time(Duration::from_millis(500))
                 .measurement_time(Duration::from_secs(if grid >= 256 { 8 } else { 3 }));
 
-            // A different t on every call, so every call rebuilds and uploads.
+            // A different t on every call: rebuilds whenever the frequencies depend on t.
             let mut step = 0u64;
-            group.bench_function("update", |b| {
+            let mut next_t = move || {
+                step += 1;
+                Sigma::new(0.05 + 0.9 * ((step % 997) as f64 / 997.0)).expect("t")
+            };
+            group.bench_function("set_timestep", |b| {
                 b.iter(|| {
-                    step += 1;
-                    let t = Sigma::new(0.05 + 0.9 * ((step % 997) as f64 / 997.0)).expect("t");
-                    let report = rope.set_timestep(t).expect("step");
-                    assert!(report.uploaded);
+                    black_box(rope.set_timestep(next_t()).expect("step").uploaded);
                     sync(&device);
                 })
             });
+            eprintln!(
+                "flux_{label}: {tokens} tokens, max Dy-YaRN scale {:.2}, {} table uploads so far",
+                rope.last_report().map_or(1.0, |r| r.max_scale()),
+                rope.upload_count()
+            );
             let t = Sigma::new(0.5).expect("t");
             rope.set_timestep(t).expect("step");
-            group.bench_function("update_cache_hit", |b| {
+            group.bench_function("set_timestep_same_t", |b| {
                 b.iter(|| {
                     let report = rope.set_timestep(t).expect("step");
                     assert!(!report.uploaded);
+                })
+            });
+            let sample = rope_sample(grid);
+            let flux = presets::paper_flux(Method::dy_yarn()).expect("rope");
+            group.bench_function("rebuild", |b| {
+                b.iter(|| {
+                    let t = Some(next_t());
+                    let (table, _) =
+                        FactorizedTable::build(&flux, &sample.positions, &sample.extents, t)
+                            .expect("table");
+                    let tables = RotaryTables::<B>::from_table(&table, &device).expect("upload");
+                    sync(&device);
+                    black_box(tables)
                 })
             });
 

@@ -16,7 +16,9 @@ use burn::tensor::FloatDType;
 use burn::tensor::backend::Backend;
 use clap::{Parser, ValueEnum};
 use dype::burn::backend::BackendKind;
-use dype::burn::models::fitv2::{FitConfig, FitPosition, FitV2, GuidedChannels, imagenet_class, imagenet_classes};
+use dype::burn::models::fitv2::{
+    FitConfig, FitPosition, FitV2, GuidedChannels, imagenet_class, imagenet_classes,
+};
 use dype::burn::pipeline::fitv2::{FitGenerate, FitSampler, generate};
 use dype::burn::pipeline::write_png;
 use dype::burn::vae::{VaeConfig, VaeDecoder};
@@ -95,7 +97,11 @@ struct Args {
 }
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let p = |x: &str| x.trim().parse::<usize>().map_err(|e| format!("bad --size `{s}`: {e}"));
+    let p = |x: &str| {
+        x.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("bad --size `{s}`: {e}"))
+    };
     match s.split_once(['x', 'X']) {
         Some((h, w)) => Ok((p(h)?, p(w)?)),
         None => p(s).map(|v| (v, v)),
@@ -115,7 +121,11 @@ fn read_json(path: &Path) -> Result<serde_json::Value, String> {
 fn demo_config() -> Result<FitConfig, String> {
     let v = read_json(&fixtures().join("fitv2_tiny.json"))?;
     let c = &v["config"];
-    let u = |k: &str| c[k].as_u64().map(|x| x as usize).ok_or(format!("fitv2_tiny.json: config.{k} missing"));
+    let u = |k: &str| {
+        c[k].as_u64()
+            .map(|x| x as usize)
+            .ok_or(format!("fitv2_tiny.json: config.{k} missing"))
+    };
     Ok(FitConfig {
         patch_size: u("patch_size")?,
         in_channels: u("in_channels")?,
@@ -133,7 +143,10 @@ fn demo_config() -> Result<FitConfig, String> {
 
 fn demo_vae_config() -> Result<VaeConfig, String> {
     let v = read_json(&fixtures().join("vae_tiny.json"))?;
-    let sd = v["vaes"].as_array().and_then(|a| a.iter().find(|x| x["kind"] == "sd")).ok_or("vae_tiny.json: no sd entry")?;
+    let sd = v["vaes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["kind"] == "sd"))
+        .ok_or("vae_tiny.json: no sd entry")?;
     VaeConfig::from_diffusers_json(&sd["config"]).map_err(|e| e.to_string())
 }
 
@@ -153,7 +166,10 @@ fn main() {
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => run::<dype::burn::backend::Cuda>(&args, Default::default()),
         #[allow(unreachable_patterns)]
-        other => Err(format!("backend `{other}` is not compiled in: rebuild with `--features {}`", other.name())),
+        other => Err(format!(
+            "backend `{other}` is not compiled in: rebuild with `--features {}`",
+            other.name()
+        )),
     };
     if let Err(e) = result {
         eprintln!("error: {e}");
@@ -169,10 +185,21 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         Dtype::F16 => FloatDType::F16,
     };
     let (height, width) = parse_size(&args.size)?;
-    let position: FitPosition = args.method.parse().map_err(|e| format!("--method {}: {e}", args.method))?;
-    let (config, vae_config) = if args.demo { (demo_config()?, demo_vae_config()?) } else { (FitConfig::xl_2(), VaeConfig::sd_vae_ft_ema()) };
+    let position: FitPosition = args
+        .method
+        .parse()
+        .map_err(|e| format!("--method {}: {e}", args.method))?;
+    let (config, vae_config) = if args.demo {
+        (demo_config()?, demo_vae_config()?)
+    } else {
+        (FitConfig::xl_2(), VaeConfig::sd_vae_ft_ema())
+    };
     let class = imagenet_class(&args.class)?;
-    let class = if args.demo { class % config.num_classes } else { class };
+    let class = if args.demo {
+        class % config.num_classes
+    } else {
+        class
+    };
     let unit = vae_config.upscale() * config.patch_size;
     // The demo keeps the requested extrapolation ratio on the tiny model's 8×8 training grid.
     let (height, width) = if args.demo {
@@ -195,13 +222,23 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         (None, true) => fixtures().join("vae_sd_tiny.safetensors"),
         (None, false) => dype::hub::fetch(dype::hub::SD_VAE_FT_EMA).map_err(|e| e.to_string())?,
     };
-    let vae = VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device).map_err(|e| e.to_string())?;
-    eprintln!("loaded {} and {} in {:.1}s", weights.display(), vae_path.display(), t0.elapsed().as_secs_f64());
+    let vae =
+        VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device).map_err(|e| e.to_string())?;
+    eprintln!(
+        "loaded {} and {} in {:.1}s",
+        weights.display(),
+        vae_path.display(),
+        t0.elapsed().as_secs_f64()
+    );
 
     let sampler = match args.sampler {
         Sampler::Euler => FitSampler::Euler { steps: args.steps },
         Sampler::Heun => FitSampler::Heun { steps: args.steps },
-        Sampler::Dopri5 => FitSampler::Dopri5 { steps: args.steps, atol: args.atol, rtol: args.rtol },
+        Sampler::Dopri5 => FitSampler::Dopri5 {
+            steps: args.steps,
+            atol: args.atol,
+            rtol: args.rtol,
+        },
     };
     let request = FitGenerate {
         class,
@@ -211,11 +248,22 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         decouple: !args.shared_scale,
         sampler,
         cfg_scale: args.cfg,
-        guided: if args.guide_all { GuidedChannels::All } else { GuidedChannels::Reference },
+        guided: if args.guide_all {
+            GuidedChannels::All
+        } else {
+            GuidedChannels::Reference
+        },
         seed: args.seed,
     };
-    let rope = dype::burn::models::fitv2::fit_rope(&config, position, request.decouple).map_err(|e| e.to_string())?;
-    eprintln!("method `{}` resolves to {:?}, policy {:?}, attention {:?}", args.method, rope.method(), rope.policy(), rope.attention());
+    let rope = dype::burn::models::fitv2::fit_rope(&config, position, request.decouple)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "method `{}` resolves to {:?}, policy {:?}, attention {:?}",
+        args.method,
+        rope.method(),
+        rope.policy(),
+        rope.attention()
+    );
     eprintln!(
         "class {class}, {height}×{width} px = {}×{} tokens (trained {}×{}), {:?}, cfg {}",
         height / unit,
@@ -231,24 +279,50 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         FitSampler::Dopri5 { .. } => 0,
     });
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} evals  {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} evals  {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let t1 = Instant::now();
     let image = generate(&model, &vae, &request, &device, |p| {
         bar.set_position(p.evaluation as u64);
-        let k = p.report.kappa().map(|k| format!("{k:.3}")).unwrap_or_else(|| "static".into());
-        bar.set_message(format!("t {:.3}  σ {:.3}  κ {k}  s {:.2}  attn {:.4}", p.t_fit, 1.0 - p.t_fit, p.report.max_scale(), p.report.max_attention_factor()));
+        let k = p
+            .report
+            .kappa()
+            .map(|k| format!("{k:.3}"))
+            .unwrap_or_else(|| "static".into());
+        bar.set_message(format!(
+            "t {:.3}  σ {:.3}  κ {k}  s {:.2}  attn {:.4}",
+            p.t_fit,
+            1.0 - p.t_fit,
+            p.report.max_scale(),
+            p.report.max_attention_factor()
+        ));
     })
     .map_err(|e| e.to_string())?;
     bar.finish();
     let metadata = vec![
-        ("Software".to_string(), format!("dype {} fitv2 example", env!("CARGO_PKG_VERSION"))),
-        ("dype:model".to_string(), if args.demo { "fitv2-tiny (random weights, demo)".into() } else { "FiTv2-XL/2".into() }),
+        (
+            "Software".to_string(),
+            format!("dype {} fitv2 example", env!("CARGO_PKG_VERSION")),
+        ),
+        (
+            "dype:model".to_string(),
+            if args.demo {
+                "fitv2-tiny (random weights, demo)".into()
+            } else {
+                "FiTv2-XL/2".into()
+            },
+        ),
         ("dype:class".to_string(), class.to_string()),
         ("dype:size".to_string(), format!("{height}x{width}")),
         ("dype:method".to_string(), args.method.clone()),
         ("dype:resolved".to_string(), format!("{:?}", rope.method())),
-        ("dype:shared_scale".to_string(), args.shared_scale.to_string()),
+        (
+            "dype:shared_scale".to_string(),
+            args.shared_scale.to_string(),
+        ),
         ("dype:sampler".to_string(), format!("{sampler:?}")),
         ("dype:cfg".to_string(), args.cfg.to_string()),
         ("dype:guide_all".to_string(), args.guide_all.to_string()),
@@ -256,9 +330,17 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         ("dype:backend".to_string(), args.backend.to_string()),
     ];
     write_png(&args.out, &image, &metadata).map_err(|e| e.to_string())?;
-    eprintln!("wrote {} ({}×{}) in {:.1}s", args.out.display(), image.width, image.height, t1.elapsed().as_secs_f64());
+    eprintln!(
+        "wrote {} ({}×{}) in {:.1}s",
+        args.out.display(),
+        image.width,
+        image.height,
+        t1.elapsed().as_secs_f64()
+    );
     if args.demo {
-        eprintln!("note: --demo uses tiny RANDOM weights; the image is noise. It only shows the pipeline runs end to end.");
+        eprintln!(
+            "note: --demo uses tiny RANDOM weights; the image is noise. It only shows the pipeline runs end to end."
+        );
     }
     Ok(())
 }

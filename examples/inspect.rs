@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use dype_core::presets::{self, FitFreqs};
-use dype_core::{AxialRope, AxisConfig, AxisPolicy, Method, Sigma, StepInfo};
+use dype_core::{AxialRope, AxisConfig, AxisPolicy, Sigma, StepInfo};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Preset {

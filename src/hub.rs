@@ -15,9 +15,17 @@ pub struct HubFile {
 }
 
 /// FiTv2-XL/2 EMA weights (F32, 2.68 GB).
-pub const FITV2_XL: HubFile = HubFile { repo: "InfImagine/FiTv2", file: "FiTv2_XL/model_ema.safetensors", flag: "--weights" };
+pub const FITV2_XL: HubFile = HubFile {
+    repo: "InfImagine/FiTv2",
+    file: "FiTv2_XL/model_ema.safetensors",
+    flag: "--weights",
+};
 /// The SD VAE FiT decodes with (`stabilityai/sd-vae-ft-ema`).
-pub const SD_VAE_FT_EMA: HubFile = HubFile { repo: "stabilityai/sd-vae-ft-ema", file: "diffusion_pytorch_model.safetensors", flag: "--vae" };
+pub const SD_VAE_FT_EMA: HubFile = HubFile {
+    repo: "stabilityai/sd-vae-ft-ema",
+    file: "diffusion_pytorch_model.safetensors",
+    flag: "--vae",
+};
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +49,33 @@ pub enum HubError {
 
 /// Returns the local path of `f`, downloading it into the HF cache first if needed.
 pub fn fetch(f: HubFile) -> Result<PathBuf, HubError> {
-    let err = |reason: String| HubError::Download { repo: f.repo.into(), file: f.file.into(), flag: f.flag.into(), reason };
+    let err = |reason: String| HubError::Download {
+        repo: f.repo.into(),
+        file: f.file.into(),
+        flag: f.flag.into(),
+        reason,
+    };
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
-    let api = hf_hub::api::sync::ApiBuilder::from_env().with_token(token).with_progress(true).build().map_err(|e| err(e.to_string()))?;
-    api.model(f.repo.to_string()).get(f.file).map_err(|e| err(e.to_string()))
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_token(token)
+        .with_progress(true)
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    api.model(f.repo.to_string())
+        .get(f.file)
+        .map_err(|e| err(e.to_string()))
 }
+
+/// FLUX.1-dev DiT weights, BFL single-file layout (bf16, 23.8 GB). Gated: accept the licence on
+/// the Hub and set `HF_TOKEN`.
+pub const FLUX_DEV: HubFile = HubFile {
+    repo: "black-forest-labs/FLUX.1-dev",
+    file: "flux1-dev.safetensors",
+    flag: "--weights",
+};
+/// The FLUX autoencoder (BFL layout, `ae.safetensors`) from the gated FLUX.1-dev repository.
+pub const FLUX_AE: HubFile = HubFile {
+    repo: "black-forest-labs/FLUX.1-dev",
+    file: "ae.safetensors",
+    flag: "--vae",
+};

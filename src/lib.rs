@@ -2,9 +2,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-/// The `no_std` RoPE extrapolation math (re-export of the `dype-core` crate).
-pub use dype_core as core;
 /// The burn modules (re-export of the `dype-burn` crate).
 pub use dype_burn as burn;
+/// The `no_std` RoPE extrapolation math (re-export of the `dype-core` crate).
+pub use dype_core as core;
 
 pub mod hub;

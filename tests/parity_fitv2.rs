@@ -46,12 +46,23 @@ fn int_tensor<const D: usize>(cases: &Cases, key: &str) -> Tensor<B, D, Int> {
 }
 
 fn to_vec(t: Tensor<B, 3>) -> Vec<f32> {
-    t.into_data().convert::<f32>().into_vec::<f32>().expect("f32 data")
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("f32 data")
 }
 
 /// Rotary tables for a batch from the case's grid tensor `(B, 2, N)` (row 0 = column, row 1 = row)
 /// and each sample's extents.
-fn tables_from_grid(cfg: &FitConfig, position: FitPosition, decouple: bool, grid: &[i64], batch: usize, n: usize, extents: &[[usize; 2]], t_fit: Option<f64>) -> RotaryTables<B> {
+fn tables_from_grid(
+    cfg: &FitConfig,
+    position: FitPosition,
+    decouple: bool,
+    grid: &[i64],
+    batch: usize,
+    n: usize,
+    extents: &[[usize; 2]],
+) -> RotaryTables<B> {
     let rope = fit_rope(cfg, position, decouple).expect("rope");
     let samples: Vec<SamplePositions> = (0..batch)
         .map(|b| {
@@ -61,14 +72,18 @@ fn tables_from_grid(cfg: &FitConfig, position: FitPosition, decouple: bool, grid
                 let row = grid[b * 2 * n + n + j] as f64;
                 ids.extend_from_slice(&[row, col]);
             }
-            SamplePositions::with_extents(&ids, 2, vec![extents[b][0] as f64, extents[b][1] as f64]).expect("ids")
+            SamplePositions::with_extents(&ids, 2, vec![extents[b][0] as f64, extents[b][1] as f64])
+                .expect("ids")
         })
         .collect();
-    let mut rot = TimestepRotary::<B>::new(rope, samples, RotaryLayout::Interleaved, &Default::default()).expect("rotary");
-    match t_fit {
-        Some(t) => rot.set_timestep(dype_core::FitTime::new(t).expect("t").into()).expect("step"),
-        None => rot.set_static().expect("step"),
-    };
+    let mut rot = TimestepRotary::<B>::new(
+        rope,
+        samples,
+        RotaryLayout::Interleaved,
+        &Default::default(),
+    )
+    .expect("rotary");
+    rot.set_static().expect("step");
     rot.tables().expect("tables").clone()
 }
 
@@ -79,43 +94,78 @@ fn parity_fitv2() {
     let cases = Cases::open(&beside(&json_path, "fitv2_tiny_cases.safetensors"));
     let device = Default::default();
     let mut tally = Tally::new("fitv2_tiny.json");
-    let weight_files: Vec<String> = v["weights"].as_array().expect("weights").iter().map(|w| w.as_str().expect("name").to_string()).collect();
+    let weight_files: Vec<String> = v["weights"]
+        .as_array()
+        .expect("weights")
+        .iter()
+        .map(|w| w.as_str().expect("name").to_string())
+        .collect();
     for wf in &weight_files {
         let ckpt = Checkpoint::open(beside(&json_path, wf)).unwrap_or_else(|e| panic!("{e}"));
         let map = cfg.key_map();
-        let w = ckpt.load::<B>(&map, burn::tensor::FloatDType::F32, &device).unwrap_or_else(|e| panic!("{e}"));
+        let w = ckpt
+            .load::<B>(&map, burn::tensor::FloatDType::F32, &device)
+            .unwrap_or_else(|e| panic!("{e}"));
         let model = FitV2::<B>::from_weights(&cfg, &w).unwrap_or_else(|e| panic!("{e}"));
         for case in v["cases"].as_array().expect("cases") {
             let k = num(case, "case") as usize;
             let label = format!("{wf} case {k}");
             // `custom_freqs` is FiT's own vocabulary (its `ntk-by-parts` and `yarn` are FiT's forms).
-            let freqs: FitFreqs = case.get("custom_freqs").and_then(|x| x.as_str()).unwrap_or("normal").parse().expect("known custom_freqs");
+            let freqs: FitFreqs = case
+                .get("custom_freqs")
+                .and_then(|x| x.as_str())
+                .unwrap_or("normal")
+                .parse()
+                .expect("known custom_freqs");
             let position = FitPosition::Fit(freqs);
             let decouple = flag(case, "decouple", true);
             if let Some(sampler) = case.get("sampler").and_then(|s| s.as_str()) {
-                trajectory(&mut tally, &label, &model, &cfg, &cases, case, k, sampler, position, decouple);
+                trajectory(
+                    &mut tally, &label, &model, &cfg, &cases, case, k, sampler, position, decouple,
+                );
                 continue;
             }
             let (_, xs) = cases.f32(&format!("case{k}.x"));
             let (batch, n) = (xs[0], xs[1]);
             let (grid, _) = cases.i64(&format!("case{k}.grid"));
             let extents: Vec<[usize; 2]> = match case.get("padded_sizes") {
-                Some(p) => p.as_array().expect("sizes").iter().map(|s| [s[0].as_u64().expect("h") as usize, s[1].as_u64().expect("w") as usize]).collect(),
-                None => vec![[num(case, "height_tokens") as usize, num(case, "width_tokens") as usize]; batch],
+                Some(p) => p
+                    .as_array()
+                    .expect("sizes")
+                    .iter()
+                    .map(|s| {
+                        [
+                            s[0].as_u64().expect("h") as usize,
+                            s[1].as_u64().expect("w") as usize,
+                        ]
+                    })
+                    .collect(),
+                None => vec![
+                    [
+                        num(case, "height_tokens") as usize,
+                        num(case, "width_tokens") as usize
+                    ];
+                    batch
+                ],
             };
-            let rope = tables_from_grid(&cfg, position, decouple, &grid, batch, n, &extents, None);
+            let rope = tables_from_grid(&cfg, position, decouple, &grid, batch, n, &extents);
             let (mask_v, _) = cases.f32(&format!("case{k}.mask"));
             let mask = if mask_v.iter().all(|m| *m > 0.5) {
                 None
             } else {
                 let m: Vec<bool> = mask_v.iter().map(|m| *m > 0.5).collect();
-                Some(Tensor::<B, 2, Bool>::from_data(TensorData::new(m, [batch, n]), &device))
+                Some(Tensor::<B, 2, Bool>::from_data(
+                    TensorData::new(m, [batch, n]),
+                    &device,
+                ))
             };
             let x = f32_tensor::<3>(&cases, &format!("case{k}.x"));
             let t = f32_tensor::<1>(&cases, &format!("case{k}.t"));
             let y = int_tensor::<1>(&cases, &format!("case{k}.y"));
             let out = match case.get("cfg_scale").and_then(|c| c.as_f64()) {
-                Some(s) => model.forward_with_cfg(x, t, y, &rope, mask, s, GuidedChannels::Reference),
+                Some(s) => {
+                    model.forward_with_cfg(x, t, y, &rope, mask, s, GuidedChannels::Reference)
+                }
                 None => model.forward(x, t, y, &rope, mask),
             };
             match out {
@@ -131,9 +181,23 @@ fn parity_fitv2() {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn trajectory(tally: &mut Tally, label: &str, model: &FitV2<B>, cfg: &FitConfig, cases: &Cases, case: &Value, k: usize, sampler: &str, position: FitPosition, decouple: bool) {
+fn trajectory(
+    tally: &mut Tally,
+    label: &str,
+    model: &FitV2<B>,
+    cfg: &FitConfig,
+    cases: &Cases,
+    case: &Value,
+    k: usize,
+    sampler: &str,
+    position: FitPosition,
+    decouple: bool,
+) {
     let device = Default::default();
-    let (h, w) = (num(case, "height_tokens") as usize, num(case, "width_tokens") as usize);
+    let (h, w) = (
+        num(case, "height_tokens") as usize,
+        num(case, "width_tokens") as usize,
+    );
     let steps = num(case, "num_steps") as usize;
     let scale = num(case, "cfg_scale");
     let class = num(case, "class") as i64;
@@ -145,19 +209,43 @@ fn trajectory(tally: &mut Tally, label: &str, model: &FitV2<B>, cfg: &FitConfig,
     let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [2 * b]), &device);
     let rope_cfg = fit_rope(cfg, position, decouple).expect("rope");
     let grid = dype_burn::models::fitv2::fit_grid(h, w, n).expect("grid");
-    let mut rot = TimestepRotary::<B>::new(rope_cfg, vec![grid], RotaryLayout::Interleaved, &device).expect("rotary");
+    let mut rot =
+        TimestepRotary::<B>::new(rope_cfg, vec![grid], RotaryLayout::Interleaved, &device)
+            .expect("rotary");
     // t = linspace(0, 1, num_steps), in f32 as the reference builds it.
-    let ts: Vec<f64> = (0..steps).map(|i| (i as f32 / (steps - 1) as f32) as f64).collect();
+    let ts: Vec<f64> = (0..steps)
+        .map(|i| (i as f32 / (steps - 1) as f32) as f64)
+        .collect();
     let velocity = |t: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, String> {
-        let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; 2 * b], [2 * b]), &device);
-        rot.set_timestep(dype_core::FitTime::new(t.clamp(0.0, 1.0)).map_err(|e| e.to_string())?.into()).map_err(|e| e.to_string())?;
+        let tt =
+            Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; 2 * b], [2 * b]), &device);
+        rot.set_timestep(
+            dype_core::FitTime::new(t.clamp(0.0, 1.0))
+                .map_err(|e| e.to_string())?
+                .into(),
+        )
+        .map_err(|e| e.to_string())?;
         let tables = rot.tables().map_err(|e| e.to_string())?;
-        model.forward_with_cfg(x.clone(), tt, y.clone(), tables, None, scale, GuidedChannels::Reference).map_err(|e| e.to_string())
+        model
+            .forward_with_cfg(
+                x.clone(),
+                tt,
+                y.clone(),
+                tables,
+                None,
+                scale,
+                GuidedChannels::Reference,
+            )
+            .map_err(|e| e.to_string())
     };
     let traj = match sampler {
         "euler" => euler(velocity, state, &ts),
         "dopri5" => {
-            let opts = Dopri5Options { atol: num(case, "atol"), rtol: num(case, "rtol"), ..Dopri5Options::default() };
+            let opts = Dopri5Options {
+                atol: num(case, "atol"),
+                rtol: num(case, "rtol"),
+                ..Dopri5Options::default()
+            };
             dopri5(velocity, state, &ts, opts).map(|(t, _)| t)
         }
         other => panic!("{label}: unknown sampler {other}"),
@@ -168,9 +256,21 @@ fn trajectory(tally: &mut Tally, label: &str, model: &FitV2<B>, cfg: &FitConfig,
     };
     let (want, shape) = cases.f32(&format!("case{k}.traj"));
     let per = shape[1..].iter().product::<usize>();
-    let errs: Vec<f64> = traj.into_iter().enumerate().map(|(i, s)| rel_l2(&to_vec(s.narrow(0, 0, b)), &want[i * per..(i + 1) * per])).collect();
+    let errs: Vec<f64> = traj
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| rel_l2(&to_vec(s.narrow(0, 0, b)), &want[i * per..(i + 1) * per]))
+        .collect();
     match sampler {
-        "euler" => tally.check(|| format!("{label} euler (max over steps)"), errs.iter().copied().fold(0.0, f64::max), 1e-4),
-        _ => tally.check(|| format!("{label} dopri5 end"), *errs.last().unwrap_or(&f64::INFINITY), 1e-3),
+        "euler" => tally.check(
+            || format!("{label} euler (max over steps)"),
+            errs.iter().copied().fold(0.0, f64::max),
+            1e-4,
+        ),
+        _ => tally.check(
+            || format!("{label} dopri5 end"),
+            *errs.last().unwrap_or(&f64::INFINITY),
+            1e-3,
+        ),
     }
 }

@@ -17,15 +17,29 @@ use serde_json::Value;
 type B = Cpu;
 
 fn rows(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array().expect("rows").iter().map(|r| r.as_array().expect("row").iter().map(|x| x.as_f64().expect("num")).collect()).collect()
+    v.as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .expect("row")
+                .iter()
+                .map(|x| x.as_f64().expect("num"))
+                .collect()
+        })
+        .collect()
 }
 
 /// Pseudo-random but deterministic values in [-1, 1).
 fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -43,7 +57,18 @@ fn rotate_ref(x: &[f32], cos: &[f64], sin: &[f64]) -> Vec<f64> {
 }
 
 /// Checks one case: device tables vs dype-core and vs fixture rows, and rotation of random q.
-fn check_case(id: &str, rot: &mut TimestepRotary<B>, ids: &[f64], token_of: &dyn Fn(&[f64]) -> usize, samples: &[Vec<f64>], cos_ref: &[Vec<f64>], sin_ref: &[Vec<f64>], t: Option<Sigma>, tol_rows: f64) -> (usize, f64) {
+#[allow(clippy::too_many_arguments)]
+fn check_case(
+    id: &str,
+    rot: &mut TimestepRotary<B>,
+    ids: &[f64],
+    token_of: &dyn Fn(&[f64]) -> usize,
+    samples: &[Vec<f64>],
+    cos_ref: &[Vec<f64>],
+    sin_ref: &[Vec<f64>],
+    t: Option<Sigma>,
+    tol_rows: f64,
+) -> (usize, f64) {
     let report = match t {
         Some(t) => rot.set_timestep(t).expect("step").clone(),
         None => rot.set_static().expect("step").clone(),
@@ -58,12 +83,23 @@ fn check_case(id: &str, rot: &mut TimestepRotary<B>, ids: &[f64], token_of: &dyn
     // 1. Device tables equal dype-core's expanded table (interleaved → every other value).
     let mut freqs = vec![0.0; half];
     let n_axes = rope.axes().len();
-    let extents = SamplePositions::from_ids(ids, n_axes, ExtentRule::MaxPlusOne).expect("ids").extents;
+    let extents = SamplePositions::from_ids(ids, n_axes, ExtentRule::MaxPlusOne)
+        .expect("ids")
+        .extents;
     let info = rope.step(&extents, t, &mut freqs).expect("step");
     assert_eq!(info, report.samples[0], "{id}: diagnostics differ");
     let mut c = vec![0.0f32; tokens * head];
     let mut s = vec![0.0f32; tokens * head];
-    write_token_table(&rope, &freqs, &info, ids, PairLayout::Interleaved, &mut c, &mut s).expect("table");
+    write_token_table(
+        &rope,
+        &freqs,
+        &info,
+        ids,
+        PairLayout::Interleaved,
+        &mut c,
+        &mut s,
+    )
+    .expect("table");
     let mut worst: f64 = 0.0;
     for tok in 0..tokens {
         for i in 0..half {
@@ -71,7 +107,10 @@ fn check_case(id: &str, rot: &mut TimestepRotary<B>, ids: &[f64], token_of: &dyn
             worst = worst.max((sin_dev[tok * half + i] - s[tok * head + 2 * i]).abs() as f64);
         }
     }
-    assert!(worst <= 1e-6, "{id}: device tables differ from dype-core by {worst}");
+    assert!(
+        worst <= 1e-6,
+        "{id}: device tables differ from dype-core by {worst}"
+    );
     // 2. Device rows equal the fixture rows; 3. rotating random q on the device equals rotating
     //    with the fixture rows.
     let mut checks = 0;
@@ -79,14 +118,24 @@ fn check_case(id: &str, rot: &mut TimestepRotary<B>, ids: &[f64], token_of: &dyn
     for (k, sample) in samples.iter().enumerate() {
         let tok = token_of(sample);
         for i in 0..half {
-            let e = ((cos_dev[tok * half + i] as f64) - cos_ref[k][2 * i]).abs().max(((sin_dev[tok * half + i] as f64) - sin_ref[k][2 * i]).abs());
+            let e = ((cos_dev[tok * half + i] as f64) - cos_ref[k][2 * i])
+                .abs()
+                .max(((sin_dev[tok * half + i] as f64) - sin_ref[k][2 * i]).abs());
             assert!(e <= tol_rows, "{id} sample {k} pair {i}: {e}");
         }
         checks += 1;
     }
     let q = noise(tokens * head, 7);
-    let qt = Tensor::<B, 4>::from_data(TensorData::new(q.clone(), [1, 1, tokens, head]), &Default::default());
-    let rotated: Vec<f32> = rot.apply(qt).expect("apply").into_data().into_vec().expect("f32");
+    let qt = Tensor::<B, 4>::from_data(
+        TensorData::new(q.clone(), [1, 1, tokens, head]),
+        &Default::default(),
+    );
+    let rotated: Vec<f32> = rot
+        .apply(qt)
+        .expect("apply")
+        .into_data()
+        .into_vec()
+        .expect("f32");
     for (k, sample) in samples.iter().enumerate() {
         let tok = token_of(sample);
         let want = rotate_ref(&q[tok * head..(tok + 1) * head], &cos_ref[k], &sin_ref[k]);
@@ -95,7 +144,10 @@ fn check_case(id: &str, rot: &mut TimestepRotary<B>, ids: &[f64], token_of: &dyn
         }
         checks += 1;
     }
-    assert!(max_err <= 1e-5, "{id}: device rotation differs from the fixture rotation by {max_err}");
+    assert!(
+        max_err <= 1e-5,
+        "{id}: device rotation differs from the fixture rotation by {max_err}"
+    );
     (checks, max_err)
 }
 
@@ -112,15 +164,48 @@ fn rotary_module_matches_official_flux_rows() {
             _ => OfficialMethod::Yarn,
         };
         let axes_dim: Vec<usize> = f64s(p, "axes_dim").iter().map(|&d| d as usize).collect();
-        let rope = presets::official_flux(method, flag(p, "dype", false), num(p, "theta"), &axes_dim, num(p, "base_tokens")).expect("rope");
-        let (h, w, text) = (num(p, "height_tokens") as usize, num(p, "width_tokens") as usize, num(p, "text_tokens") as usize);
+        let rope = presets::official_flux(
+            method,
+            flag(p, "dype", false),
+            num(p, "theta"),
+            &axes_dim,
+            num(p, "base_tokens"),
+        )
+        .expect("rope");
+        let (h, w, text) = (
+            num(p, "height_tokens") as usize,
+            num(p, "width_tokens") as usize,
+            num(p, "text_tokens") as usize,
+        );
         let ids = flux_ids(text, h, w);
         let sample = SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids");
-        let mut rot = TimestepRotary::<B>::new(rope, vec![sample], RotaryLayout::Interleaved, &Default::default()).expect("rotary");
-        let token_of = |s: &[f64]| if s[1] == 0.0 && s[2] == 0.0 && s[0] == 0.0 { 0 } else { text + s[1] as usize * w + s[2] as usize };
+        let mut rot = TimestepRotary::<B>::new(
+            rope,
+            vec![sample],
+            RotaryLayout::Interleaved,
+            &Default::default(),
+        )
+        .expect("rotary");
+        let token_of = |s: &[f64]| {
+            if s[1] == 0.0 && s[2] == 0.0 && s[0] == 0.0 {
+                0
+            } else {
+                text + s[1] as usize * w + s[2] as usize
+            }
+        };
         let smp = &case["samples"];
         let t = Some(Sigma::new(num(p, "t")).expect("t"));
-        let (n, _) = check_case(id, &mut rot, &ids, &token_of, &rows(&smp["ids"]), &rows(&smp["cos"]), &rows(&smp["sin"]), t, 2e-6);
+        let (n, _) = check_case(
+            id,
+            &mut rot,
+            &ids,
+            &token_of,
+            &rows(&smp["ids"]),
+            &rows(&smp["cos"]),
+            &rows(&smp["sin"]),
+            t,
+            2e-6,
+        );
         total += n;
     }
     assert!(total > 0);
@@ -134,14 +219,40 @@ fn rotary_module_matches_fit_rows() {
         let id = string(case, "id");
         let p = &case["params"];
         let freqs: FitFreqs = string(p, "custom_freqs").parse().expect("known");
-        let rope = presets::fit(freqs, flag(p, "decouple", true), num(p, "head_dim") as usize, num(p, "theta"), num(p, "ori_max_pe_len")).expect("rope");
-        let (h, w) = (num(p, "height_tokens") as usize, num(p, "width_tokens") as usize);
+        let rope = presets::fit(
+            freqs,
+            flag(p, "decouple", true),
+            num(p, "head_dim") as usize,
+            num(p, "theta"),
+            num(p, "ori_max_pe_len"),
+        )
+        .expect("rope");
+        let (h, w) = (
+            num(p, "height_tokens") as usize,
+            num(p, "width_tokens") as usize,
+        );
         let ids = grid_ids(h, w);
         let sample = SamplePositions::with_extents(&ids, 2, vec![h as f64, w as f64]).expect("ids");
-        let mut rot = TimestepRotary::<B>::new(rope, vec![sample], RotaryLayout::Interleaved, &Default::default()).expect("rotary");
+        let mut rot = TimestepRotary::<B>::new(
+            rope,
+            vec![sample],
+            RotaryLayout::Interleaved,
+            &Default::default(),
+        )
+        .expect("rotary");
         let token_of = |s: &[f64]| s[0] as usize * w + s[1] as usize;
         let smp = &case["samples"];
-        let (n, _) = check_case(id, &mut rot, &ids, &token_of, &rows(&smp["rows_cols"]), &rows(&smp["cos"]), &rows(&smp["sin"]), None, 1e-5);
+        let (n, _) = check_case(
+            id,
+            &mut rot,
+            &ids,
+            &token_of,
+            &rows(&smp["rows_cols"]),
+            &rows(&smp["cos"]),
+            &rows(&smp["sin"]),
+            None,
+            1e-5,
+        );
         total += n;
     }
     assert!(total > 0);
@@ -153,14 +264,26 @@ fn dynamic_tables_are_rebuilt_only_when_frequencies_change() {
     let sample = SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids");
     // Static method: one upload for the whole schedule.
     let rope = presets::paper_flux(dype_core::Method::Ntk { dynamic: None }).expect("rope");
-    let mut rot = TimestepRotary::<B>::new(rope, vec![sample.clone()], RotaryLayout::Interleaved, &Default::default()).expect("rotary");
+    let mut rot = TimestepRotary::<B>::new(
+        rope,
+        vec![sample.clone()],
+        RotaryLayout::Interleaved,
+        &Default::default(),
+    )
+    .expect("rotary");
     for t in [1.0, 0.8, 0.5, 0.1] {
         rot.set_timestep(Sigma::new(t).expect("t")).expect("step");
     }
     assert_eq!(rot.upload_count(), 1);
     // Dynamic method: a new table for every new t, none for a repeated t.
     let rope = presets::paper_flux(dype_core::Method::dy_yarn()).expect("rope");
-    let mut rot = TimestepRotary::<B>::new(rope, vec![sample], RotaryLayout::Interleaved, &Default::default()).expect("rotary");
+    let mut rot = TimestepRotary::<B>::new(
+        rope,
+        vec![sample],
+        RotaryLayout::Interleaved,
+        &Default::default(),
+    )
+    .expect("rotary");
     for t in [1.0, 0.8, 0.8, 0.5] {
         let r = rot.set_timestep(Sigma::new(t).expect("t")).expect("step");
         assert!(r.kappa().is_some());

@@ -55,7 +55,10 @@ impl SamplePositions {
 
     /// From ids with explicitly given extents (e.g. FiT's `(H, W)` of a padded sample).
     pub fn with_extents(ids: &[f64], n_axes: usize, extents: Vec<f64>) -> Result<Self, DypeError> {
-        Ok(SamplePositions { positions: TokenPositions::from_ids(ids, n_axes)?, extents })
+        Ok(SamplePositions {
+            positions: TokenPositions::from_ids(ids, n_axes)?,
+            extents,
+        })
     }
 }
 
@@ -78,12 +81,18 @@ impl StepReport {
 
     /// Largest attention factor over samples and axes.
     pub fn max_attention_factor(&self) -> f64 {
-        self.samples.iter().flat_map(|s| s.axes().iter().map(|a| a.attention_factor)).fold(1.0, f64::max)
+        self.samples
+            .iter()
+            .flat_map(|s| s.axes().iter().map(|a| a.attention_factor))
+            .fold(1.0, f64::max)
     }
 
     /// Largest per-axis interpolation scale over samples and axes.
     pub fn max_scale(&self) -> f64 {
-        self.samples.iter().flat_map(|s| s.axes().iter().map(|a| a.scales.linear)).fold(1.0, f64::max)
+        self.samples
+            .iter()
+            .flat_map(|s| s.axes().iter().map(|a| a.scales.linear))
+            .fold(1.0, f64::max)
     }
 }
 
@@ -102,18 +111,48 @@ pub struct TimestepRotary<B: Backend> {
 
 impl<B: Backend> TimestepRotary<B> {
     /// A rotary embedding for `samples` (all with the same token count) under `rope`.
-    pub fn new(rope: AxialRope, samples: Vec<SamplePositions>, layout: RotaryLayout, device: &B::Device) -> Result<Self, DypeRotaryError> {
+    pub fn new(
+        rope: AxialRope,
+        samples: Vec<SamplePositions>,
+        layout: RotaryLayout,
+        device: &B::Device,
+    ) -> Result<Self, DypeRotaryError> {
         let n_axes = rope.axes().len();
-        let tokens = samples.first().map(|s| s.positions.tokens).ok_or(DypeRotaryError::Positions { sample: 0, reason: "no samples".into() })?;
+        let tokens =
+            samples
+                .first()
+                .map(|s| s.positions.tokens)
+                .ok_or(DypeRotaryError::Positions {
+                    sample: 0,
+                    reason: "no samples".into(),
+                })?;
         for (i, s) in samples.iter().enumerate() {
             if s.positions.axes.len() != n_axes || s.extents.len() != n_axes {
-                return Err(DypeRotaryError::Positions { sample: i, reason: format!("{} axes expected", n_axes) });
+                return Err(DypeRotaryError::Positions {
+                    sample: i,
+                    reason: format!("{} axes expected", n_axes),
+                });
             }
             if s.positions.tokens != tokens {
-                return Err(DypeRotaryError::Positions { sample: i, reason: format!("{} tokens, the first sample has {tokens}", s.positions.tokens) });
+                return Err(DypeRotaryError::Positions {
+                    sample: i,
+                    reason: format!(
+                        "{} tokens, the first sample has {tokens}",
+                        s.positions.tokens
+                    ),
+                });
             }
         }
-        Ok(TimestepRotary { rope, samples, layout, device: device.clone(), key: Vec::new(), tables: None, uploads: 0, last: None })
+        Ok(TimestepRotary {
+            rope,
+            samples,
+            layout,
+            device: device.clone(),
+            key: Vec::new(),
+            tables: None,
+            uploads: 0,
+            last: None,
+        })
     }
 
     /// The rope configuration.
@@ -147,13 +186,20 @@ impl<B: Backend> TimestepRotary<B> {
             let tables = self
                 .samples
                 .iter()
-                .map(|s| FactorizedTable::build(&self.rope, &s.positions, &s.extents, t).map(|(tab, _)| tab))
+                .map(|s| {
+                    FactorizedTable::build(&self.rope, &s.positions, &s.extents, t)
+                        .map(|(tab, _)| tab)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             self.tables = Some(RotaryTables::from_tables(&tables, &self.device)?);
             self.key = key;
             self.uploads += 1;
         }
-        self.last = Some(StepReport { sigma: t.map(Sigma::get).unwrap_or(1.0), samples: infos, uploaded });
+        self.last = Some(StepReport {
+            sigma: t.map(Sigma::get).unwrap_or(1.0),
+            samples: infos,
+            uploaded,
+        });
         self.last.as_ref().ok_or(DypeRotaryError::NotInitialized)
     }
 
@@ -168,7 +214,10 @@ impl<B: Backend> TimestepRotary<B> {
     }
 
     /// Rotates q or k (`[batch, heads, tokens, head_dim]`) with the current tables.
-    pub fn apply(&self, x: burn::tensor::Tensor<B, 4>) -> Result<burn::tensor::Tensor<B, 4>, DypeRotaryError> {
+    pub fn apply(
+        &self,
+        x: burn::tensor::Tensor<B, 4>,
+    ) -> Result<burn::tensor::Tensor<B, 4>, DypeRotaryError> {
         Ok(self.tables()?.apply(x, self.layout)?)
     }
 

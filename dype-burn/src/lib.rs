@@ -116,6 +116,7 @@ pub mod models;
 pub mod pipeline;
 pub mod rotary;
 pub mod sampling;
+pub mod sampling_flux;
 pub mod vae;
 pub mod weights;
 

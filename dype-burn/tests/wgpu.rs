@@ -14,7 +14,9 @@
 //!
 //! Everything lives in this one test binary so the compiled kernels and autotune results are
 //! shared by all tests (on lavapipe each distinct kernel costs about a second to compile). Unless
-//! the caller set it, `CUBECL_AUTOTUNE_LEVEL` is set to `minimal` before the device is created.
+//! the caller set it, `CUBECL_AUTOTUNE_LEVEL` is set to `minimal` before the device is created,
+//! and the process works from cargo's test scratch directory so that cubecl's autotune cache is
+//! not written into the source tree.
 #![cfg(feature = "wgpu")]
 
 #[cfg(not(feature = "cpu"))]
@@ -55,6 +57,15 @@ fn wgpu() -> WgpuDevice {
             // standard library serialises its own environment accesses.
             unsafe { std::env::set_var("CUBECL_AUTOTUNE_LEVEL", "minimal") };
         }
+        // cubecl writes its autotune cache to `target/` beside the nearest `Cargo.toml` above the
+        // working directory — for a test that is `dype-burn/target/`, inside the source tree.
+        // Work from cargo's scratch directory for tests instead: the cache then lands in the
+        // workspace's (ignored) target directory, or in `~/.cache/cubecl` for an out-of-tree
+        // `CARGO_TARGET_DIR`.
+        let scratch = env!("CARGO_TARGET_TMPDIR");
+        std::fs::create_dir_all(scratch)
+            .and_then(|()| std::env::set_current_dir(scratch))
+            .map_err(|e| format!("cannot enter {scratch}: {e}"))?;
         let device = WgpuDevice::default();
         let start = Instant::now();
         check_backend::<Wgpu>(&device).map_err(|e| e.to_string())?;

@@ -61,7 +61,7 @@ impl Tally {
         if err > self.max_err {
             self.max_err = err;
         }
-        if !(err <= tol) {
+        if err > tol || err.is_nan() {
             self.failed += 1;
             if self.failures.len() < 20 {
                 self.failures

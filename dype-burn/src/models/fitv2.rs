@@ -4,10 +4,10 @@
 //! velocity output. Porting spec: `spec/models.md` §1 (whlzy/FiT @b22b7b0 `fit/model/*.py`).
 
 use burn::module::{Module, Param};
-use burn::nn::{Embedding, Linear, LinearConfig, EmbeddingConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 use thiserror::Error;
 
 use crate::attention::{AttentionError, AttentionOptions, attention};
@@ -115,7 +115,12 @@ impl FitConfig {
     /// Checks the configuration is usable.
     pub fn validate(&self) -> Result<(), FitError> {
         let bad = |m: &str| Err(FitError::Config(m.to_string()));
-        if self.hidden_size == 0 || self.num_heads == 0 || self.depth == 0 || self.patch_size == 0 || self.in_channels == 0 {
+        if self.hidden_size == 0
+            || self.num_heads == 0
+            || self.depth == 0
+            || self.patch_size == 0
+            || self.in_channels == 0
+        {
             return bad("sizes must be non-zero");
         }
         if !self.hidden_size.is_multiple_of(self.num_heads) {
@@ -137,7 +142,10 @@ impl FitConfig {
         m.linear("x_embedder.proj", t, d, true);
         m.linear("t_embedder.mlp.0", 256, d, true);
         m.linear("t_embedder.mlp.2", d, d, true);
-        m.tensor("y_embedder.embedding_table.weight", &[self.num_classes + 1, d]);
+        m.tensor(
+            "y_embedder.embedding_table.weight",
+            &[self.num_classes + 1, d],
+        );
         m.linear("global_adaLN_modulation.1", d, 6 * d, true);
         for i in 0..self.depth {
             let p = format!("blocks.{i}");
@@ -146,8 +154,18 @@ impl FitConfig {
             m.linear(&format!("{p}.mlp.fc1_g"), d, self.mlp_hidden(), true);
             m.linear(&format!("{p}.mlp.fc1_x"), d, self.mlp_hidden(), true);
             m.linear(&format!("{p}.mlp.fc2"), self.mlp_hidden(), d, true);
-            m.linear(&format!("{p}.adaLN_modulation.1"), d, self.adaln_lora_dim, true);
-            m.linear(&format!("{p}.adaLN_modulation.2"), self.adaln_lora_dim, 6 * d, true);
+            m.linear(
+                &format!("{p}.adaLN_modulation.1"),
+                d,
+                self.adaln_lora_dim,
+                true,
+            );
+            m.linear(
+                &format!("{p}.adaLN_modulation.2"),
+                self.adaln_lora_dim,
+                6 * d,
+                true,
+            );
         }
         m.linear("final_layer.linear", d, self.out_token_dim(), true);
         m.linear("final_layer.adaLN_modulation.1", d, 2 * d, true);
@@ -185,9 +203,16 @@ pub struct FitV2<B: Backend> {
 const EPS: f64 = 1e-6;
 
 /// LayerNorm over the last dimension without affine parameters.
+/// Statistics are computed in f32 even when the model runs in bf16/f16.
 fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let dtype = x.dtype();
+    let x = if dtype == DType::F64 {
+        x
+    } else {
+        x.cast(DType::F32)
+    };
     let (var, mean) = x.clone().var_mean_bias(D - 1);
-    (x - mean) / var.add_scalar(EPS).sqrt()
+    ((x - mean) / var.add_scalar(EPS).sqrt()).cast(dtype)
 }
 
 /// `x·(1 + scale) + shift` with `[B, D]` modulation broadcast over tokens.
@@ -198,9 +223,12 @@ fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 2>, scale: Tensor<B, 2
 /// FiT's timestep features: `[cos(t·f), sin(t·f)]`, `f_i = exp(−ln(10000)·i/128)`, t in [0, 1] raw.
 pub fn timestep_features<B: Backend>(t: Tensor<B, 1>) -> Tensor<B, 2> {
     let half = 128;
-    let freqs: Vec<f32> = (0..half).map(|i| (-(10_000f64.ln()) * i as f64 / half as f64).exp() as f32).collect();
+    let freqs: Vec<f32> = (0..half)
+        .map(|i| (-(10_000f64.ln()) * i as f64 / half as f64).exp() as f32)
+        .collect();
     let device = t.device();
-    let f = Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &device).unsqueeze_dim::<2>(0);
+    let f =
+        Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &device).unsqueeze_dim::<2>(0);
     let args = t.unsqueeze_dim::<2>(1) * f;
     Tensor::cat(vec![args.clone().cos(), args.sin()], 1)
 }
@@ -256,7 +284,9 @@ impl<B: Backend> FitV2<B> {
             x_embedder: w.linear("x_embedder.proj", true)?,
             t_mlp0: w.linear("t_embedder.mlp.0", true)?,
             t_mlp2: w.linear("t_embedder.mlp.2", true)?,
-            y_embedder: Embedding { weight: Param::from_tensor(w.tensor::<2>("y_embedder.embedding_table.weight")?) },
+            y_embedder: Embedding {
+                weight: Param::from_tensor(w.tensor::<2>("y_embedder.embedding_table.weight")?),
+            },
             global_adaln: w.linear("global_adaLN_modulation.1", true)?,
             blocks,
             final_adaln: w.linear("final_layer.adaLN_modulation.1", true)?,
@@ -268,7 +298,12 @@ impl<B: Backend> FitV2<B> {
     /// Opens `path` (safetensors, sharded safetensors or a PyTorch pickle), validates every key,
     /// shape and dtype against [`FitConfig::key_map`] before building anything, and builds the
     /// model on `device` in `dtype` (weights are cast on load).
-    pub fn load(path: impl AsRef<std::path::Path>, config: &FitConfig, dtype: burn::tensor::FloatDType, device: &B::Device) -> Result<Self, FitError> {
+    pub fn load(
+        path: impl AsRef<std::path::Path>,
+        config: &FitConfig,
+        dtype: burn::tensor::FloatDType,
+        device: &B::Device,
+    ) -> Result<Self, FitError> {
         let ckpt = crate::weights::Checkpoint::open(path)?;
         let map = config.key_map();
         let w = ckpt.load::<B>(&map, dtype, device)?;
@@ -295,35 +330,64 @@ impl<B: Backend> FitV2<B> {
         let cfg = self.config();
         let [b, n, c] = x.dims();
         if c != cfg.token_dim() {
-            return Err(FitError::Shape { what: "x", found: vec![b, n, c], expected: format!("[B, N, {}]", cfg.token_dim()) });
+            return Err(FitError::Shape {
+                what: "x",
+                found: vec![b, n, c],
+                expected: format!("[B, N, {}]", cfg.token_dim()),
+            });
         }
         if t.dims() != [b] {
-            return Err(FitError::Shape { what: "t", found: t.dims().to_vec(), expected: format!("[{b}]") });
+            return Err(FitError::Shape {
+                what: "t",
+                found: t.dims().to_vec(),
+                expected: format!("[{b}]"),
+            });
         }
         if y.dims() != [b] {
-            return Err(FitError::Shape { what: "y", found: y.dims().to_vec(), expected: format!("[{b}]") });
+            return Err(FitError::Shape {
+                what: "y",
+                found: y.dims().to_vec(),
+                expected: format!("[{b}]"),
+            });
         }
         if let Some(m) = &mask
             && m.dims() != [b, n]
         {
-            return Err(FitError::Shape { what: "mask", found: m.dims().to_vec(), expected: format!("[{b}, {n}]") });
+            return Err(FitError::Shape {
+                what: "mask",
+                found: m.dims().to_vec(),
+                expected: format!("[{b}, {n}]"),
+            });
         }
         let d = cfg.hidden_size;
-        let mut h = self.x_embedder.forward(x);
-        let temb = self.t_mlp2.forward(silu(self.t_mlp0.forward(timestep_features(t))));
-        let yemb = self.y_embedder.forward(y.unsqueeze_dim::<2>(1)).reshape([b, d]);
+        // Inputs follow the weights' dtype (a bf16 model takes f32 states); the velocity is
+        // returned in the input's dtype.
+        let (in_dtype, dtype) = (x.dtype(), self.x_embedder.weight.val().dtype());
+        let mut h = self.x_embedder.forward(x.cast(dtype));
+        let temb = self
+            .t_mlp2
+            .forward(silu(self.t_mlp0.forward(timestep_features(t).cast(dtype))));
+        let yemb = self
+            .y_embedder
+            .forward(y.unsqueeze_dim::<2>(1))
+            .reshape([b, d]);
         let cond = temb + yemb;
         let global = self.global_adaln.forward(silu(cond.clone()));
-        let keep = mask.clone().map(|m| m.float().unsqueeze_dim::<3>(2));
+        let keep = mask
+            .clone()
+            .map(|m| m.float().cast(dtype).unsqueeze_dim::<3>(2));
         for block in &self.blocks {
             h = block.forward(h, &cond, &global, rope, mask.clone(), keep.clone(), cfg)?;
         }
         let mods = self.final_adaln.forward(silu(cond)).chunk(2, 1);
-        let out = self.final_linear.forward(modulate(layer_norm(h), mods[0].clone(), mods[1].clone()));
-        Ok(match keep {
+        let out =
+            self.final_linear
+                .forward(modulate(layer_norm(h), mods[0].clone(), mods[1].clone()));
+        let out = match keep {
             Some(k) => out * k,
             None => out,
-        })
+        };
+        Ok(out.cast(in_dtype))
     }
 }
 
@@ -339,13 +403,20 @@ impl<B: Backend> FitBlock<B> {
         keep: Option<Tensor<B, 3>>,
         cfg: &FitConfig,
     ) -> Result<Tensor<B, 3>, FitError> {
-        let m = self.lora_up.forward(self.lora_down.forward(silu(cond.clone()))) + global.clone();
+        let m = self
+            .lora_up
+            .forward(self.lora_down.forward(silu(cond.clone())))
+            + global.clone();
         let m = m.chunk(6, 1);
         let [b, n, _] = x.dims();
         let (heads, hd) = (cfg.num_heads, cfg.head_dim());
 
         let a = modulate(layer_norm(x.clone()), m[0].clone(), m[1].clone());
-        let qkv = self.qkv.forward(a).reshape([b, n, 3, heads, hd]).permute([2, 0, 3, 1, 4]);
+        let qkv = self
+            .qkv
+            .forward(a)
+            .reshape([b, n, 3, heads, hd])
+            .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, heads, n, hd]);
         let q = rope.apply(layer_norm(part(0)), RotaryLayout::Interleaved)?;
         let k = rope.apply(layer_norm(part(1)), RotaryLayout::Interleaved)?;
@@ -376,6 +447,7 @@ impl<B: Backend> FitV2<B> {
     /// FiT's `forward_with_cfg`: `x` is `[2B, N, C]` (conditional half first, unconditional
     /// second, `y` likewise with the null class in the second half); the model evaluates the
     /// first half twice and returns `[2B, N, C]` with `u + s·(c − u)` on the guided channels.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward_with_cfg(
         &self,
         x: Tensor<B, 3>,
@@ -388,12 +460,18 @@ impl<B: Backend> FitV2<B> {
     ) -> Result<Tensor<B, 3>, FitError> {
         let [b2, n, c] = x.dims();
         if b2 % 2 != 0 || b2 == 0 {
-            return Err(FitError::Shape { what: "x", found: vec![b2, n, c], expected: "an even batch [cond; uncond]".into() });
+            return Err(FitError::Shape {
+                what: "x",
+                found: vec![b2, n, c],
+                expected: "an even batch [cond; uncond]".into(),
+            });
         }
         let half = x.narrow(0, 0, b2 / 2);
         let out = self.forward(Tensor::cat(vec![half.clone(), half], 0), t, y, rope, mask)?;
         let cg = match guided {
-            GuidedChannels::Reference => (3 * self.config.patch_size * self.config.patch_size).min(c),
+            GuidedChannels::Reference => {
+                (3 * self.config.patch_size * self.config.patch_size).min(c)
+            }
             GuidedChannels::All => out.dims()[2],
         };
         let oc = out.dims()[2];
@@ -427,7 +505,9 @@ impl core::str::FromStr for FitPosition {
     fn from_str(s: &str) -> Result<Self, DypeError> {
         use dype_core::presets::FitFreqs;
         Ok(match s {
-            "normal" | "linear" | "ntk-aware" | "ntk-aware-pro1" | "ntk-aware-pro2" => FitPosition::Fit(s.parse::<FitFreqs>()?),
+            "normal" | "linear" | "ntk-aware" | "ntk-aware-pro1" | "ntk-aware-pro2" => {
+                FitPosition::Fit(s.parse::<FitFreqs>()?)
+            }
             "fit-ntk-by-parts" => FitPosition::Fit(FitFreqs::NtkByParts),
             "fit-yarn" => FitPosition::Fit(FitFreqs::Yarn),
             other => FitPosition::Method(dype_core::presets::method_by_name(other)?),
@@ -435,16 +515,26 @@ impl core::str::FromStr for FitPosition {
     }
 }
 
-
 /// The dype-core rope of a FiT model: two axes (rows, then columns) of `head_dim/2`, trained extent
 /// `ori_max_pe_len`; `decouple` scales each axis by its own extent, otherwise both by `max(H, W)`.
-pub fn fit_rope(config: &FitConfig, position: FitPosition, decouple: bool) -> Result<dype_core::AxialRope, DypeError> {
+pub fn fit_rope(
+    config: &FitConfig,
+    position: FitPosition,
+    decouple: bool,
+) -> Result<dype_core::AxialRope, DypeError> {
     let ori = config.ori_max_pe_len as f64;
     match position {
-        FitPosition::Fit(f) => dype_core::presets::fit(f, decouple, config.head_dim(), config.rope_theta, ori),
+        FitPosition::Fit(f) => {
+            dype_core::presets::fit(f, decouple, config.head_dim(), config.rope_theta, ori)
+        }
         FitPosition::Method(m) => {
-            let axis = dype_core::AxisConfig::scaled(config.head_dim() / 2, config.rope_theta, ori)?;
-            let policy = if decouple { dype_core::AxisPolicy::PerAxis } else { dype_core::AxisPolicy::Isotropic };
+            let axis =
+                dype_core::AxisConfig::scaled(config.head_dim() / 2, config.rope_theta, ori)?;
+            let policy = if decouple {
+                dype_core::AxisPolicy::PerAxis
+            } else {
+                dype_core::AxisPolicy::Isotropic
+            };
             dype_core::AxialRope::new(&[axis, axis], m, policy)
         }
     }
@@ -452,10 +542,16 @@ pub fn fit_rope(config: &FitConfig, position: FitPosition, decouple: bool) -> Re
 
 /// Positions of an `h × w` token grid (row-major, `(row, col)` per token), padded with `(0, 0)` up
 /// to `tokens` entries, and its extents `[h, w]`.
-pub fn fit_grid(h: usize, w: usize, tokens: usize) -> Result<crate::dype::SamplePositions, DypeError> {
+pub fn fit_grid(
+    h: usize,
+    w: usize,
+    tokens: usize,
+) -> Result<crate::dype::SamplePositions, DypeError> {
     let mut ids = dype_core::table::grid_ids(h, w);
     if tokens < h * w {
-        return Err(DypeError::InvalidConfig { reason: "grid has more tokens than the padded length" });
+        return Err(DypeError::InvalidConfig {
+            reason: "grid has more tokens than the padded length",
+        });
     }
     ids.resize(2 * tokens, 0.0);
     crate::dype::SamplePositions::with_extents(&ids, 2, vec![h as f64, w as f64])
@@ -465,21 +561,30 @@ pub fn fit_grid(h: usize, w: usize, tokens: usize) -> Result<crate::dype::Sample
 /// `c·p² + p1·p + p2`, tokens row-major), as FiT and FLUX pack latents.
 pub fn patchify<B: Backend>(latent: Tensor<B, 4>, p: usize) -> Tensor<B, 3> {
     let [b, c, h, w] = latent.dims();
-    latent.reshape([b, c, h / p, p, w / p, p]).permute([0, 2, 4, 1, 3, 5]).reshape([b, (h / p) * (w / p), c * p * p])
+    latent
+        .reshape([b, c, h / p, p, w / p, p])
+        .permute([0, 2, 4, 1, 3, 5])
+        .reshape([b, (h / p) * (w / p), c * p * p])
 }
 
 /// Inverse of [`patchify`]: tokens `[B, h·w, C·p·p]` of an `h × w` token grid → `[B, C, h·p, w·p]`.
 pub fn unpatchify<B: Backend>(tokens: Tensor<B, 3>, h: usize, w: usize, p: usize) -> Tensor<B, 4> {
     let [b, _, cpp] = tokens.dims();
     let c = cpp / (p * p);
-    tokens.reshape([b, h, w, c, p, p]).permute([0, 3, 1, 4, 2, 5]).reshape([b, c, h * p, w * p])
+    tokens
+        .reshape([b, h, w, c, p, p])
+        .permute([0, 3, 1, 4, 2, 5])
+        .reshape([b, c, h * p, w * p])
 }
 
 const IMAGENET: &str = include_str!("imagenet_classes.txt");
 
 /// The ImageNet-1k class names (WordNet lemmas, comma-separated synonyms), in class-id order.
 pub fn imagenet_classes() -> impl Iterator<Item = (usize, &'static str)> {
-    IMAGENET.lines().enumerate().map(|(i, l)| (i, l.split_once('\t').map(|(_, n)| n).unwrap_or(l)))
+    IMAGENET
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i, l.split_once('\t').map(|(_, n)| n).unwrap_or(l)))
 }
 
 /// Resolves a class given as an id (`"207"`) or a name (`"golden retriever"`, case-insensitive;
@@ -487,20 +592,34 @@ pub fn imagenet_classes() -> impl Iterator<Item = (usize, &'static str)> {
 pub fn imagenet_class(query: &str) -> Result<usize, String> {
     let q = query.trim().to_lowercase();
     if let Ok(id) = q.parse::<usize>() {
-        return if id < 1000 { Ok(id) } else { Err(format!("class id {id} is out of range (0..1000)")) };
+        return if id < 1000 {
+            Ok(id)
+        } else {
+            Err(format!("class id {id} is out of range (0..1000)"))
+        };
     }
-    let exact: Vec<usize> = imagenet_classes().filter(|(_, n)| n.split(',').any(|s| s.trim().to_lowercase() == q)).map(|(i, _)| i).collect();
+    let exact: Vec<usize> = imagenet_classes()
+        .filter(|(_, n)| n.split(',').any(|s| s.trim().to_lowercase() == q))
+        .map(|(i, _)| i)
+        .collect();
     if let [one] = exact[..] {
         return Ok(one);
     }
-    let partial: Vec<(usize, &str)> = imagenet_classes().filter(|(_, n)| n.to_lowercase().contains(&q)).collect();
+    let partial: Vec<(usize, &str)> = imagenet_classes()
+        .filter(|(_, n)| n.to_lowercase().contains(&q))
+        .collect();
     match partial.len() {
         1 => Ok(partial[0].0),
         0 => Err(format!("no ImageNet class matches `{query}`")),
         _ => Err(format!(
             "`{query}` matches {} classes, e.g. {}",
             partial.len(),
-            partial.iter().take(5).map(|(i, n)| format!("{i} ({n})")).collect::<Vec<_>>().join("; ")
+            partial
+                .iter()
+                .take(5)
+                .map(|(i, n)| format!("{i} ({n})"))
+                .collect::<Vec<_>>()
+                .join("; ")
         )),
     }
 }

@@ -2,3 +2,4 @@
 //! dype-core (see [`crate::rotary`]) and call the shared [`crate::attention`] entry point.
 
 pub mod fitv2;
+pub mod flux;

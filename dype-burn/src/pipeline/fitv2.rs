@@ -5,7 +5,9 @@ use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use dype_core::{DypeError, FitTime};
 
 use crate::dype::{DypeRotaryError, StepReport, TimestepRotary};
-use crate::models::fitv2::{FitError, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope, patchify, unpatchify};
+use crate::models::fitv2::{
+    FitError, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope, patchify, unpatchify,
+};
 use crate::rotary::RotaryLayout;
 use crate::sampling::{Dopri5Options, SamplingError, dopri5, euler, heun};
 use crate::vae::{Rgb8Image, VaeDecoder, VaeError, to_rgb8_fit};
@@ -103,14 +105,27 @@ pub fn generate<B: Backend>(
 ) -> Result<Rgb8Image, FitPipelineError> {
     let cfg = model.config();
     let unit = vae.config().upscale() * cfg.patch_size;
-    if request.height == 0 || request.width == 0 || !request.height.is_multiple_of(unit) || !request.width.is_multiple_of(unit) {
-        return Err(FitPipelineError::Invalid(format!("image size {}×{} must be positive multiples of {unit}", request.height, request.width)));
+    if request.height == 0
+        || request.width == 0
+        || !request.height.is_multiple_of(unit)
+        || !request.width.is_multiple_of(unit)
+    {
+        return Err(FitPipelineError::Invalid(format!(
+            "image size {}×{} must be positive multiples of {unit}",
+            request.height, request.width
+        )));
     }
     if request.class >= cfg.num_classes {
-        return Err(FitPipelineError::Invalid(format!("class {} is out of range (0..{})", request.class, cfg.num_classes)));
+        return Err(FitPipelineError::Invalid(format!(
+            "class {} is out of range (0..{})",
+            request.class, cfg.num_classes
+        )));
     }
     if !(request.cfg_scale.is_finite() && request.cfg_scale >= 0.0) {
-        return Err(FitPipelineError::Invalid(format!("cfg scale {} must be finite and >= 0", request.cfg_scale)));
+        return Err(FitPipelineError::Invalid(format!(
+            "cfg scale {} must be finite and >= 0",
+            request.cfg_scale
+        )));
     }
     let (steps, expected) = match request.sampler {
         FitSampler::Euler { steps } => (steps, Some(steps)),
@@ -122,28 +137,53 @@ pub fn generate<B: Backend>(
     }
     let (h, w) = (request.height / unit, request.width / unit);
     let n = h * w;
-    let latent = crate::pipeline::seeded_noise::<B, 4>(request.seed, [1, cfg.in_channels, h * cfg.patch_size, w * cfg.patch_size], device);
+    let latent = crate::pipeline::seeded_noise::<B, 4>(
+        request.seed,
+        [1, cfg.in_channels, h * cfg.patch_size, w * cfg.patch_size],
+        device,
+    );
     let z = patchify(latent, cfg.patch_size);
     let guided = request.cfg_scale != 1.0;
     let (state, labels) = if guided {
-        (Tensor::cat(vec![z.clone(), z], 0), vec![request.class as i64, cfg.null_class() as i64])
+        (
+            Tensor::cat(vec![z.clone(), z], 0),
+            vec![request.class as i64, cfg.null_class() as i64],
+        )
     } else {
         (z, vec![request.class as i64])
     };
     let batch = labels.len();
     let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [batch]), device);
     let rope = fit_rope(cfg, request.position, request.decouple)?;
-    let mut rotary = TimestepRotary::<B>::new(rope, vec![fit_grid(h, w, n)?], RotaryLayout::Interleaved, device)?;
+    let mut rotary = TimestepRotary::<B>::new(
+        rope,
+        vec![fit_grid(h, w, n)?],
+        RotaryLayout::Interleaved,
+        device,
+    )?;
     let mut evaluation = 0;
     let velocity = |t: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, FitPipelineError> {
         let t = t.clamp(0.0, 1.0);
         let report = rotary.set_timestep(FitTime::new(t)?.into())?.clone();
         evaluation += 1;
-        progress(&FitProgress { evaluation, expected, t_fit: t, report });
+        progress(&FitProgress {
+            evaluation,
+            expected,
+            t_fit: t,
+            report,
+        });
         let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; batch], [batch]), device);
         let tables = rotary.tables()?;
         Ok(if guided {
-            model.forward_with_cfg(x.clone(), tt, y.clone(), tables, None, request.cfg_scale, request.guided)?
+            model.forward_with_cfg(
+                x.clone(),
+                tt,
+                y.clone(),
+                tables,
+                None,
+                request.cfg_scale,
+                request.guided,
+            )?
         } else {
             model.forward(x.clone(), tt, y.clone(), tables, None)?
         })
@@ -152,11 +192,29 @@ pub fn generate<B: Backend>(
     let traj = match request.sampler {
         FitSampler::Euler { .. } => euler(velocity, state, &ts)?,
         FitSampler::Heun { .. } => heun(velocity, state, &ts)?,
-        FitSampler::Dopri5 { atol, rtol, .. } => dopri5(velocity, state, &ts, Dopri5Options { atol, rtol, ..Dopri5Options::default() })?.0,
+        FitSampler::Dopri5 { atol, rtol, .. } => {
+            dopri5(
+                velocity,
+                state,
+                &ts,
+                Dopri5Options {
+                    atol,
+                    rtol,
+                    ..Dopri5Options::default()
+                },
+            )?
+            .0
+        }
     };
-    let last = traj.into_iter().last().ok_or_else(|| FitPipelineError::Invalid("sampler returned no states".into()))?;
+    let last = traj
+        .into_iter()
+        .last()
+        .ok_or_else(|| FitPipelineError::Invalid("sampler returned no states".into()))?;
     let tokens = last.narrow(0, 0, 1);
     let latent = unpatchify(tokens, h, w, cfg.patch_size);
     let image = vae.decode(latent)?;
-    to_rgb8_fit(image)?.into_iter().next().ok_or_else(|| FitPipelineError::Invalid("VAE returned no image".into()))
+    to_rgb8_fit(image)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| FitPipelineError::Invalid("VAE returned no image".into()))
 }

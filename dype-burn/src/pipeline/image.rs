@@ -39,16 +39,35 @@ pub enum PngError {
 }
 
 /// Writes `image` as an 8-bit RGB PNG with `metadata` as `tEXt` chunks (key, value).
-pub fn write_png(path: &Path, image: &Rgb8Image, metadata: &[(String, String)]) -> Result<(), PngError> {
-    if image.pixels.len() != image.width * image.height * 3 || image.width == 0 || image.height == 0 {
-        return Err(PngError::BadImage { width: image.width, height: image.height, len: image.pixels.len() });
+pub fn write_png(
+    path: &Path,
+    image: &Rgb8Image,
+    metadata: &[(String, String)],
+) -> Result<(), PngError> {
+    if image.pixels.len() != image.width * image.height * 3 || image.width == 0 || image.height == 0
+    {
+        return Err(PngError::BadImage {
+            width: image.width,
+            height: image.height,
+            len: image.pixels.len(),
+        });
     }
-    let io = |e| PngError::Io { path: path.to_path_buf(), source: e };
-    let enc = |e: png::EncodingError| PngError::Encode { path: path.to_path_buf(), reason: e.to_string() };
+    let io = |e| PngError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let enc = |e: png::EncodingError| PngError::Encode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     let tmp = path.with_extension("png.partial");
     {
         let file = File::create(&tmp).map_err(io)?;
-        let mut encoder = png::Encoder::new(BufWriter::new(file), image.width as u32, image.height as u32);
+        let mut encoder = png::Encoder::new(
+            BufWriter::new(file),
+            image.width as u32,
+            image.height as u32,
+        );
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         for (k, v) in metadata {

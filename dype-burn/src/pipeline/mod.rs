@@ -2,6 +2,7 @@
 //! progress callback. Models, samplers and the VAE stay in their own modules.
 
 pub mod fitv2;
+pub mod flux;
 pub mod image;
 
 pub use image::{PngError, write_png};
@@ -12,7 +13,11 @@ use rand_distr::{Distribution, StandardNormal};
 
 /// Standard-normal noise of `shape` from a seeded host RNG (ChaCha8), so the same seed gives the
 /// same starting noise on every backend.
-pub fn seeded_noise<B: Backend, const D: usize>(seed: u64, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+pub fn seeded_noise<B: Backend, const D: usize>(
+    seed: u64,
+    shape: [usize; D],
+    device: &B::Device,
+) -> Tensor<B, D> {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let n: usize = shape.iter().product();
     let values: Vec<f32> = (0..n).map(|_| StandardNormal.sample(&mut rng)).collect();

@@ -1,0 +1,370 @@
+//! The device check: one binary with subcommands, built here for CUDA and run on a GPU machine by
+//! `scripts/gpu/run.sh` (cheapest measurements first, printing as it goes).
+//!
+//! ```text
+//! gpu [--backend cuda|wgpu|cpu] parity-fitv2 FIXTURES_DIR   # FiTv2 forward cases on the device
+//! gpu [--backend …] fitv2-forward                           # XL/2 forward, batch 2, f32 and bf16
+//! gpu [--backend …] fitv2-sample                            # 28-step Euler at 384², XL/2
+//! gpu [--backend …] all FIXTURES_DIR
+//! ```
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Bool, FloatDType, Int, Tensor, TensorData};
+use clap::{Parser, Subcommand};
+use dype::burn::backend::BackendKind;
+use dype::burn::dype::{SamplePositions, TimestepRotary};
+use dype::burn::models::fitv2::{
+    FitConfig, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope,
+};
+use dype::burn::rotary::RotaryLayout;
+use dype::burn::weights::Checkpoint;
+use dype_core::presets::FitFreqs;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Backend to run on.
+    #[arg(long, default_value = "cuda")]
+    backend: BackendKind,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+enum Cmd {
+    /// FiTv2 tiny forward parity on the device (relative L2 vs the PyTorch reference).
+    ParityFitv2 { fixtures: PathBuf },
+    /// Time one FiTv2-XL/2 forward (random weights) at 256², 320², 384², batch 2, f32 and bf16.
+    Fitv2Forward,
+    /// Time a full 28-step Euler sample at 384² with CFG (random weights, no VAE).
+    Fitv2Sample,
+    /// Everything, cheapest first.
+    All { fixtures: PathBuf },
+}
+
+fn main() {
+    let args = Args::parse();
+    let r = match args.backend {
+        #[cfg(feature = "cpu")]
+        BackendKind::Cpu => run::<dype::burn::backend::Cpu>(&args.cmd, Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => run::<dype::burn::backend::Wgpu>(&args.cmd, Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => run::<dype::burn::backend::Cuda>(&args.cmd, Default::default()),
+        #[allow(unreachable_patterns)]
+        other => Err(format!("backend {other} not compiled in")),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run<B: Backend>(cmd: &Cmd, device: B::Device) -> Result<(), String> {
+    dype::burn::backend::check_backend::<B>(&device).map_err(|e| e.to_string())?;
+    match cmd {
+        Cmd::ParityFitv2 { fixtures } => parity::<B>(fixtures, &device),
+        Cmd::Fitv2Forward => forward_timings::<B>(&device),
+        Cmd::Fitv2Sample => sample_timing::<B>(&device),
+        Cmd::All { fixtures } => {
+            parity::<B>(fixtures, &device)?;
+            forward_timings::<B>(&device)?;
+            sample_timing::<B>(&device)
+        }
+    }
+}
+
+fn sync<B: Backend>(t: Tensor<B, 3>) -> f32 {
+    t.sum().into_scalar().into_f32_lossy()
+}
+
+trait IntoF32 {
+    fn into_f32_lossy(self) -> f32;
+}
+impl<E: burn::tensor::ElementConversion> IntoF32 for E {
+    fn into_f32_lossy(self) -> f32 {
+        self.elem::<f32>()
+    }
+}
+
+fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<(), String> {
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("models/fitv2_tiny.json"))
+            .map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    let c = &json["config"];
+    let u = |k: &str| c[k].as_u64().unwrap_or(0) as usize;
+    let cfg = FitConfig {
+        patch_size: u("patch_size"),
+        in_channels: u("in_channels"),
+        hidden_size: u("hidden_size"),
+        depth: u("depth"),
+        num_heads: u("num_heads"),
+        mlp_ratio: c["mlp_ratio"].as_f64().unwrap_or(4.0),
+        num_classes: u("num_classes"),
+        adaln_lora_dim: u("adaln_lora_dim"),
+        learn_sigma: false,
+        rope_theta: c["rope_theta"].as_f64().unwrap_or(1e4),
+        ori_max_pe_len: u("ori_max_pe_len"),
+    };
+    let model = FitV2::<B>::load(
+        fixtures.join("models/fitv2_tiny.safetensors"),
+        &cfg,
+        FloatDType::F32,
+        device,
+    )
+    .map_err(|e| e.to_string())?;
+    let cases = Checkpoint::open(fixtures.join("models/fitv2_tiny_cases.safetensors"))
+        .map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(fixtures.join("models/fitv2_tiny_cases.safetensors"))
+        .map_err(|e| e.to_string())?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| e.to_string())?;
+    let ints = |k: &str| -> Result<Vec<i64>, String> {
+        let v = st.tensor(k).map_err(|e| e.to_string())?;
+        Ok(v.data()
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect())
+    };
+    let (mut n_cases, mut failed, mut worst) = (0, 0, 0.0f64);
+    for case in json["cases"].as_array().into_iter().flatten() {
+        if case.get("sampler").is_some() {
+            continue;
+        }
+        let k = case["case"].as_u64().unwrap_or(0);
+        let (x, xs) = cases
+            .read_f32(&format!("case{k}.x"))
+            .map_err(|e| e.to_string())?;
+        let (b, n) = (xs[0], xs[1]);
+        let freqs: FitFreqs = case["custom_freqs"]
+            .as_str()
+            .unwrap_or("normal")
+            .parse()
+            .map_err(|e: dype_core::DypeError| e.to_string())?;
+        let rope = fit_rope(
+            &cfg,
+            FitPosition::Fit(freqs),
+            case["decouple"].as_bool().unwrap_or(true),
+        )
+        .map_err(|e| e.to_string())?;
+        let grid = ints(&format!("case{k}.grid"))?;
+        let sizes: Vec<[f64; 2]> = match case.get("padded_sizes").and_then(|p| p.as_array()) {
+            Some(p) => p
+                .iter()
+                .map(|s| [s[0].as_f64().unwrap_or(1.0), s[1].as_f64().unwrap_or(1.0)])
+                .collect(),
+            None => vec![
+                [
+                    case["height_tokens"].as_f64().unwrap_or(1.0),
+                    case["width_tokens"].as_f64().unwrap_or(1.0)
+                ];
+                b
+            ],
+        };
+        let samples = (0..b)
+            .map(|s| {
+                let ids: Vec<f64> = (0..n)
+                    .flat_map(|j| [grid[s * 2 * n + n + j] as f64, grid[s * 2 * n + j] as f64])
+                    .collect();
+                SamplePositions::with_extents(&ids, 2, sizes[s].to_vec())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let mut rot = TimestepRotary::<B>::new(rope, samples, RotaryLayout::Interleaved, device)
+            .map_err(|e| e.to_string())?;
+        rot.set_static().map_err(|e| e.to_string())?;
+        let (mask, _) = cases
+            .read_f32(&format!("case{k}.mask"))
+            .map_err(|e| e.to_string())?;
+        let mask = (!mask.iter().all(|m| *m > 0.5)).then(|| {
+            Tensor::<B, 2, Bool>::from_data(
+                TensorData::new(mask.iter().map(|m| *m > 0.5).collect::<Vec<_>>(), [b, n]),
+                device,
+            )
+        });
+        let (t, _) = cases
+            .read_f32(&format!("case{k}.t"))
+            .map_err(|e| e.to_string())?;
+        let y = ints(&format!("case{k}.y"))?;
+        let xt = Tensor::<B, 3>::from_data(TensorData::new(x, [b, n, xs[2]]), device);
+        let tt = Tensor::<B, 1>::from_data(TensorData::new(t, [b]), device);
+        let yt = Tensor::<B, 1, Int>::from_data(TensorData::new(y, [b]), device);
+        let tables = rot.tables().map_err(|e| e.to_string())?;
+        let out = match case.get("cfg_scale").and_then(|s| s.as_f64()) {
+            Some(s) => {
+                model.forward_with_cfg(xt, tt, yt, tables, mask, s, GuidedChannels::Reference)
+            }
+            None => model.forward(xt, tt, yt, tables, mask),
+        }
+        .map_err(|e| e.to_string())?;
+        let got: Vec<f32> = out
+            .into_data()
+            .convert::<f32>()
+            .into_vec()
+            .map_err(|e| format!("{e:?}"))?;
+        let (want, _) = cases
+            .read_f32(&format!("case{k}.out"))
+            .map_err(|e| e.to_string())?;
+        let num: f64 = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+        let err = (num / den.max(1e-30)).sqrt();
+        n_cases += 1;
+        if err > 1e-4 {
+            failed += 1;
+        }
+        worst = worst.max(err);
+    }
+    println!(
+        "parity fitv2_tiny.json (device forward): {n_cases} cases, {failed} failed, max err {worst:e}"
+    );
+    if failed > 0 || n_cases == 0 {
+        Err("device parity failed".into())
+    } else {
+        Ok(())
+    }
+}
+
+fn forward_timings<B: Backend>(device: &B::Device) -> Result<(), String> {
+    let cfg = FitConfig::xl_2();
+    println!("| FiTv2-XL/2 forward, batch 2 | dtype | ms (median of 5) |\n|---|---|---|");
+    for dtype in [FloatDType::F32, FloatDType::BF16] {
+        let model = FitV2::<B>::random(&cfg, device).map_err(|e| e.to_string())?;
+        let model = match dtype {
+            FloatDType::BF16 => model.cast_float(dtype),
+            _ => model,
+        };
+        for px in [256usize, 320, 384] {
+            let h = px / 16;
+            let n = h * h;
+            let mut rot = TimestepRotary::<B>::new(
+                fit_rope(
+                    &cfg,
+                    "dy-yarn"
+                        .parse()
+                        .map_err(|e: dype_core::DypeError| e.to_string())?,
+                    true,
+                )
+                .map_err(|e| e.to_string())?,
+                vec![fit_grid(h, h, n).map_err(|e| e.to_string())?],
+                RotaryLayout::Interleaved,
+                device,
+            )
+            .map_err(|e| e.to_string())?;
+            rot.set_timestep(dype_core::Sigma::new(0.5).map_err(|e| e.to_string())?)
+                .map_err(|e| e.to_string())?;
+            let x = dype::burn::pipeline::seeded_noise::<B, 3>(0, [2, n, cfg.token_dim()], device)
+                .cast(dtype);
+            let t = Tensor::<B, 1>::from_data(TensorData::new(vec![0.5f32; 2], [2]), device)
+                .cast(dtype);
+            let y =
+                Tensor::<B, 1, Int>::from_data(TensorData::new(vec![207i64, 1000], [2]), device);
+            let mut times = Vec::new();
+            for _ in 0..6 {
+                let t0 = Instant::now();
+                let out = model
+                    .forward(
+                        x.clone(),
+                        t.clone(),
+                        y.clone(),
+                        rot.tables().map_err(|e| e.to_string())?,
+                        None,
+                    )
+                    .map_err(|e| e.to_string())?;
+                sync(out);
+                times.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+            times.remove(0);
+            times.sort_by(f64::total_cmp);
+            println!(
+                "| {px}² ({n} tokens) | {dtype:?} | {:.1} |",
+                times[times.len() / 2]
+            );
+        }
+    }
+    Ok(())
+}
+
+trait CastFloat {
+    fn cast_float(self, dtype: FloatDType) -> Self;
+}
+impl<B: Backend> CastFloat for FitV2<B> {
+    fn cast_float(self, dtype: FloatDType) -> Self {
+        use burn::module::Module;
+        struct Caster(FloatDType);
+        impl<B: Backend> burn::module::ModuleMapper<B> for Caster {
+            fn map_float<const D: usize>(
+                &mut self,
+                param: burn::module::Param<Tensor<B, D>>,
+            ) -> burn::module::Param<Tensor<B, D>> {
+                param.map(|t| t.cast(self.0))
+            }
+        }
+        self.map(&mut Caster(dtype))
+    }
+}
+
+fn sample_timing<B: Backend>(device: &B::Device) -> Result<(), String> {
+    let cfg = FitConfig::xl_2();
+    let model = FitV2::<B>::random(&cfg, device).map_err(|e| e.to_string())?;
+    let h = 384 / 16;
+    let n = h * h;
+    let mut rot = TimestepRotary::<B>::new(
+        fit_rope(
+            &cfg,
+            "dy-yarn"
+                .parse()
+                .map_err(|e: dype_core::DypeError| e.to_string())?,
+            true,
+        )
+        .map_err(|e| e.to_string())?,
+        vec![fit_grid(h, h, n).map_err(|e| e.to_string())?],
+        RotaryLayout::Interleaved,
+        device,
+    )
+    .map_err(|e| e.to_string())?;
+    let z = dype::burn::pipeline::seeded_noise::<B, 3>(0, [1, n, cfg.token_dim()], device);
+    let state = Tensor::cat(vec![z.clone(), z], 0);
+    let y = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![207i64, 1000], [2]), device);
+    let steps = 28;
+    let ts: Vec<f64> = (0..=steps).map(|i| i as f64 / steps as f64).collect();
+    let t0 = Instant::now();
+    let traj = dype::burn::sampling::euler(
+        |t: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, String> {
+            rot.set_timestep(
+                dype_core::FitTime::new(t.clamp(0.0, 1.0))
+                    .map_err(|e| e.to_string())?
+                    .into(),
+            )
+            .map_err(|e| e.to_string())?;
+            let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; 2], [2]), device);
+            model
+                .forward_with_cfg(
+                    x.clone(),
+                    tt,
+                    y.clone(),
+                    rot.tables().map_err(|e| e.to_string())?,
+                    None,
+                    1.5,
+                    GuidedChannels::Reference,
+                )
+                .map_err(|e| e.to_string())
+        },
+        state,
+        &ts,
+    )
+    .map_err(|e| e.to_string())?;
+    let last = traj.into_iter().last().ok_or("no states")?;
+    sync(last);
+    println!(
+        "| FiTv2-XL/2 28-step Euler sample, 384², CFG 1.5 (batch 2), f32 | {:.2} s |",
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

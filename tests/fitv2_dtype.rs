@@ -1,0 +1,80 @@
+//! FiTv2 in half precision: the f32 checkpoint cast to bf16/f16 on load runs with f32 states and
+//! stays close to the f32 reference output (RoPE and norms in f32 inside).
+
+mod common;
+
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
+use common::{Cases, beside, load_json, num, rel_l2};
+use dype_burn::backend::Cpu;
+use dype_burn::dype::TimestepRotary;
+use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, fit_grid, fit_rope};
+use dype_burn::rotary::RotaryLayout;
+use dype_core::presets::FitFreqs;
+
+type B = Cpu;
+
+#[test]
+fn half_precision_weights_match_f32_reference() {
+    let (json, v) = load_json("models/fitv2_tiny.json");
+    let c = &v["config"];
+    let u = |k: &str| num(c, k) as usize;
+    let cfg = FitConfig {
+        patch_size: u("patch_size"),
+        in_channels: u("in_channels"),
+        hidden_size: u("hidden_size"),
+        depth: u("depth"),
+        num_heads: u("num_heads"),
+        mlp_ratio: num(c, "mlp_ratio"),
+        num_classes: u("num_classes"),
+        adaln_lora_dim: u("adaln_lora_dim"),
+        learn_sigma: false,
+        rope_theta: num(c, "rope_theta"),
+        ori_max_pe_len: u("ori_max_pe_len"),
+    };
+    let cases = Cases::open(&beside(&json, "fitv2_tiny_cases.safetensors"));
+    let device = Default::default();
+    // Case 1: normal RoPE, 12×12 tokens, batch 2, no padding.
+    let (x, xs) = cases.f32("case1.x");
+    let (t, _) = cases.f32("case1.t");
+    let (y, _) = cases.i64("case1.y");
+    let (want, _) = cases.f32("case1.out");
+    let rope = fit_rope(&cfg, FitPosition::Fit(FitFreqs::Normal), true).expect("rope");
+    let mut rot = TimestepRotary::<B>::new(
+        rope,
+        vec![fit_grid(12, 12, xs[1]).expect("grid")],
+        RotaryLayout::Interleaved,
+        &device,
+    )
+    .expect("rotary");
+    rot.set_static().expect("tables");
+    for (dtype, tol) in [
+        (FloatDType::F32, 1e-5),
+        (FloatDType::BF16, 5e-2),
+        (FloatDType::F16, 1e-2),
+    ] {
+        let model = FitV2::<B>::load(
+            beside(&json, "fitv2_tiny.safetensors"),
+            &cfg,
+            dtype,
+            &device,
+        )
+        .expect("load");
+        let out = model
+            .forward(
+                Tensor::from_data(TensorData::new(x.clone(), xs.clone()), &device),
+                Tensor::from_data(TensorData::new(t.clone(), [xs[0]]), &device),
+                Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [xs[0]]), &device),
+                rot.tables().expect("tables"),
+                None,
+            )
+            .expect("forward");
+        assert_eq!(
+            out.dtype(),
+            burn::tensor::DType::F32,
+            "the velocity comes back in the state's dtype"
+        );
+        let got: Vec<f32> = out.into_data().into_vec().expect("f32");
+        let err = rel_l2(&got, &want);
+        assert!(err <= tol, "{dtype:?}: relative L2 error {err} > {tol}");
+    }
+}
