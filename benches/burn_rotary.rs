@@ -151,10 +151,52 @@ mod bench {
         });
         group.finish();
     }
+
+    /// What rotating q and k at 1024² should cost: the same tensors through the half-split
+    /// layout, and a plain broadcast `x · cos` (one multiply per element, no pairing).
+    pub fn elementwise_baselines(c: &mut Criterion) {
+        let device = Default::default();
+        let tokens = TEXT_TOKENS + 64 * 64;
+        let shape = [1, HEADS, tokens, HEAD_DIM];
+        let q = Tensor::<B, 4>::random(shape, Distribution::Default, &device);
+        let k = Tensor::<B, 4>::random(shape, Distribution::Default, &device);
+        let cos = Tensor::<B, 4>::random([1, 1, tokens, HEAD_DIM], Distribution::Default, &device);
+        let mut rope = rotary_for(64, &device);
+        rope.set_timestep(Sigma::new(0.5).expect("t"))
+            .expect("step");
+        let tables = rope.tables().expect("tables").clone();
+        let mut group = c.benchmark_group("flux_1024_baselines");
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3));
+        group.bench_function("apply_qk_half_split", |b| {
+            b.iter(|| {
+                let q = tables.apply(q.clone(), RotaryLayout::HalfSplit).expect("q");
+                let k = tables.apply(k.clone(), RotaryLayout::HalfSplit).expect("k");
+                sync(&device);
+                black_box((q, k))
+            })
+        });
+        group.bench_function("broadcast_mul_qk", |b| {
+            b.iter(|| {
+                let q = q.clone() * cos.clone();
+                let k = k.clone() * cos.clone();
+                sync(&device);
+                black_box((q, k))
+            })
+        });
+        group.finish();
+    }
 }
 
 #[cfg(feature = "cpu")]
-criterion::criterion_group!(benches, bench::rotary, bench::attention_layer);
+criterion::criterion_group!(
+    benches,
+    bench::rotary,
+    bench::attention_layer,
+    bench::elementwise_baselines
+);
 #[cfg(feature = "cpu")]
 criterion::criterion_main!(benches);
 

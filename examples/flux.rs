@@ -203,6 +203,21 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         (args.height, args.width)
     };
 
+    // Cheap checks first, so that a typo does not cost a 24 GB download.
+    if height == 0 || width == 0 || !height.is_multiple_of(unit) || !width.is_multiple_of(unit) {
+        return Err(format!(
+            "--height {height} --width {width}: both must be positive multiples of {unit}"
+        ));
+    }
+    if args.steps == 0 || args.batch == 0 {
+        return Err("--steps and --batch must be at least 1".into());
+    }
+    if let Some(p) = &args.embeddings
+        && !p.is_file()
+    {
+        return Err(format!("--embeddings {}: no such file", p.display()));
+    }
+
     // Open and validate the DiT checkpoint before anything else is loaded or downloaded.
     let t0 = Instant::now();
     let weights = match (&args.weights, args.demo) {
@@ -333,7 +348,12 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         ];
         let path = out_path(&args.out, i, images.len());
         write_png(&path, image, &metadata).map_err(|e| e.to_string())?;
-        eprintln!("wrote {} ({}×{})", path.display(), image.width, image.height);
+        eprintln!(
+            "wrote {} ({}×{})",
+            path.display(),
+            image.width,
+            image.height
+        );
     }
     eprintln!("generated {} image(s) in {elapsed:.1}s", images.len());
     if args.demo {

@@ -6,6 +6,7 @@
 //! gpu [--backend …] fitv2-forward                           # XL/2 forward, batch 2, f32 and bf16
 //! gpu [--backend …] fitv2-sample                            # 28-step Euler at 384², XL/2
 //! gpu [--backend …] all FIXTURES_DIR
+//! gpu [--backend …] flux-step [--dtype bf16|f32]           # one FLUX.1-dev DiT step, 1024²–4096²
 //! ```
 
 use std::path::PathBuf;
@@ -42,6 +43,13 @@ enum Cmd {
     Fitv2Sample,
     /// Everything, cheapest first.
     All { fixtures: PathBuf },
+    /// Time one FLUX.1-dev DiT step (random weights, 512 text tokens, official Dy-YaRN) at
+    /// 1024², 2048², 4096², printing device memory in use (nvidia-smi) after each size.
+    FluxStep {
+        /// Weight dtype: bf16 (default) or f32.
+        #[arg(long, default_value = "bf16")]
+        dtype: String,
+    },
 }
 
 fn main() {
@@ -68,6 +76,7 @@ fn run<B: Backend>(cmd: &Cmd, device: B::Device) -> Result<(), String> {
         Cmd::ParityFitv2 { fixtures } => parity::<B>(fixtures, &device),
         Cmd::Fitv2Forward => forward_timings::<B>(&device),
         Cmd::Fitv2Sample => sample_timing::<B>(&device),
+        Cmd::FluxStep { dtype } => flux_step::<B>(dtype, &device),
         Cmd::All { fixtures } => {
             parity::<B>(fixtures, &device)?;
             forward_timings::<B>(&device)?;
@@ -366,5 +375,110 @@ fn sample_timing<B: Backend>(device: &B::Device) -> Result<(), String> {
         "| FiTv2-XL/2 28-step Euler sample, 384², CFG 1.5 (batch 2), f32 | {:.2} s |",
         t0.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Device memory in use as nvidia-smi reports it (MiB), if available. burn's CubeCL pool keeps
+/// what it reserved, so this approximates the peak so far.
+fn nvidia_smi_used_mib() -> Option<u64> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=memory.used", "--format=csv,noheader,nounits"])
+        .output()
+        .ok()?;
+    String::from_utf8(out.stdout)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn flux_step<B: Backend>(dtype: &str, device: &B::Device) -> Result<(), String> {
+    use dype::burn::models::flux::{Flux, FluxConfig, flux_positions, flux_rope};
+    use dype_core::presets::OfficialMethod;
+    let dtype = match dtype {
+        "bf16" => FloatDType::BF16,
+        "f32" => FloatDType::F32,
+        other => return Err(format!("flux-step --dtype {other}: use bf16 or f32")),
+    };
+    let cfg = FluxConfig::dev();
+    let t0 = Instant::now();
+    let model = Flux::<B>::random(&cfg, device).map_err(|e| e.to_string())?;
+    let model = match dtype {
+        FloatDType::F32 => model,
+        _ => {
+            use burn::module::Module;
+            struct Caster(FloatDType);
+            impl<B: Backend> burn::module::ModuleMapper<B> for Caster {
+                fn map_float<const D: usize>(
+                    &mut self,
+                    param: burn::module::Param<Tensor<B, D>>,
+                ) -> burn::module::Param<Tensor<B, D>> {
+                    param.map(|t| t.cast(self.0))
+                }
+            }
+            model.map(&mut Caster(dtype))
+        }
+    };
+    println!(
+        "FLUX.1-dev random weights ({dtype:?}) built in {:.1}s; device memory in use: {}",
+        t0.elapsed().as_secs_f64(),
+        nvidia_smi_used_mib()
+            .map(|m| format!("{m} MiB"))
+            .unwrap_or_else(|| "n/a (no nvidia-smi)".into())
+    );
+    println!(
+        "| FLUX.1-dev DiT step | tokens (img + txt) | dtype | s (first) | s (second) | device MiB in use after |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let txt_len = 512;
+    for px in [1024usize, 2048, 4096] {
+        let h = px / 16;
+        let n = h * h;
+        let mut rot = TimestepRotary::<B>::new(
+            flux_rope(&cfg, OfficialMethod::Yarn, true, 64.0).map_err(|e| e.to_string())?,
+            vec![flux_positions(txt_len, h, h).map_err(|e| e.to_string())?],
+            RotaryLayout::Interleaved,
+            device,
+        )
+        .map_err(|e| e.to_string())?;
+        rot.set_timestep(dype_core::Sigma::new(0.9).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let wdt: burn::tensor::DType = dtype.into();
+        let img = dype::burn::pipeline::seeded_noise::<B, 3>(0, [1, n, cfg.in_channels], device)
+            .cast(wdt);
+        let txt =
+            dype::burn::pipeline::seeded_noise::<B, 3>(1, [1, txt_len, cfg.context_in_dim], device)
+                .cast(wdt);
+        let y =
+            dype::burn::pipeline::seeded_noise::<B, 2>(2, [1, cfg.vec_in_dim], device).cast(wdt);
+        let t = Tensor::<B, 1>::from_data(TensorData::new(vec![0.9f32], [1]), device);
+        let g = Tensor::<B, 1>::from_data(TensorData::new(vec![3.5f32], [1]), device);
+        let mut times = Vec::new();
+        for _ in 0..2 {
+            let t0 = Instant::now();
+            let out = model
+                .forward(
+                    img.clone(),
+                    txt.clone(),
+                    t.clone(),
+                    y.clone(),
+                    Some(g.clone()),
+                    rot.tables().map_err(|e| e.to_string())?,
+                )
+                .map_err(|e| e.to_string())?;
+            sync(out);
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        let mem = nvidia_smi_used_mib()
+            .map(|m| m.to_string())
+            .unwrap_or_else(|| "n/a".into());
+        println!(
+            "| {px}² | {n} + {txt_len} | {dtype:?} | {:.2} | {:.2} | {mem} |",
+            times[0], times[1]
+        );
+        B::memory_cleanup(device);
+    }
     Ok(())
 }

@@ -84,7 +84,7 @@ fn vm_hwm_kib() -> Option<u64> {
         .ok()
 }
 
-fn qkv(device: &<Cpu as burn::tensor::backend::Backend>::Device) -> [Tensor<Cpu, 4>; 3] {
+fn qkv(device: &burn::tensor::Device<Cpu>) -> [Tensor<Cpu, 4>; 3] {
     let shape = [BATCH, HEADS, TOKENS, HEAD_DIM];
     let n = shape.iter().product::<usize>();
     let make = |seed: usize| {

@@ -452,6 +452,14 @@ fn validate_mscale(m: &Mscale) -> Result<()> {
     }
 }
 
+/// `a·(1 − t) + b·t`, written `a + (b − a)·t` so that it is exact when `a == b` (at `s = 1` every
+/// blend is then bit-identical to the base frequency, and per-step caches keyed by the frequencies
+/// hit).
+#[inline]
+fn lerp(a: f64, b: f64, t: f64) -> f64 {
+    a + (b - a) * t
+}
+
 /// Dy-NTK, exponential form (DyPE Eq. 15/20): base `θ · s^(κ·d/(d−2))`.
 pub fn dy_ntk_exponential_base(axis: &Axis, scale: f64, kappa: f64) -> Result<f64> {
     let base = ntk_base(axis.theta(), axis.dim(), scale)?;
@@ -476,7 +484,7 @@ pub fn yarn_frequencies(
     for (i, w) in out.iter_mut().enumerate() {
         let base = axis.inv_freq(i);
         let g = yarn_ramp(rotations(base, train_len), alpha, beta);
-        *w = (1.0 - g) * base / scale + g * base;
+        *w = lerp(base / scale, base, g);
     }
 }
 
@@ -495,7 +503,7 @@ pub fn yarn_llm_frequencies(axis: &Axis, scale: f64, train_len: f64, y: &YarnLlm
     for (i, w) in out.iter_mut().enumerate() {
         let base = axis.inv_freq(i);
         let e = 1.0 - linear_ramp(i, low, high);
-        *w = base / scale * (1.0 - e) + base * e;
+        *w = lerp(base / scale, base, e);
     }
 }
 
@@ -520,8 +528,8 @@ pub fn ntk_by_parts_frequencies(
         let linear = base / linear_scale;
         let ntk = inv_freq_with_base(ntk_base, d, i);
         let m = 1.0 - linear_ramp(i, bl, bh);
-        let f = linear * (1.0 - m) + ntk * m;
+        let f = lerp(linear, ntk, m);
         let m = 1.0 - linear_ramp(i, gl, gh);
-        *w = f * (1.0 - m) + base * m;
+        *w = lerp(f, base, m);
     }
 }

@@ -476,3 +476,18 @@ fn factorized_table_expands_to_the_per_token_table() {
         assert_eq!(s1, s2);
     }
 }
+
+#[test]
+fn at_scale_one_every_step_gives_bit_identical_base_frequencies() {
+    // A per-step cache keyed by the frequencies must hit when nothing is extrapolated.
+    for name in dype_core::presets::METHOD_NAMES {
+        let m = dype_core::presets::method_by_name(name).expect("known");
+        let axis = Axis::new(56, 1e4).expect("valid");
+        let b = base(&axis);
+        for t in [1.0, 0.7, 0.3, 0.05] {
+            let (w, af) = freqs(&m, &axis, &AxisScales::uniform(1.0, 64.0), Some(Sigma::new(t).expect("t")));
+            assert_eq!(w, b, "{name} at t {t}");
+            assert_eq!(af, 1.0, "{name} at t {t}");
+        }
+    }
+}

@@ -111,18 +111,18 @@ impl FluxMethod {
     /// configurations get the same layout with their own axes.
     pub fn rope(&self, config: &FluxConfig, base_tokens: f64) -> Result<AxialRope, DypeError> {
         match self {
-            FluxMethod::Official { method, dype } => {
-                flux_rope(config, *method, *dype, base_tokens)
-            }
+            FluxMethod::Official { method, dype } => flux_rope(config, *method, *dype, base_tokens),
             FluxMethod::Paper(m) => {
                 if config.axes_dim == presets::FLUX_AXES
                     && config.theta == presets::FLUX_THETA
                     && base_tokens == presets::FLUX_TRAIN_TOKENS
                 {
-                    presets::paper_flux(m.clone())
+                    presets::paper_flux(*m)
                 } else {
-                    Ok(flux_rope(config, OfficialMethod::Base, false, base_tokens)?
-                        .with_method(m.clone()))
+                    Ok(
+                        flux_rope(config, OfficialMethod::Base, false, base_tokens)?
+                            .with_method(*m),
+                    )
                 }
             }
         }
@@ -250,43 +250,36 @@ fn batched<B: Backend, const D: usize>(
     }
 }
 
-/// Runs one generation and returns `request.batch` images (`height × width` RGB8, diffusers'
-/// conversion). States and the Euler update are f32; the DiT gets its inputs in its weights'
-/// dtype (e.g. bf16) and its output is cast back.
-pub fn generate<B: Backend>(
+/// The sampling loop alone, from packed noise `x0` `[B, h·w, in_channels]` (f32) over an
+/// `h × w` token grid to the packed clean latent (f32, unpack with
+/// [`crate::sampling_flux::unpack_latents`]): σ schedule from `request.steps` and `request.mu`,
+/// and at every step the rotary at `Sigma(σ)`, the velocity from the DiT and one Euler update.
+/// `request.height`, `width`, `seed`, `batch` and `vae_tile` are not used here (the batch is
+/// `x0`'s). [`generate`] calls this after drawing the seeded noise.
+pub fn sample<B: Backend>(
     model: &Flux<B>,
-    vae: &VaeDecoder<B>,
     cond: &FluxConditioning<B>,
     request: &FluxGenerate,
+    x0: Tensor<B, 3>,
+    grid: (usize, usize),
     device: &B::Device,
     mut progress: impl FnMut(&FluxProgress),
-) -> Result<Vec<Rgb8Image>, FluxPipelineError> {
+) -> Result<Tensor<B, 3>, FluxPipelineError> {
     let cfg = model.config();
-    let f = vae.config().upscale();
-    let unit = 2 * f;
-    let latent_channels = vae.config().latent_channels;
-    if request.height == 0
-        || request.width == 0
-        || !request.height.is_multiple_of(unit)
-        || !request.width.is_multiple_of(unit)
-    {
+    let (h, w) = grid;
+    let n = h * w;
+    let [batch, tokens, channels] = x0.dims();
+    if batch == 0 || tokens != n || channels != cfg.in_channels {
         return Err(FluxPipelineError::Invalid(format!(
-            "image size {}×{} must be positive multiples of {unit}",
-            request.height, request.width
-        )));
-    }
-    if 4 * latent_channels != cfg.in_channels {
-        return Err(FluxPipelineError::Invalid(format!(
-            "the VAE has {latent_channels} latent channels but the DiT takes {} = 4 × {}",
-            cfg.in_channels,
-            cfg.in_channels / 4
+            "noise has shape {:?}, expected [B ≥ 1, {n}, {}]",
+            x0.dims(),
+            cfg.in_channels
         )));
     }
     if request.steps == 0 {
-        return Err(FluxPipelineError::Invalid("steps must be at least 1".into()));
-    }
-    if request.batch == 0 {
-        return Err(FluxPipelineError::Invalid("batch must be at least 1".into()));
+        return Err(FluxPipelineError::Invalid(
+            "steps must be at least 1".into(),
+        ));
     }
     if !request.guidance.is_finite() {
         return Err(FluxPipelineError::Invalid(format!(
@@ -294,34 +287,14 @@ pub fn generate<B: Backend>(
             request.guidance
         )));
     }
-    if request.vae_tile == 0 {
-        return Err(FluxPipelineError::Invalid(
-            "vae_tile must be at least 1".into(),
-        ));
-    }
-    let batch = request.batch;
     let txt = batched(cond.t5.clone(), batch, "t5")?;
     let y = batched(cond.pooled.clone(), batch, "pooled")?;
     let l = txt.dims()[1];
-    let (h, w) = (request.height / unit, request.width / unit);
-    let n = h * w;
     let mu = request.mu.unwrap_or_else(|| FlowShift::default().mu(n));
     if !mu.is_finite() {
         return Err(FluxPipelineError::Invalid(format!("μ {mu} must be finite")));
     }
     let sigmas = flux_sigmas(request.steps, mu);
-
-    let noise: Vec<Tensor<B, 4>> = (0..batch as u64)
-        .map(|i| {
-            crate::pipeline::seeded_noise::<B, 4>(
-                request.seed.wrapping_add(i),
-                [1, latent_channels, 2 * h, 2 * w],
-                device,
-            )
-        })
-        .collect();
-    let mut x = pack_latents(Tensor::cat(noise, 0));
-
     let rope = request.method.rope(cfg, request.base_tokens)?;
     let mut rotary = TimestepRotary::<B>::new(
         rope,
@@ -332,11 +305,11 @@ pub fn generate<B: Backend>(
     let dtype = model_dtype(model);
     let txt = txt.cast(dtype);
     let y = y.cast(dtype);
-    let full = |v: f64| {
-        Tensor::<B, 1>::from_data(TensorData::new(vec![v as f32; batch], [batch]), device)
-            .cast(dtype)
-    };
+    // σ and guidance stay f32: `timestep_embedding` builds its frequencies in f32.
+    let full =
+        |v: f64| Tensor::<B, 1>::from_data(TensorData::new(vec![v as f32; batch], [batch]), device);
     let guidance = full(request.guidance);
+    let mut x = x0.cast(DType::F32);
     for (step, pair) in sigmas.windows(2).enumerate() {
         let (sigma, next) = (pair[0], pair[1]);
         let report = rotary.set_timestep(Sigma::new(sigma)?)?.clone();
@@ -361,7 +334,80 @@ pub fn generate<B: Backend>(
             .cast(DType::F32);
         x = euler_step(x, v, sigma, next);
     }
+    Ok(x)
+}
 
+/// Runs one generation and returns `request.batch` images (`height × width` RGB8, diffusers'
+/// conversion). States and the Euler update are f32; the DiT gets its image, text and pooled
+/// inputs in its weights' dtype (e.g. bf16), σ and guidance in f32, and its output is cast back.
+///
+/// **Known limitation** (models/flux.rs as of this writing): [`Flux::forward`] feeds the f32
+/// timestep/guidance embeddings straight into its `time_in`/`guidance_in` layers, so a model
+/// loaded in bf16/f16 panics with a storage dtype mismatch on the CPU backend; load in f32 until
+/// `Flux::forward` casts those embeddings to its weights' dtype.
+pub fn generate<B: Backend>(
+    model: &Flux<B>,
+    vae: &VaeDecoder<B>,
+    cond: &FluxConditioning<B>,
+    request: &FluxGenerate,
+    device: &B::Device,
+    progress: impl FnMut(&FluxProgress),
+) -> Result<Vec<Rgb8Image>, FluxPipelineError> {
+    let cfg = model.config();
+    let f = vae.config().upscale();
+    let unit = 2 * f;
+    let latent_channels = vae.config().latent_channels;
+    if request.height == 0
+        || request.width == 0
+        || !request.height.is_multiple_of(unit)
+        || !request.width.is_multiple_of(unit)
+    {
+        return Err(FluxPipelineError::Invalid(format!(
+            "image size {}×{} must be positive multiples of {unit}",
+            request.height, request.width
+        )));
+    }
+    if 4 * latent_channels != cfg.in_channels {
+        return Err(FluxPipelineError::Invalid(format!(
+            "the VAE has {latent_channels} latent channels but the DiT takes {} = 4 × {}",
+            cfg.in_channels,
+            cfg.in_channels / 4
+        )));
+    }
+    if request.steps == 0 {
+        return Err(FluxPipelineError::Invalid(
+            "steps must be at least 1".into(),
+        ));
+    }
+    if request.batch == 0 {
+        return Err(FluxPipelineError::Invalid(
+            "batch must be at least 1".into(),
+        ));
+    }
+    if !request.guidance.is_finite() {
+        return Err(FluxPipelineError::Invalid(format!(
+            "guidance {} must be finite",
+            request.guidance
+        )));
+    }
+    if request.vae_tile == 0 {
+        return Err(FluxPipelineError::Invalid(
+            "vae_tile must be at least 1".into(),
+        ));
+    }
+    let batch = request.batch;
+    let (h, w) = (request.height / unit, request.width / unit);
+    let noise: Vec<Tensor<B, 4>> = (0..batch as u64)
+        .map(|i| {
+            crate::pipeline::seeded_noise::<B, 4>(
+                request.seed.wrapping_add(i),
+                [1, latent_channels, 2 * h, 2 * w],
+                device,
+            )
+        })
+        .collect();
+    let x0 = pack_latents(Tensor::cat(noise, 0));
+    let x = sample(model, cond, request, x0, (h, w), device, progress)?;
     let latent = unpack_latents(x, h, w);
     let mut images = Vec::with_capacity(batch);
     for i in 0..batch {
@@ -380,6 +426,56 @@ pub fn generate<B: Backend>(
 #[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
+    use crate::vae::VaeConfig;
+    use std::path::PathBuf;
+
+    type B = crate::backend::Cpu;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/models")
+    }
+
+    fn json(name: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(fixtures().join(name)).expect("fixture");
+        serde_json::from_str(&text).expect("json")
+    }
+
+    fn tiny() -> (Flux<B>, VaeDecoder<B>, FluxConditioning<B>, FluxGenerate) {
+        let device = Default::default();
+        let v = json("flux_tiny.json");
+        let cfg = FluxConfig::from_json(&v["config"]).expect("config");
+        let model = Flux::<B>::load(
+            fixtures().join("flux_tiny_bfl.safetensors"),
+            &cfg,
+            FloatDType::F32,
+            &device,
+        )
+        .expect("model");
+        let vaes = json("vae_tiny.json");
+        let entry = vaes["vaes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|x| x["kind"] == "flux"))
+            .expect("flux vae");
+        let vcfg = VaeConfig::from_diffusers_json(&entry["config"]).expect("vae config");
+        let vae = VaeDecoder::<B>::load(
+            fixtures().join("vae_flux_tiny.safetensors"),
+            &vcfg,
+            FloatDType::F32,
+            &device,
+        )
+        .expect("vae");
+        let cond = FluxConditioning {
+            t5: crate::pipeline::seeded_noise::<B, 3>(7, [1, 5, cfg.context_in_dim], &device),
+            pooled: crate::pipeline::seeded_noise::<B, 2>(8, [1, cfg.vec_in_dim], &device),
+        };
+        // 12×12 tokens against 8 trained: extrapolation, like the fixture's DyPE cases.
+        let request = FluxGenerate {
+            steps: 4,
+            base_tokens: 8.0,
+            ..FluxGenerate::new(48, 48)
+        };
+        (model, vae, cond, request)
+    }
 
     #[test]
     fn method_names() {
@@ -392,5 +488,184 @@ mod tests {
             m.rope(&FluxConfig::dev(), FLUX_BASE_TOKENS).expect("rope");
         }
         assert!(FluxMethod::by_name("nope").is_err());
+    }
+
+    #[test]
+    fn generates_deterministic_batches_with_progress() {
+        let (model, vae, cond, request) = tiny();
+        let device = Default::default();
+        let mut seen = Vec::new();
+        let one = generate(&model, &vae, &cond, &request, &device, |p| {
+            seen.push((p.step, p.sigma, p.kappa, p.max_scale, p.report.uploaded));
+        })
+        .expect("generate");
+        assert_eq!(one.len(), 1);
+        assert_eq!((one[0].width, one[0].height), (48, 48));
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[0].1, 1.0);
+        // Official Dy-YaRN: κ = σ² (λt = 2); tables are rebuilt only when the frequencies change
+        // (the tiny model's 6 pairs per axis often keep them), and always at the first step.
+        assert!(
+            seen.iter()
+                .all(|s| (s.2.expect("dynamic") - s.1 * s.1).abs() < 1e-9 && s.3 == 1.5),
+            "{seen:?}"
+        );
+        assert!(seen[0].4);
+        assert!(seen.windows(2).all(|w| w[1].1 < w[0].1));
+
+        // Sample i of a batch equals a single run with seed + i.
+        let batch = generate(
+            &model,
+            &vae,
+            &cond,
+            &FluxGenerate {
+                batch: 2,
+                ..request.clone()
+            },
+            &device,
+            |_| {},
+        )
+        .expect("batch");
+        let second = generate(
+            &model,
+            &vae,
+            &cond,
+            &FluxGenerate {
+                seed: 1,
+                ..request.clone()
+            },
+            &device,
+            |_| {},
+        )
+        .expect("seed 1");
+        let close = |a: &Rgb8Image, b: &Rgb8Image| {
+            a.pixels
+                .iter()
+                .zip(&b.pixels)
+                .all(|(x, y)| x.abs_diff(*y) <= 1)
+        };
+        assert_eq!(batch.len(), 2);
+        assert!(close(&batch[0], &one[0]));
+        assert!(close(&batch[1], &second[0]));
+        assert!(!close(&batch[0], &batch[1]));
+
+        // Tiled decoding kicks in above `vae_tile` latent pixels and keeps the image size.
+        let tiled = generate(
+            &model,
+            &vae,
+            &cond,
+            &FluxGenerate {
+                vae_tile: 16,
+                steps: 1,
+                ..request.clone()
+            },
+            &device,
+            |_| {},
+        )
+        .expect("tiled");
+        assert_eq!((tiled[0].width, tiled[0].height), (48, 48));
+    }
+
+    /// The sampling loop against the reference trajectory (`flux_tiny.json` case 22: official
+    /// DyPE Dy-YaRN, 12×12 tokens against 8, 6 steps, μ pinned at 1.15, guidance 3.5).
+    #[test]
+    fn sample_matches_reference_trajectory() {
+        let (model, _, _, _) = tiny();
+        let device = Default::default();
+        let cases =
+            Checkpoint::open(fixtures().join("flux_tiny_cases.safetensors")).expect("cases");
+        let tensor = |k: &str| cases.read_f32(k).expect("case tensor");
+        let (traj, shape) = tensor("case22.traj");
+        let per = shape[1] * shape[2];
+        let x0 = Tensor::<B, 3>::from_data(
+            TensorData::new(traj[..per].to_vec(), [1, shape[1], shape[2]]),
+            &device,
+        );
+        let (t5, ts) = tensor("case22.txt");
+        let (pooled, ps) = tensor("case22.y");
+        let cond = FluxConditioning {
+            t5: Tensor::<B, 3>::from_data(TensorData::new(t5, [ts[0], ts[1], ts[2]]), &device),
+            pooled: Tensor::<B, 2>::from_data(TensorData::new(pooled, [ps[0], ps[1]]), &device),
+        };
+        let request = FluxGenerate {
+            steps: 6,
+            mu: Some(OFFICIAL_DYPE_MU),
+            guidance: 3.5,
+            base_tokens: 8.0,
+            ..FluxGenerate::new(48, 48)
+        };
+        let out = sample(&model, &cond, &request, x0, (12, 12), &device, |_| {}).expect("sample");
+        let got: Vec<f32> = out.into_data().into_vec().expect("f32");
+        let want = &traj[(shape[0] - 1) * per..];
+        let num: f64 = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+            .sum();
+        let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
+        let err = (num / den).sqrt();
+        eprintln!("pipeline sample vs reference trajectory: relative L2 {err:e}");
+        assert!(err < 1e-4, "relative L2 error {err:e}");
+    }
+
+    #[test]
+    fn rejects_bad_requests() {
+        let (model, vae, cond, request) = tiny();
+        let device = Default::default();
+        let bad = |r: FluxGenerate| generate(&model, &vae, &cond, &r, &device, |_| {}).is_err();
+        assert!(bad(FluxGenerate {
+            height: 50,
+            ..request.clone()
+        }));
+        assert!(bad(FluxGenerate {
+            steps: 0,
+            ..request.clone()
+        }));
+        assert!(bad(FluxGenerate {
+            batch: 0,
+            ..request.clone()
+        }));
+        assert!(bad(FluxGenerate {
+            guidance: f64::NAN,
+            ..request.clone()
+        }));
+        let three = FluxConditioning {
+            t5: cond.t5.clone().repeat_dim(0, 3),
+            pooled: cond.pooled.clone(),
+        };
+        let r = FluxGenerate {
+            batch: 2,
+            ..request.clone()
+        };
+        assert!(generate(&model, &vae, &three, &r, &device, |_| {}).is_err());
+    }
+
+    #[test]
+    fn loads_embeddings_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("emb.safetensors");
+        let t5: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32).collect();
+        let pooled: Vec<f32> = (0..2 * 5).map(|i| -(i as f32)).collect();
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let (tb, pb) = (bytes(&t5), bytes(&pooled));
+        let views = vec![
+            (
+                T5_KEY,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3, 4], &tb)
+                    .expect("view"),
+            ),
+            (
+                POOLED_KEY,
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 5], &pb)
+                    .expect("view"),
+            ),
+        ];
+        safetensors::serialize_to_file(views, None, &path).expect("write");
+        let cond = load_embeddings::<B>(&path, &Default::default()).expect("load");
+        assert_eq!(cond.t5.dims(), [2, 3, 4]);
+        assert_eq!(cond.pooled.dims(), [2, 5]);
+        let back: Vec<f32> = cond.pooled.into_data().into_vec().expect("f32");
+        assert_eq!(back, pooled);
+        assert!(load_embeddings::<B>(dir.path().join("missing"), &Default::default()).is_err());
     }
 }
