@@ -485,7 +485,12 @@ fn at_scale_one_every_step_gives_bit_identical_base_frequencies() {
         let axis = Axis::new(56, 1e4).expect("valid");
         let b = base(&axis);
         for t in [1.0, 0.7, 0.3, 0.05] {
-            let (w, af) = freqs(&m, &axis, &AxisScales::uniform(1.0, 64.0), Some(Sigma::new(t).expect("t")));
+            let (w, af) = freqs(
+                &m,
+                &axis,
+                &AxisScales::uniform(1.0, 64.0),
+                Some(Sigma::new(t).expect("t")),
+            );
             assert_eq!(w, b, "{name} at t {t}");
             assert_eq!(af, 1.0, "{name} at t {t}");
         }

@@ -15,7 +15,7 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{gelu_approximate, silu};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use thiserror::Error;
 
 use crate::attention::{AttentionError, AttentionOptions, attention};
@@ -385,21 +385,35 @@ const EPS: f64 = 1e-6;
 
 /// LayerNorm over the last dimension, eps 1e-6, no affine.
 fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    // Statistics in f32 even when the model runs in bf16/f16.
+    let dtype = x.dtype();
+    let x = if dtype == DType::F64 {
+        x
+    } else {
+        x.cast(DType::F32)
+    };
     let (var, mean) = x.clone().var_mean_bias(D - 1);
-    (x - mean) / var.add_scalar(EPS).sqrt()
+    ((x - mean) / var.add_scalar(EPS).sqrt()).cast(dtype)
 }
 
 /// BFL `RMSNorm` over head_dim with learned scale: `x · rsqrt(mean(x²) + 1e-6) · scale`.
 fn rms_norm<B: Backend>(x: Tensor<B, 4>, scale: &Param<Tensor<B, 1>>) -> Tensor<B, 4> {
     let hd = x.dims()[3];
-    let rrms = x
+    // As BFL: normalise in f32, cast back, then apply the learned scale.
+    let dtype = x.dtype();
+    let xf = if dtype == DType::F64 {
+        x
+    } else {
+        x.cast(DType::F32)
+    };
+    let rrms = xf
         .clone()
         .powi_scalar(2)
         .mean_dim(3)
         .add_scalar(EPS)
         .sqrt()
         .recip();
-    x * rrms * scale.val().reshape([1, 1, 1, hd])
+    (xf * rrms).cast(dtype) * scale.val().reshape([1, 1, 1, hd])
 }
 
 /// `x·(1 + scale) + shift` with `[B, D]` modulation broadcast over tokens.
@@ -423,7 +437,7 @@ pub fn timestep_embedding<B: Backend>(t: Tensor<B, 1>) -> Tensor<B, 2> {
     let device = t.device();
     let f =
         Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &device).unsqueeze_dim::<2>(0);
-    let args = t.mul_scalar(1000.0).unsqueeze_dim::<2>(1) * f;
+    let args = t.cast(DType::F32).mul_scalar(1000.0).unsqueeze_dim::<2>(1) * f;
     Tensor::cat(vec![args.clone().cos(), args.sin()], 1)
 }
 
@@ -758,13 +772,19 @@ impl<B: Backend> Flux<B> {
                 format!("[1 or {b}, {} (text + image), {}]", l + n, cfg.head_dim()),
             );
         }
-        let mut vec = self.time_in.forward(timestep_embedding(timesteps));
+        // Inputs follow the weights' dtype (a bf16 model takes f32 states); the velocity is
+        // returned in the image input's dtype. The timestep features are computed in f32 first.
+        let (in_dtype, dtype) = (img.dtype(), self.img_in.weight.val().dtype());
+        let (img, txt, y) = (img.cast(dtype), txt.cast(dtype), y.cast(dtype));
+        let mut vec = self
+            .time_in
+            .forward(timestep_embedding(timesteps).cast(dtype));
         match (&self.guidance_in, guidance) {
             (Some(g_in), Some(g)) => {
                 if g.dims() != [b] {
                     return shape("guidance", &g.dims(), format!("[{b}]"));
                 }
-                vec = vec + g_in.forward(timestep_embedding(g));
+                vec = vec + g_in.forward(timestep_embedding(g).cast(dtype));
             }
             (Some(_), None) => {
                 return Err(FluxError::Config(
@@ -788,7 +808,8 @@ impl<B: Backend> Flux<B> {
         let m = self.final_mod.forward(svec).chunk(2, 1);
         Ok(self
             .final_linear
-            .forward(modulate(layer_norm(img), m[0].clone(), m[1].clone())))
+            .forward(modulate(layer_norm(img), m[0].clone(), m[1].clone()))
+            .cast(in_dtype))
     }
 }
 

@@ -78,6 +78,16 @@ pub enum FluxMethod {
     },
     /// A dype-core method on the FLUX layout ([`presets::paper_flux`] for FLUX.1's axes).
     Paper(Method),
+    /// A ComfyUI-DyPE v2.3 variant: method, axis policy and attention factor rule
+    /// (`comfy-yarn`, `comfy-yarn-anisotropic`, `comfy-vision-yarn`; see [`FluxMethod::by_name`]).
+    Comfy {
+        /// The 1-D method (exponent-form thresholds).
+        method: Method,
+        /// Isotropic (the node's default), per-axis (`yarn_alt_scaling`) or vision_yarn.
+        policy: dype_core::AxisPolicy,
+        /// The attention factor rule.
+        attention: dype_core::AttentionFactor,
+    },
 }
 
 impl Default for FluxMethod {
@@ -92,7 +102,9 @@ impl Default for FluxMethod {
 
 impl FluxMethod {
     /// By name: `official-dy-yarn`, `official-yarn`, `official-dy-ntk`, `official-ntk` and
-    /// `official-base` select the official preset; every other [`presets::METHOD_NAMES`] entry
+    /// `official-base` select the official preset; `comfy-yarn` (isotropic, `1 + 0.1·ln s/√s`),
+    /// `comfy-yarn-anisotropic` (per axis, `0.1·ln s + 1`) and `comfy-vision-yarn` (PI per axis,
+    /// NTK global, time-decaying mscale) the ComfyUI-DyPE v2.3 forms; every other [`presets::METHOD_NAMES`] entry
     /// (`base`, `pi`, `dy-yarn`, …) is a [`FluxMethod::Paper`] method.
     pub fn by_name(name: &str) -> Result<Self, DypeError> {
         let official = |method, dype| FluxMethod::Official { method, dype };
@@ -102,6 +114,25 @@ impl FluxMethod {
             "official-dy-ntk" => official(OfficialMethod::Ntk, true),
             "official-ntk" => official(OfficialMethod::Ntk, false),
             "official-base" => official(OfficialMethod::Base, false),
+            // ComfyUI-DyPE v2.3 with its node defaults (dype_scale 2, dype_exponent 2, start σ 1).
+            "comfy-yarn" => FluxMethod::Comfy {
+                method: presets::comfy_yarn(true, 2.0, 2.0, false)?,
+                policy: dype_core::AxisPolicy::Isotropic,
+                attention: dype_core::AttentionFactor::FromMethod,
+            },
+            "comfy-yarn-anisotropic" => FluxMethod::Comfy {
+                method: presets::comfy_yarn(true, 2.0, 2.0, true)?,
+                policy: dype_core::AxisPolicy::PerAxis,
+                attention: dype_core::AttentionFactor::FromMethod,
+            },
+            "comfy-vision-yarn" => FluxMethod::Comfy {
+                method: presets::comfy_vision_yarn(true, 2.0, 2.0)?,
+                policy: dype_core::AxisPolicy::VisionYarn,
+                attention: dype_core::AttentionFactor::StartSigmaDecay {
+                    start_sigma: 1.0,
+                    lambda_t: 2.0,
+                },
+            },
             other => FluxMethod::Paper(presets::method_by_name(other)?),
         })
     }
@@ -124,6 +155,14 @@ impl FluxMethod {
                             .with_method(*m),
                     )
                 }
+            }
+            FluxMethod::Comfy {
+                method,
+                policy,
+                attention,
+            } => {
+                let layout = flux_rope(config, OfficialMethod::Base, false, base_tokens)?;
+                Ok(AxialRope::new(layout.axes(), *method, *policy)?.with_attention(*attention))
             }
         }
     }
@@ -667,5 +706,45 @@ mod tests {
         let back: Vec<f32> = cond.pooled.into_data().into_vec().expect("f32");
         assert_eq!(back, pooled);
         assert!(load_embeddings::<B>(dir.path().join("missing"), &Default::default()).is_err());
+    }
+
+    #[test]
+    fn comfy_variants_resolve_with_their_policies() {
+        let cfg = FluxConfig::dev();
+        let vision = FluxMethod::by_name("comfy-vision-yarn")
+            .expect("known")
+            .rope(&cfg, 64.0)
+            .expect("rope");
+        assert_eq!(vision.policy(), dype_core::AxisPolicy::VisionYarn);
+        let mut freqs = vec![0.0; vision.pairs()];
+        let noise = vision
+            .step(&[1.0, 128.0, 256.0], Some(Sigma::NOISE), &mut freqs)
+            .expect("step");
+        assert_eq!(
+            (noise.axes()[1].scales.linear, noise.axes()[1].scales.ntk),
+            (2.0, 4.0)
+        );
+        assert!((noise.axes()[1].attention_factor - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
+        let clean = vision
+            .step(&[1.0, 128.0, 256.0], Some(Sigma::CLEAN), &mut freqs)
+            .expect("step");
+        assert_eq!(
+            clean.axes()[2].attention_factor,
+            1.0,
+            "the node's mscale decays to 1"
+        );
+        let iso = FluxMethod::by_name("comfy-yarn")
+            .expect("known")
+            .rope(&cfg, 64.0)
+            .expect("rope");
+        assert_eq!(iso.policy(), dype_core::AxisPolicy::Isotropic);
+        let info = iso
+            .step(&[1.0, 128.0, 256.0], Some(Sigma::NOISE), &mut freqs)
+            .expect("step");
+        assert_eq!(
+            info.axes()[1].scales.linear,
+            4.0,
+            "isotropic: both axes at the largest scale"
+        );
     }
 }
