@@ -120,25 +120,7 @@ fn read_json(path: &Path) -> Result<serde_json::Value, String> {
 /// The tiny fixture model's configuration.
 fn demo_config() -> Result<FitConfig, String> {
     let v = read_json(&fixtures().join("fitv2_tiny.json"))?;
-    let c = &v["config"];
-    let u = |k: &str| {
-        c[k].as_u64()
-            .map(|x| x as usize)
-            .ok_or(format!("fitv2_tiny.json: config.{k} missing"))
-    };
-    Ok(FitConfig {
-        patch_size: u("patch_size")?,
-        in_channels: u("in_channels")?,
-        hidden_size: u("hidden_size")?,
-        depth: u("depth")?,
-        num_heads: u("num_heads")?,
-        mlp_ratio: c["mlp_ratio"].as_f64().unwrap_or(4.0),
-        num_classes: u("num_classes")?,
-        adaln_lora_dim: u("adaln_lora_dim")?,
-        learn_sigma: c["learn_sigma"].as_bool().unwrap_or(false),
-        rope_theta: c["rope_theta"].as_f64().unwrap_or(1e4),
-        ori_max_pe_len: u("ori_max_pe_len")?,
-    })
+    FitConfig::from_json(&v["config"]).map_err(|e| format!("fitv2_tiny.json: {e}"))
 }
 
 fn demo_vae_config() -> Result<VaeConfig, String> {

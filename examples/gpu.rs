@@ -104,21 +104,7 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<
             .map_err(|e| e.to_string())?,
     )
     .map_err(|e| e.to_string())?;
-    let c = &json["config"];
-    let u = |k: &str| c[k].as_u64().unwrap_or(0) as usize;
-    let cfg = FitConfig {
-        patch_size: u("patch_size"),
-        in_channels: u("in_channels"),
-        hidden_size: u("hidden_size"),
-        depth: u("depth"),
-        num_heads: u("num_heads"),
-        mlp_ratio: c["mlp_ratio"].as_f64().unwrap_or(4.0),
-        num_classes: u("num_classes"),
-        adaln_lora_dim: u("adaln_lora_dim"),
-        learn_sigma: false,
-        rope_theta: c["rope_theta"].as_f64().unwrap_or(1e4),
-        ori_max_pe_len: u("ori_max_pe_len"),
-    };
+    let cfg = FitConfig::from_json(&json["config"]).map_err(|e| e.to_string())?;
     let model = FitV2::<B>::load(
         fixtures.join("models/fitv2_tiny.safetensors"),
         &cfg,

@@ -16,21 +16,7 @@ type B = Cpu;
 #[test]
 fn half_precision_weights_match_f32_reference() {
     let (json, v) = load_json("models/fitv2_tiny.json");
-    let c = &v["config"];
-    let u = |k: &str| num(c, k) as usize;
-    let cfg = FitConfig {
-        patch_size: u("patch_size"),
-        in_channels: u("in_channels"),
-        hidden_size: u("hidden_size"),
-        depth: u("depth"),
-        num_heads: u("num_heads"),
-        mlp_ratio: num(c, "mlp_ratio"),
-        num_classes: u("num_classes"),
-        adaln_lora_dim: u("adaln_lora_dim"),
-        learn_sigma: false,
-        rope_theta: num(c, "rope_theta"),
-        ori_max_pe_len: u("ori_max_pe_len"),
-    };
+    let cfg = FitConfig::from_json(&v["config"]).expect("config");
     let cases = Cases::open(&beside(&json, "fitv2_tiny_cases.safetensors"));
     let device = Default::default();
     // Case 1: normal RoPE, 12×12 tokens, batch 2, no padding.

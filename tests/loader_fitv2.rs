@@ -14,21 +14,7 @@ use safetensors::tensor::TensorView;
 
 fn tiny_config() -> (FitConfig, PathBuf) {
     let (json, v) = load_json("models/fitv2_tiny.json");
-    let c = &v["config"];
-    let u = |k: &str| num(c, k) as usize;
-    let cfg = FitConfig {
-        patch_size: u("patch_size"),
-        in_channels: u("in_channels"),
-        hidden_size: u("hidden_size"),
-        depth: u("depth"),
-        num_heads: u("num_heads"),
-        mlp_ratio: num(c, "mlp_ratio"),
-        num_classes: u("num_classes"),
-        adaln_lora_dim: u("adaln_lora_dim"),
-        learn_sigma: false,
-        rope_theta: num(c, "rope_theta"),
-        ori_max_pe_len: u("ori_max_pe_len"),
-    };
+    let cfg = FitConfig::from_json(&v["config"]).expect("config");
     (cfg, beside(&json, "fitv2_tiny.safetensors"))
 }
 

@@ -18,21 +18,7 @@ use serde_json::Value;
 type B = Cpu;
 
 fn config_from(v: &Value) -> FitConfig {
-    let c = &v["config"];
-    let u = |k: &str| num(c, k) as usize;
-    FitConfig {
-        patch_size: u("patch_size"),
-        in_channels: u("in_channels"),
-        hidden_size: u("hidden_size"),
-        depth: u("depth"),
-        num_heads: u("num_heads"),
-        mlp_ratio: num(c, "mlp_ratio"),
-        num_classes: u("num_classes"),
-        adaln_lora_dim: u("adaln_lora_dim"),
-        learn_sigma: flag(c, "learn_sigma", false),
-        rope_theta: num(c, "rope_theta"),
-        ori_max_pe_len: u("ori_max_pe_len"),
-    }
+    FitConfig::from_json(&v["config"]).unwrap_or_else(|e| panic!("fitv2_tiny.json: {e}"))
 }
 
 fn f32_tensor<const D: usize>(cases: &Cases, key: &str) -> Tensor<B, D> {

@@ -7,9 +7,10 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor, TensorData};
 use thiserror::Error;
 
+use super::common::{layer_norm, modulate};
 use crate::attention::{AttentionError, AttentionOptions, attention};
 use crate::rotary::{RotaryError, RotaryLayout, RotaryTables};
 use crate::weights::{KeyMap, Weights, WeightsError};
@@ -85,6 +86,48 @@ impl FitConfig {
             rope_theta: 10_000.0,
             ori_max_pe_len: 16,
         }
+    }
+
+    /// From the reference's config object (the `config` of a FiT yaml or of `fitv2_tiny.json`):
+    /// `patch_size`, `in_channels`, `hidden_size`, `depth`, `num_heads`, `mlp_ratio`,
+    /// `num_classes`, `adaln_lora_dim`, `learn_sigma`, `rope_theta`, `ori_max_pe_len` (missing
+    /// optional fields take FiTv2-XL/2's values).
+    pub fn from_json(c: &serde_json::Value) -> Result<Self, FitError> {
+        let d = FitConfig::xl_2();
+        let size = |k: &str, default: usize| -> Result<usize, FitError> {
+            match c.get(k) {
+                None => Ok(default),
+                Some(v) => v.as_u64().map(|x| x as usize).ok_or_else(|| {
+                    FitError::Config(format!("`{k}` must be a non-negative integer"))
+                }),
+            }
+        };
+        let float = |k: &str, default: f64| -> Result<f64, FitError> {
+            match c.get(k) {
+                None => Ok(default),
+                Some(v) => v
+                    .as_f64()
+                    .ok_or_else(|| FitError::Config(format!("`{k}` must be a number"))),
+            }
+        };
+        let cfg = FitConfig {
+            patch_size: size("patch_size", d.patch_size)?,
+            in_channels: size("in_channels", d.in_channels)?,
+            hidden_size: size("hidden_size", d.hidden_size)?,
+            depth: size("depth", d.depth)?,
+            num_heads: size("num_heads", d.num_heads)?,
+            mlp_ratio: float("mlp_ratio", d.mlp_ratio)?,
+            num_classes: size("num_classes", d.num_classes)?,
+            adaln_lora_dim: size("adaln_lora_dim", d.adaln_lora_dim)?,
+            learn_sigma: c
+                .get("learn_sigma")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(d.learn_sigma),
+            rope_theta: float("rope_theta", d.rope_theta)?,
+            ori_max_pe_len: size("ori_max_pe_len", d.ori_max_pe_len)?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
     }
 
     /// Head dimension `D / heads`.
@@ -198,26 +241,6 @@ pub struct FitV2<B: Backend> {
     final_linear: Linear<B>,
     #[module(skip)]
     config: FitConfig,
-}
-
-const EPS: f64 = 1e-6;
-
-/// LayerNorm over the last dimension without affine parameters.
-/// Statistics are computed in f32 even when the model runs in bf16/f16.
-fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    let dtype = x.dtype();
-    let x = if dtype == DType::F64 {
-        x
-    } else {
-        x.cast(DType::F32)
-    };
-    let (var, mean) = x.clone().var_mean_bias(D - 1);
-    ((x - mean) / var.add_scalar(EPS).sqrt()).cast(dtype)
-}
-
-/// `x·(1 + scale) + shift` with `[B, D]` modulation broadcast over tokens.
-fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 2>, scale: Tensor<B, 2>) -> Tensor<B, 3> {
-    x * scale.unsqueeze_dim::<3>(1).add_scalar(1.0) + shift.unsqueeze_dim(1)
 }
 
 /// FiT's timestep features: `[cos(t·f), sin(t·f)]`, `f_i = exp(−ln(10000)·i/128)`, t in [0, 1] raw.

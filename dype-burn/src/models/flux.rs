@@ -18,6 +18,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor, TensorData};
 use thiserror::Error;
 
+use super::common::{EPS, layer_norm, modulate, to_f32};
 use crate::attention::{AttentionError, AttentionOptions, attention};
 use crate::dype::SamplePositions;
 use crate::rotary::{RotaryError, RotaryLayout, RotaryTables};
@@ -381,31 +382,12 @@ pub struct Flux<B: Backend> {
     config: FluxConfig,
 }
 
-const EPS: f64 = 1e-6;
-
-/// LayerNorm over the last dimension, eps 1e-6, no affine.
-fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    // Statistics in f32 even when the model runs in bf16/f16.
-    let dtype = x.dtype();
-    let x = if dtype == DType::F64 {
-        x
-    } else {
-        x.cast(DType::F32)
-    };
-    let (var, mean) = x.clone().var_mean_bias(D - 1);
-    ((x - mean) / var.add_scalar(EPS).sqrt()).cast(dtype)
-}
-
 /// BFL `RMSNorm` over head_dim with learned scale: `x · rsqrt(mean(x²) + 1e-6) · scale`.
 fn rms_norm<B: Backend>(x: Tensor<B, 4>, scale: &Param<Tensor<B, 1>>) -> Tensor<B, 4> {
     let hd = x.dims()[3];
     // As BFL: normalise in f32, cast back, then apply the learned scale.
     let dtype = x.dtype();
-    let xf = if dtype == DType::F64 {
-        x
-    } else {
-        x.cast(DType::F32)
-    };
+    let xf = to_f32(x);
     let rrms = xf
         .clone()
         .powi_scalar(2)
@@ -414,11 +396,6 @@ fn rms_norm<B: Backend>(x: Tensor<B, 4>, scale: &Param<Tensor<B, 1>>) -> Tensor<
         .sqrt()
         .recip();
     (xf * rrms).cast(dtype) * scale.val().reshape([1, 1, 1, hd])
-}
-
-/// `x·(1 + scale) + shift` with `[B, D]` modulation broadcast over tokens.
-fn modulate<B: Backend>(x: Tensor<B, 3>, shift: Tensor<B, 2>, scale: Tensor<B, 2>) -> Tensor<B, 3> {
-    x * scale.unsqueeze_dim::<3>(1).add_scalar(1.0) + shift.unsqueeze_dim(1)
 }
 
 fn gate<B: Backend>(x: Tensor<B, 3>, g: Tensor<B, 2>) -> Tensor<B, 3> {
