@@ -4,7 +4,7 @@
 mod common;
 
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
-use common::{Cases, beside, load_json, num, rel_l2};
+use common::{Cases, beside, load_json, rel_l2};
 use dype_burn::backend::Cpu;
 use dype_burn::dype::TimestepRotary;
 use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, fit_grid, fit_rope};

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
-use common::{beside, load_json, num};
+use common::{beside, load_json};
 use dype_burn::backend::Cpu;
 use dype_burn::models::fitv2::{FitConfig, FitV2};
 use safetensors::tensor::TensorView;
