@@ -7,6 +7,10 @@
 //!     --embeddings prompt.safetensors --height 2048 --width 2048 --pin-mu
 //! ```
 //!
+//! `--stream-blocks` keeps only the DiT's embedders and final layer on the device: the transformer
+//! blocks live in host RAM and are uploaded block by block at every step. It trades speed for
+//! device memory (for out-of-memory errors at large sizes such as 4K) and gives the same images.
+//!
 //! `--embeddings` is a safetensors file with `t5` (`[1 or B, L, 4096]`, T5-XXL hidden states) and
 //! `pooled` (`[1 or B, 768]`, pooled CLIP-L), see `dype::burn::pipeline::flux::load_embeddings`.
 //! Without `--weights`/`--vae` the checkpoints are downloaded from the gated Hugging Face Hub
@@ -19,7 +23,7 @@ use burn::tensor::FloatDType;
 use burn::tensor::backend::Backend;
 use clap::{Parser, ValueEnum};
 use dype::burn::backend::BackendKind;
-use dype::burn::models::flux::{Flux, FluxConfig};
+use dype::burn::models::flux::{Flux, FluxConfig, FluxDenoiser, StreamedFlux};
 use dype::burn::pipeline::flux::{
     FLUX_BASE_TOKENS, FluxConditioning, FluxGenerate, FluxMethod, OFFICIAL_DYPE_MU, generate,
     load_embeddings,
@@ -91,6 +95,12 @@ struct Args {
     /// noise: a smoke test).
     #[arg(long)]
     demo: bool,
+    /// Keep only the DiT's embedders and final layer on the device and stream its transformer
+    /// blocks: they live in host RAM and are uploaded block by block at every step. Trades speed
+    /// for device memory (one block instead of all 57, for OOM at large sizes such as 4K); needs
+    /// the whole DiT in host RAM. Same images.
+    #[arg(long)]
+    stream_blocks: bool,
 }
 
 fn fixtures() -> PathBuf {
@@ -225,7 +235,17 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         (None, true) => fixtures().join("flux_tiny_bfl.safetensors"),
         (None, false) => dype::hub::fetch(dype::hub::FLUX_DEV).map_err(gated_hint)?,
     };
-    let model = Flux::<B>::load(&weights, &config, dtype, &device).map_err(|e| e.to_string())?;
+    let model: Box<dyn FluxDenoiser<B>> = if args.stream_blocks {
+        let model = StreamedFlux::<B>::load(&weights, &config, dtype, &device)
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "streaming the DiT blocks: {:.1} MB in host memory, uploaded block by block every step",
+            model.host_bytes() as f64 / 1e6
+        );
+        Box::new(model)
+    } else {
+        Box::new(Flux::<B>::load(&weights, &config, dtype, &device).map_err(|e| e.to_string())?)
+    };
     let vae_path = match (&args.vae, args.demo) {
         (Some(p), _) => p.clone(),
         (None, true) => fixtures().join("vae_flux_tiny.safetensors"),
@@ -294,7 +314,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let t1 = Instant::now();
-    let images = generate(&model, &vae, &cond, &request, &device, |p| {
+    let images = generate(model.as_ref(), &vae, &cond, &request, &device, |p| {
         bar.set_position(p.step as u64);
         let k = p
             .kappa

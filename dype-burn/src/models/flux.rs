@@ -11,6 +11,8 @@
 //! `double_blocks`/`single_blocks`) and the diffusers one (separate q/k/v, `transformer_blocks`,
 //! `norm_out.linear` with (scale, shift) halves), detected from the keys.
 
+use std::borrow::Borrow;
+
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{gelu_approximate, silu};
@@ -54,6 +56,9 @@ pub enum FluxError {
     /// Weight loading failure.
     #[error(transparent)]
     Weights(#[from] WeightsError),
+    /// The device failed while running the model.
+    #[error("flux: device execution failed: {0}")]
+    Execution(String),
 }
 
 /// FLUX hyper-parameters (BFL `FluxParams`).
@@ -464,6 +469,11 @@ fn swap_halves<B: Backend>(l: Linear<B>) -> Linear<B> {
     }
 }
 
+/// A learned RMSNorm scale `key` as a parameter.
+fn scale<B: Backend>(w: &Weights<'_, B>, key: String) -> Result<Param<Tensor<B, 1>>, WeightsError> {
+    Ok(Param::from_tensor(w.tensor::<1>(&key)?))
+}
+
 impl<B: Backend> Flux<B> {
     /// A model with random weights (benchmarks, GPU timing). RMSNorm scales are 1.
     pub fn random(config: &FluxConfig, device: &B::Device) -> Result<Self, FluxError> {
@@ -529,47 +539,26 @@ impl<B: Backend> Flux<B> {
     }
 
     fn from_bfl(config: &FluxConfig, w: &Weights<'_, B>) -> Result<Self, FluxError> {
-        let qb = config.qkv_bias;
+        let double_blocks = (0..config.depth)
+            .map(|i| Self::bfl_double(config, w, i))
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        let single_blocks = (0..config.depth_single_blocks)
+            .map(|i| Self::bfl_single(w, i))
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        let mut model = Self::bfl_head(config, w)?;
+        model.double_blocks = double_blocks;
+        model.single_blocks = single_blocks;
+        Ok(model)
+    }
+
+    /// The BFL embedders and final layer, without blocks.
+    fn bfl_head(config: &FluxConfig, w: &Weights<'_, B>) -> Result<Self, WeightsError> {
         let emb = |p: &str| -> Result<MlpEmbedder<B>, WeightsError> {
             Ok(MlpEmbedder {
                 in_layer: w.linear(&format!("{p}.in_layer"), true)?,
                 out_layer: w.linear(&format!("{p}.out_layer"), true)?,
             })
         };
-        let scale = |k: String| -> Result<Param<Tensor<B, 1>>, WeightsError> {
-            Ok(Param::from_tensor(w.tensor::<1>(&k)?))
-        };
-        let stream = |p: &str| -> Result<StreamWeights<B>, WeightsError> {
-            Ok(StreamWeights {
-                modulation: w.linear(&format!("{p}_mod.lin"), true)?,
-                qkv: w.linear(&format!("{p}_attn.qkv"), qb)?,
-                q_scale: scale(format!("{p}_attn.norm.query_norm.scale"))?,
-                k_scale: scale(format!("{p}_attn.norm.key_norm.scale"))?,
-                proj: w.linear(&format!("{p}_attn.proj"), true)?,
-                mlp_in: w.linear(&format!("{p}_mlp.0"), true)?,
-                mlp_out: w.linear(&format!("{p}_mlp.2"), true)?,
-            })
-        };
-        let double_blocks = (0..config.depth)
-            .map(|i| {
-                Ok(DoubleBlock {
-                    img: stream(&format!("double_blocks.{i}.img"))?,
-                    txt: stream(&format!("double_blocks.{i}.txt"))?,
-                })
-            })
-            .collect::<Result<Vec<_>, WeightsError>>()?;
-        let single_blocks = (0..config.depth_single_blocks)
-            .map(|i| {
-                let p = format!("single_blocks.{i}");
-                Ok(SingleBlock {
-                    modulation: w.linear(&format!("{p}.modulation.lin"), true)?,
-                    linear1: w.linear(&format!("{p}.linear1"), true)?,
-                    q_scale: scale(format!("{p}.norm.query_norm.scale"))?,
-                    k_scale: scale(format!("{p}.norm.key_norm.scale"))?,
-                    linear2: w.linear(&format!("{p}.linear2"), true)?,
-                })
-            })
-            .collect::<Result<Vec<_>, WeightsError>>()?;
         Ok(Flux {
             img_in: w.linear("img_in", true)?,
             txt_in: w.linear("txt_in", true)?,
@@ -580,84 +569,69 @@ impl<B: Backend> Flux<B> {
                 None
             },
             vector_in: emb("vector_in")?,
-            double_blocks,
-            single_blocks,
+            double_blocks: Vec::new(),
+            single_blocks: Vec::new(),
             final_mod: w.linear("final_layer.adaLN_modulation.1", true)?,
             final_linear: w.linear("final_layer.linear", true)?,
             config: config.clone(),
         })
     }
 
-    fn from_diffusers(config: &FluxConfig, w: &Weights<'_, B>) -> Result<Self, FluxError> {
+    fn bfl_double(
+        config: &FluxConfig,
+        w: &Weights<'_, B>,
+        i: usize,
+    ) -> Result<DoubleBlock<B>, WeightsError> {
         let qb = config.qkv_bias;
+        let stream = |p: &str| -> Result<StreamWeights<B>, WeightsError> {
+            Ok(StreamWeights {
+                modulation: w.linear(&format!("{p}_mod.lin"), true)?,
+                qkv: w.linear(&format!("{p}_attn.qkv"), qb)?,
+                q_scale: scale(w, format!("{p}_attn.norm.query_norm.scale"))?,
+                k_scale: scale(w, format!("{p}_attn.norm.key_norm.scale"))?,
+                proj: w.linear(&format!("{p}_attn.proj"), true)?,
+                mlp_in: w.linear(&format!("{p}_mlp.0"), true)?,
+                mlp_out: w.linear(&format!("{p}_mlp.2"), true)?,
+            })
+        };
+        Ok(DoubleBlock {
+            img: stream(&format!("double_blocks.{i}.img"))?,
+            txt: stream(&format!("double_blocks.{i}.txt"))?,
+        })
+    }
+
+    fn bfl_single(w: &Weights<'_, B>, i: usize) -> Result<SingleBlock<B>, WeightsError> {
+        let p = format!("single_blocks.{i}");
+        Ok(SingleBlock {
+            modulation: w.linear(&format!("{p}.modulation.lin"), true)?,
+            linear1: w.linear(&format!("{p}.linear1"), true)?,
+            q_scale: scale(w, format!("{p}.norm.query_norm.scale"))?,
+            k_scale: scale(w, format!("{p}.norm.key_norm.scale"))?,
+            linear2: w.linear(&format!("{p}.linear2"), true)?,
+        })
+    }
+
+    fn from_diffusers(config: &FluxConfig, w: &Weights<'_, B>) -> Result<Self, FluxError> {
+        let double_blocks = (0..config.depth)
+            .map(|i| Self::diffusers_double(config, w, i))
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        let single_blocks = (0..config.depth_single_blocks)
+            .map(|i| Self::diffusers_single(config, w, i))
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        let mut model = Self::diffusers_head(config, w)?;
+        model.double_blocks = double_blocks;
+        model.single_blocks = single_blocks;
+        Ok(model)
+    }
+
+    /// The diffusers embedders and final layer, without blocks.
+    fn diffusers_head(config: &FluxConfig, w: &Weights<'_, B>) -> Result<Self, WeightsError> {
         let emb = |p: &str| -> Result<MlpEmbedder<B>, WeightsError> {
             Ok(MlpEmbedder {
                 in_layer: w.linear(&format!("time_text_embed.{p}.linear_1"), true)?,
                 out_layer: w.linear(&format!("time_text_embed.{p}.linear_2"), true)?,
             })
         };
-        let scale = |k: String| -> Result<Param<Tensor<B, 1>>, WeightsError> {
-            Ok(Param::from_tensor(w.tensor::<1>(&k)?))
-        };
-        let double_blocks = (0..config.depth)
-            .map(|i| {
-                let p = format!("transformer_blocks.{i}");
-                let a = format!("{p}.attn");
-                let qkv = |names: [&str; 3]| -> Result<Linear<B>, WeightsError> {
-                    Ok(cat_linears(
-                        names
-                            .iter()
-                            .map(|n| w.linear(&format!("{a}.{n}"), qb))
-                            .collect::<Result<Vec<_>, _>>()?,
-                    ))
-                };
-                Ok(DoubleBlock {
-                    img: StreamWeights {
-                        modulation: w.linear(&format!("{p}.norm1.linear"), true)?,
-                        qkv: qkv(["to_q", "to_k", "to_v"])?,
-                        q_scale: scale(format!("{a}.norm_q.weight"))?,
-                        k_scale: scale(format!("{a}.norm_k.weight"))?,
-                        proj: w.linear(&format!("{a}.to_out.0"), true)?,
-                        mlp_in: w.linear(&format!("{p}.ff.net.0.proj"), true)?,
-                        mlp_out: w.linear(&format!("{p}.ff.net.2"), true)?,
-                    },
-                    txt: StreamWeights {
-                        modulation: w.linear(&format!("{p}.norm1_context.linear"), true)?,
-                        qkv: qkv(["add_q_proj", "add_k_proj", "add_v_proj"])?,
-                        q_scale: scale(format!("{a}.norm_added_q.weight"))?,
-                        k_scale: scale(format!("{a}.norm_added_k.weight"))?,
-                        proj: w.linear(&format!("{a}.to_add_out"), true)?,
-                        mlp_in: w.linear(&format!("{p}.ff_context.net.0.proj"), true)?,
-                        mlp_out: w.linear(&format!("{p}.ff_context.net.2"), true)?,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, WeightsError>>()?;
-        let single_blocks = (0..config.depth_single_blocks)
-            .map(|i| {
-                let p = format!("single_transformer_blocks.{i}");
-                let mut parts = ["to_q", "to_k", "to_v"]
-                    .iter()
-                    .map(|n| w.linear(&format!("{p}.attn.{n}"), qb))
-                    .collect::<Result<Vec<_>, _>>()?;
-                parts.push(w.linear(&format!("{p}.proj_mlp"), true)?);
-                if !qb {
-                    // BFL's linear1 always has a bias; without qkv bias the q/k/v part is zero.
-                    let dev = w.device();
-                    for l in parts.iter_mut().take(3) {
-                        let o = l.weight.dims()[1];
-                        l.bias = Some(Param::from_tensor(Tensor::zeros([o], dev)));
-                    }
-                }
-                Ok(SingleBlock {
-                    modulation: w.linear(&format!("{p}.norm.linear"), true)?,
-                    linear1: cat_linears(parts),
-                    q_scale: scale(format!("{p}.attn.norm_q.weight"))?,
-                    k_scale: scale(format!("{p}.attn.norm_k.weight"))?,
-                    linear2: w.linear(&format!("{p}.proj_out"), true)?,
-                })
-            })
-            .collect::<Result<Vec<_>, WeightsError>>()?;
         Ok(Flux {
             img_in: w.linear("x_embedder", true)?,
             txt_in: w.linear("context_embedder", true)?,
@@ -668,12 +642,117 @@ impl<B: Backend> Flux<B> {
                 None
             },
             vector_in: emb("text_embedder")?,
-            double_blocks,
-            single_blocks,
+            double_blocks: Vec::new(),
+            single_blocks: Vec::new(),
             final_mod: swap_halves(w.linear("norm_out.linear", true)?),
             final_linear: w.linear("proj_out", true)?,
             config: config.clone(),
         })
+    }
+
+    fn diffusers_double(
+        config: &FluxConfig,
+        w: &Weights<'_, B>,
+        i: usize,
+    ) -> Result<DoubleBlock<B>, WeightsError> {
+        let qb = config.qkv_bias;
+        let p = format!("transformer_blocks.{i}");
+        let a = format!("{p}.attn");
+        let qkv = |names: [&str; 3]| -> Result<Linear<B>, WeightsError> {
+            Ok(cat_linears(
+                names
+                    .iter()
+                    .map(|n| w.linear(&format!("{a}.{n}"), qb))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ))
+        };
+        Ok(DoubleBlock {
+            img: StreamWeights {
+                modulation: w.linear(&format!("{p}.norm1.linear"), true)?,
+                qkv: qkv(["to_q", "to_k", "to_v"])?,
+                q_scale: scale(w, format!("{a}.norm_q.weight"))?,
+                k_scale: scale(w, format!("{a}.norm_k.weight"))?,
+                proj: w.linear(&format!("{a}.to_out.0"), true)?,
+                mlp_in: w.linear(&format!("{p}.ff.net.0.proj"), true)?,
+                mlp_out: w.linear(&format!("{p}.ff.net.2"), true)?,
+            },
+            txt: StreamWeights {
+                modulation: w.linear(&format!("{p}.norm1_context.linear"), true)?,
+                qkv: qkv(["add_q_proj", "add_k_proj", "add_v_proj"])?,
+                q_scale: scale(w, format!("{a}.norm_added_q.weight"))?,
+                k_scale: scale(w, format!("{a}.norm_added_k.weight"))?,
+                proj: w.linear(&format!("{a}.to_add_out"), true)?,
+                mlp_in: w.linear(&format!("{p}.ff_context.net.0.proj"), true)?,
+                mlp_out: w.linear(&format!("{p}.ff_context.net.2"), true)?,
+            },
+        })
+    }
+
+    fn diffusers_single(
+        config: &FluxConfig,
+        w: &Weights<'_, B>,
+        i: usize,
+    ) -> Result<SingleBlock<B>, WeightsError> {
+        let qb = config.qkv_bias;
+        let p = format!("single_transformer_blocks.{i}");
+        let mut parts = ["to_q", "to_k", "to_v"]
+            .iter()
+            .map(|n| w.linear(&format!("{p}.attn.{n}"), qb))
+            .collect::<Result<Vec<_>, _>>()?;
+        parts.push(w.linear(&format!("{p}.proj_mlp"), true)?);
+        if !qb {
+            // BFL's linear1 always has a bias; without qkv bias the q/k/v part is zero.
+            let dev = w.device();
+            for l in parts.iter_mut().take(3) {
+                let o = l.weight.dims()[1];
+                l.bias = Some(Param::from_tensor(Tensor::zeros([o], dev)));
+            }
+        }
+        Ok(SingleBlock {
+            modulation: w.linear(&format!("{p}.norm.linear"), true)?,
+            linear1: cat_linears(parts),
+            q_scale: scale(w, format!("{p}.attn.norm_q.weight"))?,
+            k_scale: scale(w, format!("{p}.attn.norm_k.weight"))?,
+            linear2: w.linear(&format!("{p}.proj_out"), true)?,
+        })
+    }
+
+    /// The embedders and final layer of `layout`, without blocks.
+    fn head(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        w: &Weights<'_, B>,
+    ) -> Result<Self, WeightsError> {
+        match layout {
+            FluxLayout::Bfl => Self::bfl_head(config, w),
+            FluxLayout::Diffusers => Self::diffusers_head(config, w),
+        }
+    }
+
+    /// Double block `i` of `layout`.
+    fn double_block(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        w: &Weights<'_, B>,
+        i: usize,
+    ) -> Result<DoubleBlock<B>, WeightsError> {
+        match layout {
+            FluxLayout::Bfl => Self::bfl_double(config, w, i),
+            FluxLayout::Diffusers => Self::diffusers_double(config, w, i),
+        }
+    }
+
+    /// Single block `i` of `layout`.
+    fn single_block(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        w: &Weights<'_, B>,
+        i: usize,
+    ) -> Result<SingleBlock<B>, WeightsError> {
+        match layout {
+            FluxLayout::Bfl => Self::bfl_single(w, i),
+            FluxLayout::Diffusers => Self::diffusers_single(config, w, i),
+        }
     }
 
     /// Opens `path` (one safetensors file, a sharded `*.safetensors.index.json`, or a folder
@@ -713,6 +792,38 @@ impl<B: Backend> Flux<B> {
         guidance: Option<Tensor<B, 1>>,
         rope: &RotaryTables<B>,
     ) -> Result<Tensor<B, 3>, FluxError> {
+        self.forward_with(
+            img,
+            txt,
+            timesteps,
+            y,
+            guidance,
+            rope,
+            self.double_blocks.iter().map(Ok),
+            self.single_blocks.iter().map(Ok),
+        )
+    }
+
+    /// [`Flux::forward`] with the embedders and final layer of `self` and the blocks given by
+    /// `doubles` and `singles` (`config.depth` and `config.depth_single_blocks` of them), each
+    /// dropped as soon as it has run: the resident blocks, or blocks materialised one by one
+    /// ([`StreamedFlux`]).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_with<D, S>(
+        &self,
+        img: Tensor<B, 3>,
+        txt: Tensor<B, 3>,
+        timesteps: Tensor<B, 1>,
+        y: Tensor<B, 2>,
+        guidance: Option<Tensor<B, 1>>,
+        rope: &RotaryTables<B>,
+        doubles: impl Iterator<Item = Result<D, FluxError>>,
+        singles: impl Iterator<Item = Result<S, FluxError>>,
+    ) -> Result<Tensor<B, 3>, FluxError>
+    where
+        D: Borrow<DoubleBlock<B>>,
+        S: Borrow<SingleBlock<B>>,
+    {
         let cfg = &self.config;
         let [b, n, c] = img.dims();
         let shape = |what: &'static str, found: &[usize], expected: String| {
@@ -774,12 +885,12 @@ impl<B: Backend> Flux<B> {
         let svec = silu(vec);
         let mut img = self.img_in.forward(img);
         let mut txt = self.txt_in.forward(txt);
-        for block in &self.double_blocks {
-            (img, txt) = block.forward(img, txt, &svec, rope, cfg)?;
+        for block in doubles {
+            (img, txt) = block?.borrow().forward(img, txt, &svec, rope, cfg)?;
         }
         let mut x = Tensor::cat(vec![txt, img], 1);
-        for block in &self.single_blocks {
-            x = block.forward(x, &svec, rope, cfg)?;
+        for block in singles {
+            x = block?.borrow().forward(x, &svec, rope, cfg)?;
         }
         let img = x.narrow(1, l, n);
         let m = self.final_mod.forward(svec).chunk(2, 1);
@@ -864,6 +975,379 @@ impl<B: Backend> SingleBlock<B> {
             .linear2
             .forward(Tensor::cat(vec![att, gelu_approximate(mlp)], 2));
         Ok(x + gate(out, m[2].clone()))
+    }
+}
+
+/// A model that gives FLUX velocities: the resident [`Flux`] or the block-streaming
+/// [`StreamedFlux`]. The pipeline (`crate::pipeline::flux`) takes either.
+pub trait FluxDenoiser<B: Backend> {
+    /// The configuration.
+    fn config(&self) -> &FluxConfig;
+
+    /// The dtype of the weights (the dtype the image, text and pooled inputs are best given in).
+    fn weight_dtype(&self) -> DType;
+
+    /// The velocity, exactly as [`Flux::forward`] computes it.
+    fn forward(
+        &self,
+        img: Tensor<B, 3>,
+        txt: Tensor<B, 3>,
+        timesteps: Tensor<B, 1>,
+        y: Tensor<B, 2>,
+        guidance: Option<Tensor<B, 1>>,
+        rope: &RotaryTables<B>,
+    ) -> Result<Tensor<B, 3>, FluxError>;
+}
+
+impl<B: Backend> FluxDenoiser<B> for Flux<B> {
+    fn config(&self) -> &FluxConfig {
+        Flux::config(self)
+    }
+
+    fn weight_dtype(&self) -> DType {
+        self.img_in.weight.val().dtype()
+    }
+
+    fn forward(
+        &self,
+        img: Tensor<B, 3>,
+        txt: Tensor<B, 3>,
+        timesteps: Tensor<B, 1>,
+        y: Tensor<B, 2>,
+        guidance: Option<Tensor<B, 1>>,
+        rope: &RotaryTables<B>,
+    ) -> Result<Tensor<B, 3>, FluxError> {
+        Flux::forward(self, img, txt, timesteps, y, guidance, rope)
+    }
+}
+
+/// One parameter tensor in host memory, in the dtype it had on the device.
+#[derive(Debug, Clone)]
+struct HostParam {
+    data: TensorData,
+    dtype: DType,
+}
+
+impl HostParam {
+    fn new<B: Backend, const D: usize>(t: Tensor<B, D>) -> Self {
+        let dtype = t.dtype();
+        HostParam {
+            data: t.into_data(),
+            dtype,
+        }
+    }
+
+    fn param<B: Backend, const D: usize>(&self, device: &B::Device) -> Param<Tensor<B, D>> {
+        Param::from_tensor(Tensor::from_data(self.data.clone(), (device, self.dtype)))
+    }
+
+    fn bytes(&self) -> usize {
+        self.data.bytes.len()
+    }
+}
+
+/// A `Linear` in host memory.
+#[derive(Debug, Clone)]
+struct HostLinear {
+    weight: HostParam,
+    bias: Option<HostParam>,
+}
+
+impl HostLinear {
+    fn new<B: Backend>(l: Linear<B>) -> Self {
+        HostLinear {
+            weight: HostParam::new(l.weight.val()),
+            bias: l.bias.map(|b| HostParam::new(b.val())),
+        }
+    }
+
+    fn linear<B: Backend>(&self, device: &B::Device) -> Linear<B> {
+        Linear {
+            weight: self.weight.param(device),
+            bias: self.bias.as_ref().map(|b| b.param(device)),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.weight.bytes() + self.bias.as_ref().map_or(0, HostParam::bytes)
+    }
+}
+
+/// A [`StreamWeights`] in host memory.
+#[derive(Debug, Clone)]
+struct HostStream {
+    modulation: HostLinear,
+    qkv: HostLinear,
+    q_scale: HostParam,
+    k_scale: HostParam,
+    proj: HostLinear,
+    mlp_in: HostLinear,
+    mlp_out: HostLinear,
+}
+
+impl HostStream {
+    fn new<B: Backend>(s: StreamWeights<B>) -> Self {
+        HostStream {
+            modulation: HostLinear::new(s.modulation),
+            qkv: HostLinear::new(s.qkv),
+            q_scale: HostParam::new(s.q_scale.val()),
+            k_scale: HostParam::new(s.k_scale.val()),
+            proj: HostLinear::new(s.proj),
+            mlp_in: HostLinear::new(s.mlp_in),
+            mlp_out: HostLinear::new(s.mlp_out),
+        }
+    }
+
+    fn weights<B: Backend>(&self, device: &B::Device) -> StreamWeights<B> {
+        StreamWeights {
+            modulation: self.modulation.linear(device),
+            qkv: self.qkv.linear(device),
+            q_scale: self.q_scale.param(device),
+            k_scale: self.k_scale.param(device),
+            proj: self.proj.linear(device),
+            mlp_in: self.mlp_in.linear(device),
+            mlp_out: self.mlp_out.linear(device),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        [
+            &self.modulation,
+            &self.qkv,
+            &self.proj,
+            &self.mlp_in,
+            &self.mlp_out,
+        ]
+        .iter()
+        .map(|l| l.bytes())
+        .sum::<usize>()
+            + self.q_scale.bytes()
+            + self.k_scale.bytes()
+    }
+}
+
+/// A [`DoubleBlock`] in host memory.
+#[derive(Debug, Clone)]
+struct HostDouble {
+    img: HostStream,
+    txt: HostStream,
+}
+
+impl HostDouble {
+    fn new<B: Backend>(b: DoubleBlock<B>) -> Self {
+        HostDouble {
+            img: HostStream::new(b.img),
+            txt: HostStream::new(b.txt),
+        }
+    }
+
+    fn block<B: Backend>(&self, device: &B::Device) -> DoubleBlock<B> {
+        DoubleBlock {
+            img: self.img.weights(device),
+            txt: self.txt.weights(device),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.img.bytes() + self.txt.bytes()
+    }
+}
+
+/// A [`SingleBlock`] in host memory.
+#[derive(Debug, Clone)]
+struct HostSingle {
+    modulation: HostLinear,
+    linear1: HostLinear,
+    q_scale: HostParam,
+    k_scale: HostParam,
+    linear2: HostLinear,
+}
+
+impl HostSingle {
+    fn new<B: Backend>(b: SingleBlock<B>) -> Self {
+        HostSingle {
+            modulation: HostLinear::new(b.modulation),
+            linear1: HostLinear::new(b.linear1),
+            q_scale: HostParam::new(b.q_scale.val()),
+            k_scale: HostParam::new(b.k_scale.val()),
+            linear2: HostLinear::new(b.linear2),
+        }
+    }
+
+    fn block<B: Backend>(&self, device: &B::Device) -> SingleBlock<B> {
+        SingleBlock {
+            modulation: self.modulation.linear(device),
+            linear1: self.linear1.linear(device),
+            q_scale: self.q_scale.param(device),
+            k_scale: self.k_scale.param(device),
+            linear2: self.linear2.linear(device),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.modulation.bytes()
+            + self.linear1.bytes()
+            + self.linear2.bytes()
+            + self.q_scale.bytes()
+            + self.k_scale.bytes()
+    }
+}
+
+/// FLUX with only the embedders and the final layer resident on the device; the transformer
+/// blocks live in host memory (as [`TensorData`], in the load dtype) and every
+/// [`forward`](StreamedFlux::forward) uploads them one block at a time, runs the block, waits
+/// for the device and drops it before the next one is uploaded.
+///
+/// This trades speed for memory: device memory holds one block plus the activations instead of
+/// all 57 blocks (≈ 23 GB in bf16 for FLUX.1-dev), at the cost of uploading every block at every
+/// step and losing the overlap of consecutive blocks. Host memory holds the whole DiT. The
+/// velocities are exactly those of [`Flux::forward`] on the same weights.
+#[derive(Debug)]
+pub struct StreamedFlux<B: Backend> {
+    /// Embedders and final layer (no blocks).
+    head: Flux<B>,
+    double_blocks: Vec<HostDouble>,
+    single_blocks: Vec<HostSingle>,
+    device: B::Device,
+}
+
+impl<B: Backend> StreamedFlux<B> {
+    /// Like [`Flux::load`] (same layouts, and the whole checkpoint is validated against
+    /// [`FluxConfig::key_map`] before anything is built), but only the embedders and the final
+    /// layer stay on `device`: each block is built on `device` in `dtype`, copied to host memory
+    /// and dropped before the next one is built.
+    pub fn load(
+        path: impl AsRef<std::path::Path>,
+        config: &FluxConfig,
+        dtype: burn::tensor::FloatDType,
+        device: &B::Device,
+    ) -> Result<Self, FluxError> {
+        config.validate()?;
+        let ckpt = Checkpoint::open(path)?;
+        let layout = FluxLayout::detect(&ckpt)?;
+        let map = config.key_map(layout);
+        let w = ckpt.load::<B>(&map, dtype, device)?;
+        Self::from_weights(config, layout, &w)
+    }
+
+    /// Builds the model from validated weights (see [`Flux::from_weights`]), one block at a time.
+    pub fn from_weights(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        w: &Weights<'_, B>,
+    ) -> Result<Self, FluxError> {
+        config.validate()?;
+        let head = Flux::head(config, layout, w)?;
+        let double_blocks = (0..config.depth)
+            .map(|i| Flux::double_block(config, layout, w, i).map(HostDouble::new))
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        let single_blocks = (0..config.depth_single_blocks)
+            .map(|i| Flux::single_block(config, layout, w, i).map(HostSingle::new))
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        Ok(StreamedFlux {
+            head,
+            double_blocks,
+            single_blocks,
+            device: w.device().clone(),
+        })
+    }
+
+    /// Moves the blocks of a resident model to host memory.
+    pub fn from_flux(model: Flux<B>) -> Self {
+        let mut head = model;
+        let device = head.img_in.weight.val().device();
+        let double_blocks = std::mem::take(&mut head.double_blocks)
+            .into_iter()
+            .map(HostDouble::new)
+            .collect();
+        let single_blocks = std::mem::take(&mut head.single_blocks)
+            .into_iter()
+            .map(HostSingle::new)
+            .collect();
+        StreamedFlux {
+            head,
+            double_blocks,
+            single_blocks,
+            device,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &FluxConfig {
+        self.head.config()
+    }
+
+    /// The device the blocks are uploaded to.
+    pub fn device(&self) -> &B::Device {
+        &self.device
+    }
+
+    /// Bytes of block weights held in host memory.
+    pub fn host_bytes(&self) -> usize {
+        self.double_blocks
+            .iter()
+            .map(HostDouble::bytes)
+            .sum::<usize>()
+            + self
+                .single_blocks
+                .iter()
+                .map(HostSingle::bytes)
+                .sum::<usize>()
+    }
+
+    /// The velocity: the same inputs, checks and result as [`Flux::forward`], with the blocks
+    /// uploaded one at a time.
+    pub fn forward(
+        &self,
+        img: Tensor<B, 3>,
+        txt: Tensor<B, 3>,
+        timesteps: Tensor<B, 1>,
+        y: Tensor<B, 2>,
+        guidance: Option<Tensor<B, 1>>,
+        rope: &RotaryTables<B>,
+    ) -> Result<Tensor<B, 3>, FluxError> {
+        let device = &self.device;
+        // Waiting for the device before each upload bounds the weights on it to one block (the
+        // previous block is dropped by then); without it the host could enqueue every upload.
+        let sync = || B::sync(device).map_err(|e| FluxError::Execution(e.to_string()));
+        self.head.forward_with(
+            img,
+            txt,
+            timesteps,
+            y,
+            guidance,
+            rope,
+            self.double_blocks.iter().map(|b| {
+                sync()?;
+                Ok(b.block::<B>(device))
+            }),
+            self.single_blocks.iter().map(|b| {
+                sync()?;
+                Ok(b.block::<B>(device))
+            }),
+        )
+    }
+}
+
+impl<B: Backend> FluxDenoiser<B> for StreamedFlux<B> {
+    fn config(&self) -> &FluxConfig {
+        StreamedFlux::config(self)
+    }
+
+    fn weight_dtype(&self) -> DType {
+        self.head.weight_dtype()
+    }
+
+    fn forward(
+        &self,
+        img: Tensor<B, 3>,
+        txt: Tensor<B, 3>,
+        timesteps: Tensor<B, 1>,
+        y: Tensor<B, 2>,
+        guidance: Option<Tensor<B, 1>>,
+        rope: &RotaryTables<B>,
+    ) -> Result<Tensor<B, 3>, FluxError> {
+        StreamedFlux::forward(self, img, txt, timesteps, y, guidance, rope)
     }
 }
 

@@ -13,18 +13,20 @@
 //! * μ follows diffusers' linear rule by default; [`OFFICIAL_DYPE_MU`] pins it like the official
 //!   DyPE pipeline does.
 //!
-//! Low-memory block streaming (keeping the DiT blocks off the device between uses) is **not
-//! implemented**: the whole DiT must fit in device memory (23.8 GB in bf16 for FLUX.1-dev).
+//! [`generate`] and [`sample`] take any [`FluxDenoiser`]: the resident
+//! [`Flux`](crate::models::flux::Flux) (the whole DiT in device memory, 23.8 GB in bf16 for
+//! FLUX.1-dev) or, when device memory is short, [`crate::models::flux::StreamedFlux`], which keeps
+//! the blocks in host memory and uploads them one at a time at every step (same velocities,
+//! slower).
 
 use std::path::Path;
 
-use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{DType, FloatDType, Tensor, TensorData, backend::Backend};
 use dype_core::presets::{self, OfficialMethod};
 use dype_core::{AxialRope, DypeError, Method, Sigma};
 
 use crate::dype::{DypeRotaryError, StepReport, TimestepRotary};
-use crate::models::flux::{Flux, FluxConfig, FluxError, flux_positions, flux_rope};
+use crate::models::flux::{FluxConfig, FluxDenoiser, FluxError, flux_positions, flux_rope};
 use crate::rotary::RotaryLayout;
 use crate::sampling_flux::{FlowShift, euler_step, flux_sigmas, pack_latents, unpack_latents};
 use crate::vae::{Rgb8Image, VaeDecoder, VaeError, to_rgb8_diffusers};
@@ -257,23 +259,6 @@ pub struct FluxProgress {
     pub report: StepReport,
 }
 
-/// The dtype of the model's first float parameter.
-struct FirstDType(Option<DType>);
-
-impl<B: Backend> ModuleVisitor<B> for FirstDType {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if self.0.is_none() {
-            self.0 = Some(param.val().dtype());
-        }
-    }
-}
-
-fn model_dtype<B: Backend>(model: &Flux<B>) -> DType {
-    let mut v = FirstDType(None);
-    model.visit(&mut v);
-    v.0.unwrap_or(DType::F32)
-}
-
 /// Repeats a batch-1 tensor to `batch`, or checks that it already has `batch` rows.
 fn batched<B: Backend, const D: usize>(
     x: Tensor<B, D>,
@@ -296,7 +281,7 @@ fn batched<B: Backend, const D: usize>(
 /// `request.height`, `width`, `seed`, `batch` and `vae_tile` are not used here (the batch is
 /// `x0`'s). [`generate`] calls this after drawing the seeded noise.
 pub fn sample<B: Backend>(
-    model: &Flux<B>,
+    model: &(impl FluxDenoiser<B> + ?Sized),
     cond: &FluxConditioning<B>,
     request: &FluxGenerate,
     x0: Tensor<B, 3>,
@@ -341,7 +326,7 @@ pub fn sample<B: Backend>(
         RotaryLayout::Interleaved,
         device,
     )?;
-    let dtype = model_dtype(model);
+    let dtype = model.weight_dtype();
     let txt = txt.cast(dtype);
     let y = y.cast(dtype);
     // σ and guidance stay f32: `timestep_embedding` builds its frequencies in f32.
@@ -380,12 +365,13 @@ pub fn sample<B: Backend>(
 /// conversion). States and the Euler update are f32; the DiT gets its image, text and pooled
 /// inputs in its weights' dtype (e.g. bf16), σ and guidance in f32, and its output is cast back.
 ///
-/// **Known limitation** (models/flux.rs as of this writing): [`Flux::forward`] feeds the f32
+/// **Known limitation** (models/flux.rs as of this writing):
+/// [`Flux::forward`](crate::models::flux::Flux::forward) feeds the f32
 /// timestep/guidance embeddings straight into its `time_in`/`guidance_in` layers, so a model
 /// loaded in bf16/f16 panics with a storage dtype mismatch on the CPU backend; load in f32 until
 /// `Flux::forward` casts those embeddings to its weights' dtype.
 pub fn generate<B: Backend>(
-    model: &Flux<B>,
+    model: &(impl FluxDenoiser<B> + ?Sized),
     vae: &VaeDecoder<B>,
     cond: &FluxConditioning<B>,
     request: &FluxGenerate,
@@ -465,6 +451,7 @@ pub fn generate<B: Backend>(
 #[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
+    use crate::models::flux::Flux;
     use crate::vae::VaeConfig;
     use std::path::PathBuf;
 
