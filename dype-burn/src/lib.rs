@@ -4,8 +4,8 @@
 //! * [`rotary`] — upload a [`FactorizedTable`](rotary::FactorizedTable) (per-axis cos/sin rows
 //!   with the attention factor folded in, plus per-token row indices), expand it on the device
 //!   and rotate q/k in the interleaved (FLUX/FiT) or half-split (LLaMA/NeoX) layout;
-//!   [`RotaryEmbedding`](rotary::RotaryEmbedding) caches the upload per table content.
-//! * [`attention`] — `softmax(q kᵀ · scale) v` with an optional key-padding mask, using burn's
+//!   [`RotaryEmbedding`] caches the upload per table content.
+//! * [`attention`](mod@attention) — `softmax(q kᵀ · scale) v` with an optional key-padding mask, using burn's
 //!   fused kernel where it is memory-bounded and a query-chunked implementation elsewhere.
 //! * [`backend`] — backend aliases per cargo feature (`Cpu` = burn Flex, `Wgpu`, `Cuda`) and a
 //!   probe that reports an unusable backend as an error instead of a panic.

@@ -9,7 +9,7 @@
 //!
 //! Frequencies are computed in `f64`; table writers are generic over `f32`/`f64` output. The core
 //! API allocates nothing: it writes into caller slices. The `alloc` feature adds factorized tables
-//! ([`table`]); `proptest` adds strategies for downstream property tests ([`strategies`]).
+//! ([`table`]); `proptest` adds strategies for downstream property tests (module `strategies`).
 //!
 //! ```
 //! use dype_core::{presets, Sigma};

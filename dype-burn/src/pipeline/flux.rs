@@ -364,12 +364,8 @@ pub fn sample<B: Backend>(
 /// Runs one generation and returns `request.batch` images (`height × width` RGB8, diffusers'
 /// conversion). States and the Euler update are f32; the DiT gets its image, text and pooled
 /// inputs in its weights' dtype (e.g. bf16), σ and guidance in f32, and its output is cast back.
-///
-/// **Known limitation** (models/flux.rs as of this writing):
-/// [`Flux::forward`](crate::models::flux::Flux::forward) feeds the f32
-/// timestep/guidance embeddings straight into its `time_in`/`guidance_in` layers, so a model
-/// loaded in bf16/f16 panics with a storage dtype mismatch on the CPU backend; load in f32 until
-/// `Flux::forward` casts those embeddings to its weights' dtype.
+/// Models loaded in bf16/f16 take the f32 states and return f32 velocities (the DiT casts at its
+/// boundary; norms, RoPE and timestep features are computed in f32).
 pub fn generate<B: Backend>(
     model: &(impl FluxDenoiser<B> + ?Sized),
     vae: &VaeDecoder<B>,
