@@ -117,6 +117,7 @@ pub mod pipeline;
 pub mod rotary;
 pub mod sampling;
 pub mod sampling_flux;
+pub mod text;
 pub mod vae;
 pub mod weights;
 

@@ -468,14 +468,18 @@ pub fn apply_rotary<B: Backend>(
 
     let out = match layout {
         RotaryLayout::Interleaved => {
+            // Pairs (a, b) → (a·c − b·s, b·c + a·s), computed as x·c + swap(x)·(∓s): one flip and
+            // three full-size elementwise ops instead of strided narrows and a concat (bit-identical:
+            // `p − q == p + (−q)` and addition commutes exactly).
             let x = x.reshape([batch, heads, tokens, half, 2]);
-            let a = x.clone().narrow(4, 0, 1);
-            let b = x.narrow(4, 1, 1);
+            let swapped = x.clone().flip([4]);
             let c = cos.reshape([table_batch, 1, tokens, half, 1]);
-            let s = sin.reshape([table_batch, 1, tokens, half, 1]);
-            let ra = a.clone() * c.clone() - b.clone() * s.clone();
-            let rb = a * s + b * c;
-            Tensor::cat(vec![ra, rb], 4).reshape([batch, heads, tokens, head_dim])
+            let sign =
+                Tensor::<B, 1>::from_data(TensorData::new(vec![-1.0f32, 1.0], [2]), &x.device())
+                    .cast(compute)
+                    .reshape([1, 1, 1, 1, 2]);
+            let s = sin.reshape([table_batch, 1, tokens, half, 1]) * sign;
+            (x * c + swapped * s).reshape([batch, heads, tokens, head_dim])
         }
         RotaryLayout::HalfSplit => {
             let a = x.clone().narrow(3, 0, half);

@@ -1,0 +1,403 @@
+//! CLIP text model (FLUX.1's `text_encoder`, openai/clip-vit-large-patch14): learned token and
+//! position embeddings, pre-LN causal transformer with quick-GELU, final LayerNorm; the pooled
+//! output is the hidden state at the end-of-text token. Key layout of HF `CLIPTextModel`
+//! (`text_model.` prefix as diffusers stores it, or without it).
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear};
+use burn::tensor::activation::sigmoid;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Int, Tensor, TensorData};
+
+use super::t5::{TextEncoderError, json_float, json_size, scores_attention};
+use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
+
+/// Which position of each sequence gives the pooled output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClipPooling {
+    /// The first position of the highest token id (HF's rule when `eos_token_id == 2`, the legacy
+    /// CLIP configs FLUX ships: `<|endoftext|>` is the last vocabulary entry).
+    HighestId,
+    /// The first position holding this id.
+    FirstId(u32),
+}
+
+/// CLIP text-model hyper-parameters (HF `CLIPTextConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClipConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads.
+    pub num_attention_heads: usize,
+    /// Positions (77).
+    pub max_position_embeddings: usize,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// Pooling rule.
+    pub pooling: ClipPooling,
+}
+
+impl ClipConfig {
+    /// openai/clip-vit-large-patch14's text model (FLUX.1's `text_encoder`).
+    pub fn vit_l_14() -> Self {
+        ClipConfig {
+            vocab_size: 49_408,
+            hidden_size: 768,
+            intermediate_size: 3072,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            max_position_embeddings: 77,
+            layer_norm_eps: 1e-5,
+            pooling: ClipPooling::HighestId,
+        }
+    }
+
+    /// From an HF `config.json` object (missing fields take [`ClipConfig::vit_l_14`]'s values).
+    /// Pooling follows HF: [`ClipPooling::HighestId`] when `eos_token_id` is 2 or absent, else
+    /// [`ClipPooling::FirstId`] of `eos_token_id`. Only `quick_gelu` is supported.
+    pub fn from_json(c: &serde_json::Value) -> Result<Self, TextEncoderError> {
+        const M: &str = "clip";
+        if let Some(a) = c.get("hidden_act").and_then(|v| v.as_str())
+            && a != "quick_gelu"
+        {
+            return Err(TextEncoderError::Config {
+                model: M,
+                reason: format!("hidden_act `{a}` is not supported (quick_gelu only)"),
+            });
+        }
+        let d = ClipConfig::vit_l_14();
+        let eos = json_size(M, c, "eos_token_id", 2)?;
+        let cfg = ClipConfig {
+            vocab_size: json_size(M, c, "vocab_size", d.vocab_size)?,
+            hidden_size: json_size(M, c, "hidden_size", d.hidden_size)?,
+            intermediate_size: json_size(M, c, "intermediate_size", d.intermediate_size)?,
+            num_hidden_layers: json_size(M, c, "num_hidden_layers", d.num_hidden_layers)?,
+            num_attention_heads: json_size(M, c, "num_attention_heads", d.num_attention_heads)?,
+            max_position_embeddings: json_size(
+                M,
+                c,
+                "max_position_embeddings",
+                d.max_position_embeddings,
+            )?,
+            layer_norm_eps: json_float(M, c, "layer_norm_eps", d.layer_norm_eps)?,
+            pooling: if eos == 2 {
+                ClipPooling::HighestId
+            } else {
+                ClipPooling::FirstId(eos as u32)
+            },
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Head width.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads.max(1)
+    }
+
+    /// Checks the configuration is usable.
+    pub fn validate(&self) -> Result<(), TextEncoderError> {
+        let bad = |r: &str| {
+            Err(TextEncoderError::Config {
+                model: "clip",
+                reason: r.into(),
+            })
+        };
+        if self.vocab_size == 0
+            || self.hidden_size == 0
+            || self.intermediate_size == 0
+            || self.num_hidden_layers == 0
+            || self.num_attention_heads == 0
+            || self.max_position_embeddings == 0
+        {
+            return bad("sizes must be non-zero");
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return bad("hidden_size must be a multiple of num_attention_heads");
+        }
+        Ok(())
+    }
+
+    /// The key map with every key under `prefix` (`"text_model"` for diffusers' `text_encoder/`,
+    /// `""` for a bare text transformer); `{prefix}.embeddings.position_ids` (a buffer older
+    /// checkpoints store) is ignored.
+    pub fn key_map_with_prefix(&self, prefix: &str) -> KeyMap {
+        let p = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        let (d, f) = (self.hidden_size, self.intermediate_size);
+        let mut m = KeyMap::new();
+        m.tensor(
+            p("embeddings.token_embedding.weight"),
+            &[self.vocab_size, d],
+        );
+        m.tensor(
+            p("embeddings.position_embedding.weight"),
+            &[self.max_position_embeddings, d],
+        );
+        m.ignore_prefix(p("embeddings.position_ids"));
+        for i in 0..self.num_hidden_layers {
+            let l = p(&format!("encoder.layers.{i}"));
+            for n in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                m.linear(&format!("{l}.self_attn.{n}"), d, d, true);
+            }
+            m.norm(&format!("{l}.layer_norm1"), d);
+            m.norm(&format!("{l}.layer_norm2"), d);
+            m.linear(&format!("{l}.mlp.fc1"), d, f, true);
+            m.linear(&format!("{l}.mlp.fc2"), f, d, true);
+        }
+        m.norm(&p("final_layer_norm"), d);
+        m
+    }
+
+    /// The diffusers `text_encoder/` key map (`text_model.` prefix).
+    pub fn key_map(&self) -> KeyMap {
+        self.key_map_with_prefix("text_model")
+    }
+
+    /// The prefix `ckpt` stores the model under: `"text_model"` when it holds
+    /// `text_model.final_layer_norm.weight`, else `""`.
+    pub fn prefix_of(ckpt: &Checkpoint) -> &'static str {
+        if ckpt.contains("text_model.final_layer_norm.weight") {
+            "text_model"
+        } else {
+            ""
+        }
+    }
+}
+
+/// An affine LayerNorm over the last dimension (statistics in f32).
+#[derive(Module, Debug)]
+struct Norm<B: Backend> {
+    weight: Param<Tensor<B, 1>>,
+    bias: Param<Tensor<B, 1>>,
+}
+
+impl<B: Backend> Norm<B> {
+    fn load(w: &Weights<'_, B>, prefix: &str) -> Result<Self, WeightsError> {
+        Ok(Norm {
+            weight: Param::from_tensor(w.tensor(&format!("{prefix}.weight"))?),
+            bias: Param::from_tensor(w.tensor(&format!("{prefix}.bias"))?),
+        })
+    }
+
+    fn forward(&self, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
+        let dtype = x.dtype();
+        let xf = if dtype == DType::F64 {
+            x
+        } else {
+            x.cast(DType::F32)
+        };
+        let (var, mean) = xf.clone().var_mean_bias(2);
+        let n = ((xf - mean) / var.add_scalar(eps).sqrt()).cast(dtype);
+        n * self.weight.val().unsqueeze::<3>() + self.bias.val().unsqueeze::<3>()
+    }
+}
+
+/// One CLIP encoder layer.
+#[derive(Module, Debug)]
+pub struct ClipLayer<B: Backend> {
+    ln1: Norm<B>,
+    q: Linear<B>,
+    k: Linear<B>,
+    v: Linear<B>,
+    out: Linear<B>,
+    ln2: Norm<B>,
+    fc1: Linear<B>,
+    fc2: Linear<B>,
+}
+
+/// The CLIP text transformer.
+#[derive(Module, Debug)]
+pub struct ClipTextModel<B: Backend> {
+    token_embedding: Embedding<B>,
+    position_embedding: Param<Tensor<B, 2>>,
+    layers: Vec<ClipLayer<B>>,
+    final_norm: Norm<B>,
+    #[module(skip)]
+    config: ClipConfig,
+}
+
+/// The outputs FLUX uses.
+#[derive(Debug, Clone)]
+pub struct ClipOutput<B: Backend> {
+    /// Last hidden states after the final LayerNorm, `[B, N, hidden]`.
+    pub hidden: Tensor<B, 3>,
+    /// Pooled output `[B, hidden]` (FLUX's `pooled_projections`).
+    pub pooled: Tensor<B, 2>,
+}
+
+impl<B: Backend> ClipTextModel<B> {
+    /// Builds the model from validated weights whose keys are under `prefix` (see
+    /// [`ClipConfig::key_map_with_prefix`]).
+    pub fn from_weights(
+        config: &ClipConfig,
+        w: &Weights<'_, B>,
+        prefix: &str,
+    ) -> Result<Self, TextEncoderError> {
+        config.validate()?;
+        let p = |k: &str| {
+            if prefix.is_empty() {
+                k.to_string()
+            } else {
+                format!("{prefix}.{k}")
+            }
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let l = p(&format!("encoder.layers.{i}"));
+                Ok(ClipLayer {
+                    ln1: Norm::load(w, &format!("{l}.layer_norm1"))?,
+                    q: w.linear(&format!("{l}.self_attn.q_proj"), true)?,
+                    k: w.linear(&format!("{l}.self_attn.k_proj"), true)?,
+                    v: w.linear(&format!("{l}.self_attn.v_proj"), true)?,
+                    out: w.linear(&format!("{l}.self_attn.out_proj"), true)?,
+                    ln2: Norm::load(w, &format!("{l}.layer_norm2"))?,
+                    fc1: w.linear(&format!("{l}.mlp.fc1"), true)?,
+                    fc2: w.linear(&format!("{l}.mlp.fc2"), true)?,
+                })
+            })
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        Ok(ClipTextModel {
+            token_embedding: Embedding {
+                weight: Param::from_tensor(w.tensor(&p("embeddings.token_embedding.weight"))?),
+            },
+            position_embedding: Param::from_tensor(
+                w.tensor(&p("embeddings.position_embedding.weight"))?,
+            ),
+            layers,
+            final_norm: Norm::load(w, &p("final_layer_norm"))?,
+            config: config.clone(),
+        })
+    }
+
+    /// Opens `path`, detects the key prefix ([`ClipConfig::prefix_of`]), validates every key,
+    /// shape and dtype before building anything, and builds the model on `device` in `dtype`.
+    pub fn load(
+        path: impl AsRef<std::path::Path>,
+        config: &ClipConfig,
+        dtype: burn::tensor::FloatDType,
+        device: &B::Device,
+    ) -> Result<Self, TextEncoderError> {
+        config.validate()?;
+        let ckpt = Checkpoint::open(path)?;
+        let prefix = ClipConfig::prefix_of(&ckpt);
+        let map = config.key_map_with_prefix(prefix);
+        let w = ckpt.load::<B>(&map, dtype, device)?;
+        Self::from_weights(config, &w, prefix)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClipConfig {
+        &self.config
+    }
+
+    /// Hidden states and pooled output for token ids `[B, N]` (`N ≤ max_position_embeddings`).
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Result<ClipOutput<B>, TextEncoderError> {
+        let cfg = &self.config;
+        let [b, n] = ids.dims();
+        if b == 0 || n == 0 || n > cfg.max_position_embeddings {
+            return Err(TextEncoderError::Input {
+                model: "clip",
+                what: format!(
+                    "ids have shape [{b}, {n}], expected [B, N] with 0 < N ≤ {}",
+                    cfg.max_position_embeddings
+                ),
+            });
+        }
+        let host: Vec<i64> = ids
+            .to_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .map_err(|e| TextEncoderError::Input {
+                model: "clip",
+                what: format!("cannot read ids: {e:?}"),
+            })?;
+        if let Some(bad) = host.iter().find(|&&i| i < 0 || i >= cfg.vocab_size as i64) {
+            return Err(TextEncoderError::Input {
+                model: "clip",
+                what: format!(
+                    "token id {bad} outside the vocabulary of {}",
+                    cfg.vocab_size
+                ),
+            });
+        }
+        let positions = (0..b)
+            .map(|r| {
+                let row = &host[r * n..(r + 1) * n];
+                match cfg.pooling {
+                    ClipPooling::HighestId => {
+                        let max = row.iter().copied().max().unwrap_or(0);
+                        Ok(row.iter().position(|&i| i == max).unwrap_or(0))
+                    }
+                    ClipPooling::FirstId(id) => row
+                        .iter()
+                        .position(|&i| i == id as i64)
+                        .ok_or_else(|| TextEncoderError::Input {
+                            model: "clip",
+                            what: format!("sequence {r} has no end-of-text token {id}"),
+                        }),
+                }
+            })
+            .collect::<Result<Vec<usize>, _>>()?;
+
+        let device = ids.device();
+        let (h, hd, eps) = (cfg.num_attention_heads, cfg.head_dim(), cfg.layer_norm_eps);
+        let d = cfg.hidden_size;
+        let pos = self
+            .position_embedding
+            .val()
+            .narrow(0, 0, n)
+            .unsqueeze::<3>();
+        let mut x = self.token_embedding.forward(ids) + pos;
+        let dtype = x.dtype();
+        // Causal mask: −inf above the diagonal (a large finite value keeps softmax NaN-free).
+        let mask: Vec<f32> = (0..n)
+            .flat_map(|q| (0..n).map(move |k| if k > q { -1e30 } else { 0.0 }))
+            .collect();
+        let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [n, n]), &device)
+            .cast(DType::F32)
+            .unsqueeze::<4>();
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &self.layers {
+            let a = layer.ln1.forward(x.clone(), eps);
+            let heads = |l: &Linear<B>| l.forward(a.clone()).reshape([b, n, h, hd]).swap_dims(1, 2);
+            let att = scores_attention(
+                heads(&layer.q),
+                heads(&layer.k),
+                heads(&layer.v),
+                Some(mask.clone()),
+                scale,
+            );
+            x = x + layer.out.forward(att);
+            let f = layer.fc1.forward(layer.ln2.forward(x.clone(), eps));
+            let f = f.clone() * sigmoid(f.mul_scalar(1.702));
+            x = x + layer.fc2.forward(f);
+        }
+        let hidden = self.final_norm.forward(x, eps).cast(dtype);
+        let pooled = Tensor::cat(
+            positions
+                .iter()
+                .enumerate()
+                .map(|(r, &p)| {
+                    hidden
+                        .clone()
+                        .slice([r..r + 1, p..p + 1, 0..d])
+                        .reshape([1, d])
+                })
+                .collect(),
+            0,
+        );
+        Ok(ClipOutput { hidden, pooled })
+    }
+}

@@ -1,0 +1,450 @@
+//! T5 v1.1 encoder (FLUX.1's `text_encoder_2`, google/t5-v1_1-xxl): RMS norms without bias or mean
+//! (variance in f32), unscaled attention with a bucketed bidirectional relative position bias
+//! computed by layer 0 and shared by every layer, gated-GELU (tanh) feed-forward, final norm.
+//! Padding is not masked, as FLUX does. Key layout of HF `T5EncoderModel`.
+
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Int, Tensor, TensorData};
+use thiserror::Error;
+
+use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
+
+/// Errors of the text encoders.
+#[derive(Debug, Error)]
+pub enum TextEncoderError {
+    /// An input has the wrong shape or content.
+    #[error("{model}: {what}")]
+    Input {
+        /// Which model.
+        model: &'static str,
+        /// What is wrong.
+        what: String,
+    },
+    /// A configuration value is invalid.
+    #[error("{model}: invalid configuration: {reason}")]
+    Config {
+        /// Which model.
+        model: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Weight loading failure.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+}
+
+pub(crate) fn json_size(
+    model: &'static str,
+    c: &serde_json::Value,
+    k: &str,
+    default: usize,
+) -> Result<usize, TextEncoderError> {
+    match c.get(k) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .map(|x| x as usize)
+            .ok_or_else(|| TextEncoderError::Config {
+                model,
+                reason: format!("`{k}` must be a non-negative integer"),
+            }),
+    }
+}
+
+pub(crate) fn json_float(
+    model: &'static str,
+    c: &serde_json::Value,
+    k: &str,
+    default: f64,
+) -> Result<f64, TextEncoderError> {
+    match c.get(k) {
+        None | Some(serde_json::Value::Null) => Ok(default),
+        Some(v) => v.as_f64().ok_or_else(|| TextEncoderError::Config {
+            model,
+            reason: format!("`{k}` must be a number"),
+        }),
+    }
+}
+
+/// T5 encoder hyper-parameters (HF `T5Config`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct T5Config {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub d_model: usize,
+    /// Per-head width.
+    pub d_kv: usize,
+    /// Feed-forward width.
+    pub d_ff: usize,
+    /// Encoder layers.
+    pub num_layers: usize,
+    /// Attention heads.
+    pub num_heads: usize,
+    /// Relative-position buckets.
+    pub relative_attention_num_buckets: usize,
+    /// Largest distance with its own log bucket.
+    pub relative_attention_max_distance: usize,
+    /// RMS norm epsilon.
+    pub layer_norm_epsilon: f64,
+}
+
+impl T5Config {
+    /// google/t5-v1_1-xxl (FLUX.1's `text_encoder_2`).
+    pub fn xxl() -> Self {
+        T5Config {
+            vocab_size: 32_128,
+            d_model: 4096,
+            d_kv: 64,
+            d_ff: 10_240,
+            num_layers: 24,
+            num_heads: 64,
+            relative_attention_num_buckets: 32,
+            relative_attention_max_distance: 128,
+            layer_norm_epsilon: 1e-6,
+        }
+    }
+
+    /// From an HF `config.json` object (missing fields take [`T5Config::xxl`]'s values). Only the
+    /// gated-GELU v1.1 feed-forward is supported.
+    pub fn from_json(c: &serde_json::Value) -> Result<Self, TextEncoderError> {
+        const M: &str = "t5";
+        if let Some(p) = c.get("feed_forward_proj").and_then(|v| v.as_str())
+            && p != "gated-gelu"
+        {
+            return Err(TextEncoderError::Config {
+                model: M,
+                reason: format!("feed_forward_proj `{p}` is not supported (gated-gelu only)"),
+            });
+        }
+        let d = T5Config::xxl();
+        let cfg = T5Config {
+            vocab_size: json_size(M, c, "vocab_size", d.vocab_size)?,
+            d_model: json_size(M, c, "d_model", d.d_model)?,
+            d_kv: json_size(M, c, "d_kv", d.d_kv)?,
+            d_ff: json_size(M, c, "d_ff", d.d_ff)?,
+            num_layers: json_size(M, c, "num_layers", d.num_layers)?,
+            num_heads: json_size(M, c, "num_heads", d.num_heads)?,
+            relative_attention_num_buckets: json_size(
+                M,
+                c,
+                "relative_attention_num_buckets",
+                d.relative_attention_num_buckets,
+            )?,
+            relative_attention_max_distance: json_size(
+                M,
+                c,
+                "relative_attention_max_distance",
+                d.relative_attention_max_distance,
+            )?,
+            layer_norm_epsilon: json_float(M, c, "layer_norm_epsilon", d.layer_norm_epsilon)?,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Inner attention width `heads · d_kv`.
+    pub fn inner_dim(&self) -> usize {
+        self.num_heads * self.d_kv
+    }
+
+    /// Checks the configuration is usable.
+    pub fn validate(&self) -> Result<(), TextEncoderError> {
+        if self.vocab_size == 0
+            || self.d_model == 0
+            || self.d_kv == 0
+            || self.d_ff == 0
+            || self.num_layers == 0
+            || self.num_heads == 0
+        {
+            return Err(TextEncoderError::Config {
+                model: "t5",
+                reason: "sizes must be non-zero".into(),
+            });
+        }
+        let b = self.relative_attention_num_buckets;
+        if b < 4 || self.relative_attention_max_distance <= b / 4 {
+            return Err(TextEncoderError::Config {
+                model: "t5",
+                reason: "need at least 4 buckets and max_distance > buckets/4".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The checkpoint key map of HF `T5EncoderModel`: `shared.weight` and its tied copy
+    /// `encoder.embed_tokens.weight` (see [`T5Config::key_map_for`] for checkpoints that store only
+    /// one of them), the blocks and `encoder.final_layer_norm.weight`.
+    pub fn key_map(&self) -> KeyMap {
+        self.map(true, true)
+    }
+
+    /// The key map for `ckpt`: like [`T5Config::key_map`], declaring only the embedding copies
+    /// the checkpoint stores (at least `shared.weight` when it stores neither).
+    pub fn key_map_for(&self, ckpt: &Checkpoint) -> KeyMap {
+        let shared = ckpt.contains("shared.weight");
+        let embed = ckpt.contains("encoder.embed_tokens.weight");
+        self.map(shared || !embed, embed)
+    }
+
+    fn map(&self, shared: bool, embed: bool) -> KeyMap {
+        let (d, inner, ff) = (self.d_model, self.inner_dim(), self.d_ff);
+        let mut m = KeyMap::new();
+        if shared {
+            m.tensor("shared.weight", &[self.vocab_size, d]);
+        }
+        if embed {
+            m.tensor("encoder.embed_tokens.weight", &[self.vocab_size, d]);
+        }
+        for i in 0..self.num_layers {
+            let a = format!("encoder.block.{i}.layer.0");
+            for p in ["q", "k", "v"] {
+                m.linear(&format!("{a}.SelfAttention.{p}"), d, inner, false);
+            }
+            m.linear(&format!("{a}.SelfAttention.o"), inner, d, false);
+            if i == 0 {
+                m.tensor(
+                    format!("{a}.SelfAttention.relative_attention_bias.weight"),
+                    &[self.relative_attention_num_buckets, self.num_heads],
+                );
+            }
+            m.tensor(format!("{a}.layer_norm.weight"), &[d]);
+            let f = format!("encoder.block.{i}.layer.1");
+            m.linear(&format!("{f}.DenseReluDense.wi_0"), d, ff, false);
+            m.linear(&format!("{f}.DenseReluDense.wi_1"), d, ff, false);
+            m.linear(&format!("{f}.DenseReluDense.wo"), ff, d, false);
+            m.tensor(format!("{f}.layer_norm.weight"), &[d]);
+        }
+        m.tensor("encoder.final_layer_norm.weight", &[d]);
+        m
+    }
+}
+
+/// One T5 encoder block.
+#[derive(Module, Debug)]
+pub struct T5Block<B: Backend> {
+    attn_norm: Param<Tensor<B, 1>>,
+    q: Linear<B>,
+    k: Linear<B>,
+    v: Linear<B>,
+    o: Linear<B>,
+    ff_norm: Param<Tensor<B, 1>>,
+    wi_0: Linear<B>,
+    wi_1: Linear<B>,
+    wo: Linear<B>,
+}
+
+/// The T5 v1.1 encoder.
+#[derive(Module, Debug)]
+pub struct T5Encoder<B: Backend> {
+    embed: Embedding<B>,
+    relative_bias: Param<Tensor<B, 2>>,
+    blocks: Vec<T5Block<B>>,
+    final_norm: Param<Tensor<B, 1>>,
+    #[module(skip)]
+    config: T5Config,
+}
+
+/// T5LayerNorm: `w · x / sqrt(mean(x²) + eps)`, statistics in f32, result in `w`'s dtype.
+fn rms_norm<B: Backend>(x: Tensor<B, 3>, w: &Param<Tensor<B, 1>>, eps: f64) -> Tensor<B, 3> {
+    let w = w.val();
+    let dtype = w.dtype();
+    let xf = if x.dtype() == DType::F64 {
+        x
+    } else {
+        x.cast(DType::F32)
+    };
+    let var = xf.clone().powi_scalar(2).mean_dim(2);
+    let normed = (xf / var.add_scalar(eps).sqrt()).cast(dtype);
+    normed * w.unsqueeze::<3>()
+}
+
+/// GELU, tanh approximation (`gelu_new`).
+pub(crate) fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    let c = (2.0 / std::f64::consts::PI).sqrt();
+    let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044_715)).mul_scalar(c);
+    x.mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
+}
+
+/// `softmax(q kᵀ · scale + bias) v` over `[B, H, N, d]` heads, softmax in f32, result
+/// `[B, N, H·d]` in `v`'s dtype. `bias` broadcasts as `[1 or B, 1 or H, N, N]`.
+pub(crate) fn scores_attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    bias: Option<Tensor<B, 4>>,
+    scale: f64,
+) -> Tensor<B, 3> {
+    let [b, h, n, d] = q.dims();
+    let dtype = v.dtype();
+    let mut scores = q.matmul(k.swap_dims(2, 3));
+    if scale != 1.0 {
+        scores = scores.mul_scalar(scale);
+    }
+    let scores = scores.cast(DType::F32);
+    let scores = match bias {
+        Some(bias) => scores + bias.cast(DType::F32),
+        None => scores,
+    };
+    let p = softmax(scores, 3).cast(dtype);
+    p.matmul(v).swap_dims(1, 2).reshape([b, n, h * d])
+}
+
+/// HF `T5Attention._relative_position_bucket` (bidirectional) for `relative = key − query`,
+/// in f32 like the reference.
+pub fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance: usize) -> usize {
+    let half = (num_buckets / 2) as i64;
+    let mut bucket = if relative > 0 { half } else { 0 };
+    let rp = relative.abs();
+    let max_exact = half / 2;
+    if rp < max_exact {
+        bucket += rp;
+    } else {
+        let ratio = (rp as f32 / max_exact as f32).ln();
+        let denom = ((max_distance as f64) / (max_exact as f64)).ln() as f32;
+        let large = max_exact + ((ratio / denom) * (half - max_exact) as f32) as i64;
+        bucket += large.min(half - 1);
+    }
+    bucket as usize
+}
+
+impl<B: Backend> T5Encoder<B> {
+    /// Builds the encoder from validated weights (see [`T5Config::key_map`]); the token
+    /// embedding is `shared.weight`, or `encoder.embed_tokens.weight` when only that is declared.
+    pub fn from_weights(config: &T5Config, w: &Weights<'_, B>) -> Result<Self, TextEncoderError> {
+        config.validate()?;
+        let embed = match w.tensor::<2>("shared.weight") {
+            Ok(t) => t,
+            Err(WeightsError::NotDeclared { .. }) => {
+                w.tensor::<2>("encoder.embed_tokens.weight")?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let blocks = (0..config.num_layers)
+            .map(|i| {
+                let a = format!("encoder.block.{i}.layer.0");
+                let f = format!("encoder.block.{i}.layer.1");
+                Ok(T5Block {
+                    attn_norm: Param::from_tensor(w.tensor(&format!("{a}.layer_norm.weight"))?),
+                    q: w.linear(&format!("{a}.SelfAttention.q"), false)?,
+                    k: w.linear(&format!("{a}.SelfAttention.k"), false)?,
+                    v: w.linear(&format!("{a}.SelfAttention.v"), false)?,
+                    o: w.linear(&format!("{a}.SelfAttention.o"), false)?,
+                    ff_norm: Param::from_tensor(w.tensor(&format!("{f}.layer_norm.weight"))?),
+                    wi_0: w.linear(&format!("{f}.DenseReluDense.wi_0"), false)?,
+                    wi_1: w.linear(&format!("{f}.DenseReluDense.wi_1"), false)?,
+                    wo: w.linear(&format!("{f}.DenseReluDense.wo"), false)?,
+                })
+            })
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        Ok(T5Encoder {
+            embed: Embedding {
+                weight: Param::from_tensor(embed),
+            },
+            relative_bias: Param::from_tensor(
+                w.tensor("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")?,
+            ),
+            blocks,
+            final_norm: Param::from_tensor(w.tensor("encoder.final_layer_norm.weight")?),
+            config: config.clone(),
+        })
+    }
+
+    /// Opens `path` (safetensors, sharded safetensors index or PyTorch pickle), validates every
+    /// key, shape and dtype against [`T5Config::key_map_for`] before building anything, and
+    /// builds the encoder on `device` in `dtype`.
+    pub fn load(
+        path: impl AsRef<std::path::Path>,
+        config: &T5Config,
+        dtype: burn::tensor::FloatDType,
+        device: &B::Device,
+    ) -> Result<Self, TextEncoderError> {
+        config.validate()?;
+        let ckpt = Checkpoint::open(path)?;
+        let map = config.key_map_for(&ckpt);
+        let w = ckpt.load::<B>(&map, dtype, device)?;
+        Self::from_weights(config, &w)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &T5Config {
+        &self.config
+    }
+
+    /// The position bias `[1, heads, N, N]` layer 0 computes and every layer adds.
+    fn position_bias(&self, n: usize, device: &B::Device) -> Tensor<B, 4> {
+        let cfg = &self.config;
+        let buckets: Vec<i64> = (0..n)
+            .flat_map(|q| {
+                (0..n).map(move |k| {
+                    relative_position_bucket(
+                        k as i64 - q as i64,
+                        cfg.relative_attention_num_buckets,
+                        cfg.relative_attention_max_distance,
+                    ) as i64
+                })
+            })
+            .collect();
+        let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(buckets, [n * n]), device);
+        self.relative_bias
+            .val()
+            .select(0, idx)
+            .reshape([n, n, cfg.num_heads])
+            .permute([2, 0, 1])
+            .unsqueeze::<4>()
+    }
+
+    /// Last hidden states `[B, N, d_model]` (after the final norm) for token ids `[B, N]`; no
+    /// attention mask (FLUX attends to the padding too).
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, TextEncoderError> {
+        let cfg = &self.config;
+        let [b, n] = ids.dims();
+        if b == 0 || n == 0 {
+            return Err(TextEncoderError::Input {
+                model: "t5",
+                what: format!("ids have shape [{b}, {n}], expected a non-empty [B, N]"),
+            });
+        }
+        let host: Vec<i64> = ids
+            .to_data()
+            .convert::<i64>()
+            .into_vec::<i64>()
+            .map_err(|e| TextEncoderError::Input {
+                model: "t5",
+                what: format!("cannot read ids: {e:?}"),
+            })?;
+        if let Some(bad) = host.iter().find(|&&i| i < 0 || i >= cfg.vocab_size as i64) {
+            return Err(TextEncoderError::Input {
+                model: "t5",
+                what: format!(
+                    "token id {bad} outside the vocabulary of {}",
+                    cfg.vocab_size
+                ),
+            });
+        }
+        let device = ids.device();
+        let bias = self.position_bias(n, &device);
+        let (h, d) = (cfg.num_heads, cfg.d_kv);
+        let eps = cfg.layer_norm_epsilon;
+        let mut x = self.embed.forward(ids);
+        for blk in &self.blocks {
+            let a = rms_norm(x.clone(), &blk.attn_norm, eps);
+            let heads = |l: &Linear<B>| l.forward(a.clone()).reshape([b, n, h, d]).swap_dims(1, 2);
+            let att = scores_attention(
+                heads(&blk.q),
+                heads(&blk.k),
+                heads(&blk.v),
+                Some(bias.clone()),
+                1.0,
+            );
+            x = x + blk.o.forward(att);
+            let f = rms_norm(x.clone(), &blk.ff_norm, eps);
+            let hidden = gelu_tanh(blk.wi_0.forward(f.clone())) * blk.wi_1.forward(f);
+            x = x + blk.wo.forward(hidden);
+        }
+        Ok(rms_norm(x, &self.final_norm, eps))
+    }
+}
