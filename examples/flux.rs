@@ -1,10 +1,12 @@
-//! FLUX.1-dev text-to-image above its 1024² training size with DyPE, from precomputed text
-//! embeddings (text encoders are not wired in yet).
+//! FLUX.1-dev text-to-image above its 1024² training size with DyPE, from a prompt (T5-XXL +
+//! CLIP-L, encoded once and freed before sampling) or from precomputed text embeddings.
 //!
 //! ```text
-//! cargo run --release --example flux -- --demo --out /tmp/flux_demo.png   # tiny random weights, CPU, seconds
+//! cargo run --release --example flux -- --demo --prompt "a red fox" --out /tmp/flux_demo.png  # tiny random weights, CPU
 //! cargo run --release --features cuda --example flux -- --backend cuda \
-//!     --embeddings prompt.safetensors --height 2048 --width 2048 --pin-mu
+//!     --prompt "a lighthouse at dusk, 4k photograph" --height 4096 --width 4096 --pin-mu
+//! cargo run --release --features cuda --example flux -- --backend cuda \
+//!     --embeddings prompt.safetensors --height 2048 --width 2048
 //! ```
 //!
 //! `--stream-blocks` keeps only the DiT's embedders and final layer on the device: the transformer
@@ -19,17 +21,21 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use burn::tensor::FloatDType;
 use burn::tensor::backend::Backend;
+use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use clap::{Parser, ValueEnum};
 use dype::burn::backend::BackendKind;
-use dype::burn::models::flux::{Flux, FluxConfig, FluxDenoiser, StreamedFlux};
+use dype::burn::models::clip::{ClipConfig, ClipTextModel};
+use dype::burn::models::flux::{Flux, FluxConfig, FluxDenoiser, FluxLayout, StreamedFlux};
+use dype::burn::models::t5::{T5Config, T5Encoder};
 use dype::burn::pipeline::flux::{
     FLUX_BASE_TOKENS, FluxConditioning, FluxGenerate, FluxMethod, OFFICIAL_DYPE_MU, generate,
     load_embeddings,
 };
 use dype::burn::pipeline::{seeded_noise, write_png};
+use dype::burn::text::{CLIP_MAX_LENGTH, ClipTokenizer, T5_MAX_LENGTH, T5Tokenizer};
 use dype::burn::vae::{VaeConfig, VaeDecoder};
+use dype::burn::weights::Checkpoint;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -39,13 +45,34 @@ enum Dtype {
     F16,
 }
 
-/// FLUX.1-dev + DyPE: text-to-image above the training resolution, from precomputed embeddings.
+/// FLUX.1-dev + DyPE: text-to-image above the training resolution, from a prompt or embeddings.
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
-    /// Safetensors file with `t5` [1|B, L, 4096] and `pooled` [1|B, 768] (required unless --demo).
+    /// The prompt, encoded with T5-XXL and CLIP-L (downloaded from the FLUX.1-dev repository unless
+    /// --t5/--clip and the tokenizer flags give local files).
+    #[arg(long, conflicts_with = "embeddings")]
+    prompt: Option<String>,
+    /// Safetensors file with `t5` [1|B, L, 4096] and `pooled` [1|B, 768], for embeddings from any
+    /// encoder (instead of --prompt).
     #[arg(long)]
     embeddings: Option<PathBuf>,
+    /// T5 encoder checkpoint (file, folder or `*.safetensors.index.json`).
+    #[arg(long)]
+    t5: Option<PathBuf>,
+    /// T5 tokenizer.json.
+    #[arg(long)]
+    t5_tokenizer: Option<PathBuf>,
+    /// CLIP text encoder checkpoint.
+    #[arg(long)]
+    clip: Option<PathBuf>,
+    /// CLIP tokenizer.json.
+    #[arg(long)]
+    clip_tokenizer: Option<PathBuf>,
+    /// Keep the text encoders loaded during sampling (by default they are freed before the DiT is
+    /// built, so their memory is available to it).
+    #[arg(long)]
+    keep_encoders: bool,
     /// Image height in pixels (multiple of 16; trained at 1024).
     #[arg(long, default_value_t = 2048)]
     height: usize,
@@ -189,11 +216,10 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
              can overflow f16; prefer f32 (or bf16 on cuda)"
         );
     }
-    if args.embeddings.is_none() && !args.demo {
+    if args.embeddings.is_none() && args.prompt.is_none() && !args.demo {
         return Err(
-            "--embeddings PATH is required: a safetensors file with `t5` [1|B, L, 4096] (T5-XXL \
-             hidden states) and `pooled` [1|B, 768] (pooled CLIP-L). Text encoders are not wired \
-             into this example yet; use --demo for a smoke test with random embeddings"
+            "give --prompt \"…\" (T5-XXL + CLIP-L encode it), or --embeddings PATH (a safetensors \
+             file with `t5` [1|B, L, 4096] and `pooled` [1|B, 768]); --demo runs a smoke test"
                 .into(),
         );
     }
@@ -235,6 +261,22 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         (None, true) => fixtures().join("flux_tiny_bfl.safetensors"),
         (None, false) => dype::hub::fetch(dype::hub::FLUX_DEV).map_err(gated_hint)?,
     };
+    // Validate the DiT checkpoint (keys, shapes, dtypes; no tensors built) before anything else.
+    {
+        let ckpt = Checkpoint::open(&weights).map_err(|e| e.to_string())?;
+        let layout = FluxLayout::detect(&ckpt).map_err(|e| e.to_string())?;
+        ckpt.validate(&config.key_map(layout))
+            .map_err(|e| e.to_string())?;
+    }
+    // Encode the prompt first, so the encoders can be freed before the DiT is built.
+    // `_kept_encoders` (not `_`) keeps them alive to the end of the run with --keep-encoders.
+    let (prompt_cond, _kept_encoders) = match &args.prompt {
+        Some(prompt) => {
+            let (cond, enc) = encode_prompt::<B>(args, prompt, &config, dtype, &device)?;
+            (Some(cond), args.keep_encoders.then_some(enc))
+        }
+        None => (None, None),
+    };
     let model: Box<dyn FluxDenoiser<B>> = if args.stream_blocks {
         let model = StreamedFlux::<B>::load(&weights, &config, dtype, &device)
             .map_err(|e| e.to_string())?;
@@ -253,10 +295,11 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
     };
     let vae =
         VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device).map_err(|e| e.to_string())?;
-    let cond = match &args.embeddings {
-        Some(p) => load_embeddings::<B>(p, &device)
+    let cond = match (&args.embeddings, prompt_cond) {
+        (_, Some(c)) => c,
+        (Some(p), None) => load_embeddings::<B>(p, &device)
             .map_err(|e| format!("--embeddings {}: {e}", p.display()))?,
-        None => FluxConditioning {
+        (None, None) => FluxConditioning {
             t5: seeded_noise::<B, 3>(1, [1, 8, config.context_in_dim], &device),
             pooled: seeded_noise::<B, 2>(2, [1, config.vec_in_dim], &device),
         },
@@ -378,9 +421,145 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
     eprintln!("generated {} image(s) in {elapsed:.1}s", images.len());
     if args.demo {
         eprintln!(
-            "note: --demo uses tiny RANDOM weights and RANDOM text embeddings; the image is noise. \
+            "note: --demo uses tiny RANDOM weights (DiT, VAE, text encoders) or random embeddings; the image is noise. \
              It only shows the pipeline runs end to end."
         );
     }
     Ok(())
+}
+
+type Encoders<B> = (T5Encoder<B>, ClipTextModel<B>);
+
+/// Tokenizes and encodes `prompt` with T5 and CLIP. In `--demo` the tiny fixture encoders are used
+/// and their outputs are cut or zero-padded to the tiny DiT's widths (their sizes differ; the
+/// image is noise anyway).
+fn encode_prompt<B: Backend>(
+    args: &Args,
+    prompt: &str,
+    config: &FluxConfig,
+    dtype: FloatDType,
+    device: &B::Device,
+) -> Result<(FluxConditioning<B>, Encoders<B>), String> {
+    let t0 = Instant::now();
+    let fetch = |given: &Option<PathBuf>,
+                 demo: &str,
+                 hub: dype::hub::HubFile,
+                 sharded: bool|
+     -> Result<PathBuf, String> {
+        match (given, args.demo) {
+            (Some(p), _) => Ok(p.clone()),
+            (None, true) => Ok(fixtures().join(demo)),
+            (None, false) if sharded => dype::hub::fetch_sharded(hub).map_err(gated_hint),
+            (None, false) => dype::hub::fetch(hub).map_err(gated_hint),
+        }
+    };
+    let (t5_cfg, clip_cfg, t5_len) = if args.demo {
+        let v = read_json(&fixtures().join("text_tiny.json"))?;
+        let t5 = T5Config::from_json(&v["t5"]["config"]).map_err(|e| e.to_string())?;
+        let clip = ClipConfig::from_json(&v["clip"]["config"]).map_err(|e| e.to_string())?;
+        (t5, clip, 16)
+    } else {
+        (T5Config::xxl(), ClipConfig::vit_l_14(), T5_MAX_LENGTH)
+    };
+    let t5_tok = T5Tokenizer::from_file(fetch(
+        &args.t5_tokenizer,
+        "t5_tiny_tokenizer.json",
+        dype::hub::FLUX_T5_TOKENIZER,
+        false,
+    )?)
+    .map_err(|e| format!("T5 tokenizer: {e}"))?;
+    let clip_tok = ClipTokenizer::from_file(fetch(
+        &args.clip_tokenizer,
+        "clip_tiny_tokenizer.json",
+        dype::hub::CLIP_TOKENIZER,
+        false,
+    )?)
+    .map_err(|e| format!("CLIP tokenizer: {e}"))?;
+    let t5_ids = t5_tok
+        .encode(prompt, t5_len)
+        .map_err(|e| format!("T5 tokenizer: {e}"))?;
+    let clip_ids = clip_tok
+        .encode(prompt, CLIP_MAX_LENGTH)
+        .map_err(|e| format!("CLIP tokenizer: {e}"))?;
+    eprintln!(
+        "prompt: {} T5 tokens (of {t5_len}), {} CLIP tokens (of {CLIP_MAX_LENGTH})",
+        t5_ids.len, clip_ids.len
+    );
+    if let Some(d) = &t5_ids.dropped {
+        eprintln!("warning: the prompt is longer than T5's {t5_len} tokens; dropped: \"{d}\"");
+    }
+    if let Some(d) = &clip_ids.dropped {
+        eprintln!(
+            "warning: CLIP sees only {CLIP_MAX_LENGTH} tokens; dropped from its pooled embedding: \"{d}\""
+        );
+    }
+    // T5 overflows in f16: run it in f32 unless bf16 was chosen.
+    let text_dtype = if dtype == FloatDType::F16 {
+        FloatDType::F32
+    } else {
+        dtype
+    };
+    let t5 = T5Encoder::<B>::load(
+        fetch(&args.t5, "t5_tiny.safetensors", dype::hub::FLUX_T5, true)?,
+        &t5_cfg,
+        text_dtype,
+        device,
+    )
+    .map_err(|e| format!("T5 encoder: {e}"))?;
+    let clip = ClipTextModel::<B>::load(
+        fetch(
+            &args.clip,
+            "clip_tiny.safetensors",
+            dype::hub::FLUX_CLIP,
+            false,
+        )?,
+        &clip_cfg,
+        text_dtype,
+        device,
+    )
+    .map_err(|e| format!("CLIP text encoder: {e}"))?;
+    let ids = |t: &dype::burn::text::Tokens| {
+        Tensor::<B, 2, Int>::from_data(TensorData::new(t.ids_i64(), [1, t.ids.len()]), device)
+    };
+    let hidden = t5
+        .forward(ids(&t5_ids))
+        .map_err(|e| format!("T5 encoder: {e}"))?
+        .cast(burn::tensor::DType::F32);
+    let pooled = clip
+        .forward(ids(&clip_ids))
+        .map_err(|e| format!("CLIP text encoder: {e}"))?
+        .pooled
+        .cast(burn::tensor::DType::F32);
+    let fit3 = |x: Tensor<B, 3>, c: usize| {
+        let [b, l, w] = x.dims();
+        if w >= c {
+            x.narrow(2, 0, c)
+        } else {
+            Tensor::cat(vec![x, Tensor::zeros([b, l, c - w], device)], 2)
+        }
+    };
+    let fit2 = |x: Tensor<B, 2>, c: usize| {
+        let [b, w] = x.dims();
+        if w >= c {
+            x.narrow(1, 0, c)
+        } else {
+            Tensor::cat(vec![x, Tensor::zeros([b, c - w], device)], 1)
+        }
+    };
+    let (t5_out, pooled_out) = if args.demo {
+        (
+            fit3(hidden, config.context_in_dim),
+            fit2(pooled, config.vec_in_dim),
+        )
+    } else {
+        (hidden, pooled)
+    };
+    eprintln!("encoded the prompt in {:.1}s", t0.elapsed().as_secs_f64());
+    Ok((
+        FluxConditioning {
+            t5: t5_out,
+            pooled: pooled_out,
+        },
+        (t5, clip),
+    ))
 }

@@ -79,3 +79,68 @@ pub const FLUX_AE: HubFile = HubFile {
     file: "ae.safetensors",
     flag: "--vae",
 };
+
+/// FLUX.1-dev's T5-XXL encoder (`text_encoder_2/`, sharded bf16 safetensors; fetch with
+/// [`fetch_sharded`]).
+pub const FLUX_T5: HubFile = HubFile {
+    repo: "black-forest-labs/FLUX.1-dev",
+    file: "text_encoder_2/model.safetensors.index.json",
+    flag: "--t5",
+};
+/// FLUX.1-dev's T5 tokenizer (`tokenizer_2/tokenizer.json`).
+pub const FLUX_T5_TOKENIZER: HubFile = HubFile {
+    repo: "black-forest-labs/FLUX.1-dev",
+    file: "tokenizer_2/tokenizer.json",
+    flag: "--t5-tokenizer",
+};
+/// FLUX.1-dev's CLIP-L text encoder (`text_encoder/model.safetensors`).
+pub const FLUX_CLIP: HubFile = HubFile {
+    repo: "black-forest-labs/FLUX.1-dev",
+    file: "text_encoder/model.safetensors",
+    flag: "--clip",
+};
+/// CLIP ViT-L/14's tokenizer.json (the FLUX.1-dev repository ships only vocab/merges files).
+pub const CLIP_TOKENIZER: HubFile = HubFile {
+    repo: "openai/clip-vit-large-patch14",
+    file: "tokenizer.json",
+    flag: "--clip-tokenizer",
+};
+
+/// Fetches a sharded checkpoint: its `*.safetensors.index.json` and every shard its `weight_map`
+/// names (they land beside the index in the cache). Returns the local index path.
+pub fn fetch_sharded(index: HubFile) -> Result<PathBuf, HubError> {
+    let err = |reason: String| HubError::Download {
+        repo: index.repo.into(),
+        file: index.file.into(),
+        flag: index.flag.into(),
+        reason,
+    };
+    let local = fetch(index)?;
+    let text = std::fs::read_to_string(&local).map_err(|e| err(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let mut shards: Vec<String> = json["weight_map"]
+        .as_object()
+        .ok_or_else(|| err("index has no weight_map".into()))?
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    let dir = index.file.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_token(token)
+        .with_progress(true)
+        .build()
+        .map_err(|e| err(e.to_string()))?;
+    let repo = api.model(index.repo.to_string());
+    for shard in shards {
+        let path = if dir.is_empty() {
+            shard
+        } else {
+            format!("{dir}/{shard}")
+        };
+        repo.get(&path).map_err(|e| err(format!("{path}: {e}")))?;
+    }
+    Ok(local)
+}

@@ -7,7 +7,7 @@ use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use common::{Cases, Tally, beside, load_json, num, rel_l2, string};
 use dype_burn::backend::Cpu;
 use dype_burn::models::clip::{ClipConfig, ClipTextModel};
-use dype_burn::models::t5::{T5Config, T5Encoder};
+use dype_burn::models::t5::{T5Config, T5Encoder, relative_position_bucket};
 use dype_burn::text::{ClipTokenizer, T5Tokenizer};
 
 type B = Cpu;
@@ -146,4 +146,26 @@ fn parity_text_truncation_reports_dropped_words() {
     assert!(clip.encode("", 1).is_err());
     assert!(t5.encode("", 0).is_err());
     assert!(T5Tokenizer::from_file(json.with_file_name("no_such_tokenizer.json")).is_err());
+}
+
+/// HF's bidirectional buckets (32 buckets, max distance 128) at hand-computed points.
+#[test]
+fn parity_text_relative_buckets() {
+    for (rel, want) in [
+        (0, 0),
+        (-1, 1),
+        (1, 17),
+        (-7, 7),
+        (8, 24),
+        (-16, 10),
+        (16, 26),
+        (-200, 15),
+        (200, 31),
+    ] {
+        assert_eq!(
+            relative_position_bucket(rel, 32, 128),
+            want,
+            "relative {rel}"
+        );
+    }
 }

@@ -2,6 +2,9 @@
 //! (variance in f32), unscaled attention with a bucketed bidirectional relative position bias
 //! computed by layer 0 and shared by every layer, gated-GELU (tanh) feed-forward, final norm.
 //! Padding is not masked, as FLUX does. Key layout of HF `T5EncoderModel`.
+//!
+//! Run T5-XXL in f32 or bf16: its feed-forward activations overflow f16 (HF keeps `wo` in f32
+//! and clamps for f16; this port does neither).
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
