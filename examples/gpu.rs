@@ -41,6 +41,8 @@ enum Cmd {
     Fitv2Forward,
     /// Time a full 28-step Euler sample at 384² with CFG (random weights, no VAE).
     Fitv2Sample,
+    /// Time T5-XXL (512 tokens) and CLIP-L (77 tokens) forwards with random bf16 weights.
+    TextEncoders,
     /// Everything, cheapest first.
     All { fixtures: PathBuf },
     /// Time one FLUX.1-dev DiT step (random weights, 512 text tokens, official Dy-YaRN) at
@@ -77,6 +79,7 @@ fn run<B: Backend>(cmd: &Cmd, device: B::Device) -> Result<(), String> {
         Cmd::Fitv2Forward => forward_timings::<B>(&device),
         Cmd::Fitv2Sample => sample_timing::<B>(&device),
         Cmd::FluxStep { dtype } => flux_step::<B>(dtype, &device),
+        Cmd::TextEncoders => text_encoders::<B>(&device),
         Cmd::All { fixtures } => {
             parity::<B>(fixtures, &device)?;
             forward_timings::<B>(&device)?;
@@ -466,5 +469,49 @@ fn flux_step<B: Backend>(dtype: &str, device: &B::Device) -> Result<(), String> 
         );
         B::memory_cleanup(device);
     }
+    Ok(())
+}
+
+fn text_encoders<B: Backend>(device: &B::Device) -> Result<(), String> {
+    use dype::burn::models::clip::{ClipConfig, ClipTextModel};
+    use dype::burn::models::t5::{T5Config, T5Encoder};
+    println!("| text encoder (random bf16 weights) | tokens | ms (median of 5) |\n|---|---|---|");
+    let time = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<f64, String> {
+        let mut t = Vec::new();
+        for _ in 0..6 {
+            let t0 = Instant::now();
+            f()?;
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        t.remove(0);
+        t.sort_by(f64::total_cmp);
+        Ok(t[t.len() / 2])
+    };
+    let ids = |n: usize| {
+        Tensor::<B, 2, Int>::from_data(
+            TensorData::new(
+                (0..n as i64).map(|i| i % 1000 + 5).collect::<Vec<_>>(),
+                [1, n],
+            ),
+            device,
+        )
+    };
+    let clip = ClipTextModel::<B>::random(&ClipConfig::vit_l_14(), FloatDType::BF16, device)
+        .map_err(|e| e.to_string())?;
+    let ms = time(&mut || {
+        let out = clip.forward(ids(77)).map_err(|e| e.to_string())?;
+        let _ = out.pooled.sum().into_scalar().into_f32_lossy();
+        Ok(())
+    })?;
+    println!("| CLIP ViT-L/14 text | 77 | {ms:.1} |");
+    drop(clip);
+    let t5 = T5Encoder::<B>::random(&T5Config::xxl(), FloatDType::BF16, device)
+        .map_err(|e| e.to_string())?;
+    let ms = time(&mut || {
+        let out = t5.forward(ids(512)).map_err(|e| e.to_string())?;
+        let _ = out.sum().into_scalar().into_f32_lossy();
+        Ok(())
+    })?;
+    println!("| T5-XXL encoder | 512 | {ms:.1} |");
     Ok(())
 }

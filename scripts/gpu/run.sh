@@ -21,9 +21,11 @@ case "${1:-}" in
     ldconfig -p | grep -q libnvrtc || echo "warning: libnvrtc not found by ldconfig (set LD_LIBRARY_PATH)"
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
     # FiTv2: device parity, XL/2 forward timings, a 28-step sample (cheapest first).
-    timeout 300 .gpu/gpu --backend cuda all .gpu/fixtures || echo "FiTv2 checks failed or timed out (exit $?)"
+    timeout 240 .gpu/gpu --backend cuda all .gpu/fixtures || echo "FiTv2 checks failed or timed out (exit $?)"
     # FLUX.1-dev sized DiT, random bf16 weights: one step at 1024², 2048², 4096².
     timeout 240 .gpu/gpu --backend cuda flux-step || echo "FLUX step failed or timed out (exit $?)"
+    # T5-XXL (512 tokens) and CLIP-L (77 tokens), random bf16 weights.
+    timeout 90 .gpu/gpu --backend cuda text-encoders || echo "text encoders failed or timed out (exit $?)"
     ;;
   *)
     echo "usage: $0 build|run" >&2

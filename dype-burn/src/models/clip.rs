@@ -238,6 +238,45 @@ pub struct ClipOutput<B: Backend> {
 }
 
 impl<B: Backend> ClipTextModel<B> {
+    /// A text model with random weights (timing, memory checks) in `dtype`.
+    pub fn random(
+        config: &ClipConfig,
+        dtype: burn::tensor::FloatDType,
+        device: &B::Device,
+    ) -> Result<Self, TextEncoderError> {
+        config.validate()?;
+        let (d, ff) = (config.hidden_size, config.intermediate_size);
+        let lin = |i: usize, o: usize| burn::nn::LinearConfig::new(i, o).init::<B>(device);
+        let norm = || Norm {
+            weight: Param::from_tensor(Tensor::<B, 1>::ones([d], device)),
+            bias: Param::from_tensor(Tensor::<B, 1>::zeros([d], device)),
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| ClipLayer {
+                ln1: norm(),
+                q: lin(d, d),
+                k: lin(d, d),
+                v: lin(d, d),
+                out: lin(d, d),
+                ln2: norm(),
+                fc1: lin(d, ff),
+                fc2: lin(ff, d),
+            })
+            .collect();
+        let model = ClipTextModel {
+            token_embedding: burn::nn::EmbeddingConfig::new(config.vocab_size, d).init(device),
+            position_embedding: Param::from_tensor(Tensor::<B, 2>::random(
+                [config.max_position_embeddings, d],
+                burn::tensor::Distribution::Normal(0.0, 0.02),
+                device,
+            )),
+            layers,
+            final_norm: norm(),
+            config: config.clone(),
+        };
+        Ok(super::common::cast_params(model, dtype))
+    }
+
     /// Builds the model from validated weights whose keys are under `prefix` (see
     /// [`ClipConfig::key_map_with_prefix`]).
     pub fn from_weights(

@@ -32,3 +32,20 @@ pub(crate) fn modulate<B: Backend>(
 ) -> Tensor<B, 3> {
     x * scale.unsqueeze_dim::<3>(1).add_scalar(1.0) + shift.unsqueeze_dim(1)
 }
+
+/// Casts every float parameter of `module` to `dtype` (random-weight models for timing).
+pub(crate) fn cast_params<B: Backend, M: burn::module::Module<B>>(
+    module: M,
+    dtype: burn::tensor::FloatDType,
+) -> M {
+    struct Caster(burn::tensor::FloatDType);
+    impl<B: Backend> burn::module::ModuleMapper<B> for Caster {
+        fn map_float<const D: usize>(
+            &mut self,
+            param: burn::module::Param<Tensor<B, D>>,
+        ) -> burn::module::Param<Tensor<B, D>> {
+            param.map(|t| t.cast(self.0))
+        }
+    }
+    module.map(&mut Caster(dtype))
+}

@@ -315,6 +315,47 @@ pub fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance:
 }
 
 impl<B: Backend> T5Encoder<B> {
+    /// An encoder with random weights (timing, memory checks) in `dtype`.
+    pub fn random(
+        config: &T5Config,
+        dtype: burn::tensor::FloatDType,
+        device: &B::Device,
+    ) -> Result<Self, TextEncoderError> {
+        config.validate()?;
+        let (d, inner, ff) = (config.d_model, config.inner_dim(), config.d_ff);
+        let lin = |i: usize, o: usize| {
+            burn::nn::LinearConfig::new(i, o)
+                .with_bias(false)
+                .init::<B>(device)
+        };
+        let ones = |n: usize| Param::from_tensor(Tensor::<B, 1>::ones([n], device));
+        let blocks = (0..config.num_layers)
+            .map(|_| T5Block {
+                attn_norm: ones(d),
+                q: lin(d, inner),
+                k: lin(d, inner),
+                v: lin(d, inner),
+                o: lin(inner, d),
+                ff_norm: ones(d),
+                wi_0: lin(d, ff),
+                wi_1: lin(d, ff),
+                wo: lin(ff, d),
+            })
+            .collect();
+        let model = T5Encoder {
+            embed: burn::nn::EmbeddingConfig::new(config.vocab_size, d).init(device),
+            relative_bias: Param::from_tensor(Tensor::<B, 2>::random(
+                [config.relative_attention_num_buckets, config.num_heads],
+                burn::tensor::Distribution::Normal(0.0, 1.0),
+                device,
+            )),
+            blocks,
+            final_norm: ones(d),
+            config: config.clone(),
+        };
+        Ok(super::common::cast_params(model, dtype))
+    }
+
     /// Builds the encoder from validated weights (see [`T5Config::key_map`]); the token
     /// embedding is `shared.weight`, or `encoder.embed_tokens.weight` when only that is declared.
     pub fn from_weights(config: &T5Config, w: &Weights<'_, B>) -> Result<Self, TextEncoderError> {
