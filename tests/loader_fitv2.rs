@@ -3,43 +3,17 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
-use common::{beside, load_json};
+use common::{beside, load_json, rewrite, tempdir};
 use dype_burn::backend::Cpu;
 use dype_burn::models::fitv2::{FitConfig, FitV2};
-use safetensors::tensor::TensorView;
 
 fn tiny_config() -> (FitConfig, PathBuf) {
     let (json, v) = load_json("models/fitv2_tiny.json");
     let cfg = FitConfig::from_json(&v["config"]).expect("config");
     (cfg, beside(&json, "fitv2_tiny.safetensors"))
-}
-
-/// Rewrites the tiny checkpoint through `edit` (key → (dtype, shape, bytes)) into `dir/name`.
-fn rewrite(
-    src: &Path,
-    dir: &Path,
-    name: &str,
-    edit: impl FnOnce(&mut BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>),
-) -> PathBuf {
-    let bytes = std::fs::read(src).expect("read fixture");
-    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid fixture");
-    let mut map: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
-        .tensors()
-        .into_iter()
-        .map(|(k, v)| (k, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
-        .collect();
-    edit(&mut map);
-    let views: Vec<(String, TensorView<'_>)> = map
-        .iter()
-        .map(|(k, (d, s, b))| (k.clone(), TensorView::new(*d, s.clone(), b).expect("view")))
-        .collect();
-    let out = dir.join(name);
-    safetensors::serialize_to_file(views, None, &out).expect("write");
-    out
 }
 
 fn load_err(cfg: &FitConfig, path: &Path) -> String {
@@ -49,20 +23,10 @@ fn load_err(cfg: &FitConfig, path: &Path) -> String {
     }
 }
 
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "dype-loader-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
 #[test]
 fn missing_key_is_named() {
     let (cfg, src) = tiny_config();
-    let p = rewrite(&src, &tempdir(), "missing.safetensors", |m| {
+    let p = rewrite(&src, &tempdir("fitv2"), "missing.safetensors", |m| {
         m.remove("blocks.1.mlp.fc2.weight");
     });
     let e = load_err(&cfg, &p);
@@ -77,7 +41,7 @@ fn missing_key_is_named() {
 #[test]
 fn unexpected_key_is_named() {
     let (cfg, src) = tiny_config();
-    let p = rewrite(&src, &tempdir(), "extra.safetensors", |m| {
+    let p = rewrite(&src, &tempdir("fitv2"), "extra.safetensors", |m| {
         m.insert(
             "blocks.9.attn.qkv.weight".into(),
             (safetensors::Dtype::F32, vec![2], vec![0; 8]),
@@ -95,7 +59,7 @@ fn unexpected_key_is_named() {
 #[test]
 fn misshaped_tensor_is_named_with_both_shapes() {
     let (cfg, src) = tiny_config();
-    let p = rewrite(&src, &tempdir(), "shape.safetensors", |m| {
+    let p = rewrite(&src, &tempdir("fitv2"), "shape.safetensors", |m| {
         if let Some(t) = m.get_mut("final_layer.linear.bias") {
             t.1 = vec![t.2.len() / 8, 2];
         }
@@ -113,7 +77,7 @@ fn misshaped_tensor_is_named_with_both_shapes() {
 fn truncated_files_are_rejected() {
     let (cfg, src) = tiny_config();
     let bytes = std::fs::read(&src).expect("read");
-    let dir = tempdir();
+    let dir = tempdir("fitv2");
     for cut in [4usize, 100, bytes.len() / 2, bytes.len() - 1] {
         let p = dir.join(format!("truncated-{cut}.safetensors"));
         std::fs::write(&p, &bytes[..cut]).expect("write");

@@ -4,16 +4,12 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
-use common::{beside, load_json};
+use common::{beside, load_json, rewrite, tempdir};
 use dype_burn::backend::Cpu;
 use dype_burn::models::flux::{Flux, FluxConfig};
-use safetensors::tensor::TensorView;
-
-type Tensors = BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>;
 
 fn tiny() -> (FluxConfig, PathBuf, PathBuf) {
     let (json, v) = load_json("models/flux_tiny.json");
@@ -25,36 +21,11 @@ fn tiny() -> (FluxConfig, PathBuf, PathBuf) {
     )
 }
 
-/// Rewrites a checkpoint through `edit` into `dir/name`.
-fn rewrite(src: &Path, dir: &Path, name: &str, edit: impl FnOnce(&mut Tensors)) -> PathBuf {
-    let bytes = std::fs::read(src).expect("read fixture");
-    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid fixture");
-    let mut map: Tensors = st
-        .tensors()
-        .into_iter()
-        .map(|(k, v)| (k, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
-        .collect();
-    edit(&mut map);
-    let views: Vec<(String, TensorView<'_>)> = map
-        .iter()
-        .map(|(k, (d, s, b))| (k.clone(), TensorView::new(*d, s.clone(), b).expect("view")))
-        .collect();
-    let out = dir.join(name);
-    safetensors::serialize_to_file(views, None, &out).expect("write");
-    out
-}
-
 fn load_err(cfg: &FluxConfig, path: &Path) -> String {
     match Flux::<Cpu>::load(path, cfg, FloatDType::F32, &Default::default()) {
         Ok(_) => panic!("{} loaded although it is broken", path.display()),
         Err(e) => e.to_string(),
     }
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("dype-loader-flux-{}-{tag}", std::process::id()));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 #[test]

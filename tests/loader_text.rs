@@ -3,15 +3,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
-use common::{beside, load_json, string};
+use common::{beside, load_json, rewrite, string, tempdir};
 use dype_burn::backend::Cpu;
 use dype_burn::models::clip::{ClipConfig, ClipTextModel};
 use dype_burn::models::t5::{T5Config, T5Encoder};
-use safetensors::tensor::TensorView;
 
 #[derive(Clone, Copy)]
 enum Model {
@@ -45,37 +43,6 @@ fn load_err(model: Model, path: &Path) -> String {
         Ok(()) => panic!("{} loaded although it is broken", path.display()),
         Err(e) => e.to_string(),
     }
-}
-
-type Tensors = BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>;
-
-/// Rewrites a fixture checkpoint through `edit` into `dir/name`.
-fn rewrite(src: &Path, dir: &Path, name: &str, edit: impl FnOnce(&mut Tensors)) -> PathBuf {
-    let bytes = std::fs::read(src).expect("read fixture");
-    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid fixture");
-    let mut map: Tensors = st
-        .tensors()
-        .into_iter()
-        .map(|(k, v)| (k, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
-        .collect();
-    edit(&mut map);
-    let views: Vec<(String, TensorView<'_>)> = map
-        .iter()
-        .map(|(k, (d, s, b))| (k.clone(), TensorView::new(*d, s.clone(), b).expect("view")))
-        .collect();
-    let out = dir.join(name);
-    safetensors::serialize_to_file(views, None, &out).expect("write");
-    out
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "dype-loader-text-{tag}-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 const T5_KEY: &str = "encoder.block.1.layer.1.DenseReluDense.wo.weight";

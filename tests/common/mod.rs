@@ -259,3 +259,37 @@ pub fn rel_l2(a: &[f32], b: &[f32]) -> f64 {
 pub fn beside(json: &Path, name: &str) -> PathBuf {
     json.parent().unwrap_or(Path::new(".")).join(name)
 }
+
+/// Tensors of a safetensors file by key: (dtype, shape, little-endian bytes).
+pub type Tensors = std::collections::BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)>;
+
+/// Rewrites the checkpoint `src` through `edit` into `dir/name` (loader failure-mode tests).
+pub fn rewrite(src: &Path, dir: &Path, name: &str, edit: impl FnOnce(&mut Tensors)) -> PathBuf {
+    let bytes = std::fs::read(src).expect("read fixture");
+    let st = safetensors::SafeTensors::deserialize(&bytes).expect("valid fixture");
+    let mut map: Tensors = st
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| (k, (v.dtype(), v.shape().to_vec(), v.data().to_vec())))
+        .collect();
+    edit(&mut map);
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = map
+        .iter()
+        .map(|(k, (d, s, b))| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(*d, s.clone(), b).expect("view"),
+            )
+        })
+        .collect();
+    let out = dir.join(name);
+    safetensors::serialize_to_file(views, None, &out).expect("write");
+    out
+}
+
+/// A fresh per-process, per-tag temporary directory.
+pub fn tempdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("dype-test-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
