@@ -47,6 +47,16 @@ pub enum HubError {
     },
 }
 
+/// A Hub client from the environment (`HF_HOME`, `HF_ENDPOINT`), authenticated with `HF_TOKEN`.
+fn api() -> Result<hf_hub::api::sync::Api, String> {
+    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
+    hf_hub::api::sync::ApiBuilder::from_env()
+        .with_token(token)
+        .with_progress(true)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
 /// Returns the local path of `f`, downloading it into the HF cache first if needed.
 pub fn fetch(f: HubFile) -> Result<PathBuf, HubError> {
     let err = |reason: String| HubError::Download {
@@ -55,12 +65,7 @@ pub fn fetch(f: HubFile) -> Result<PathBuf, HubError> {
         flag: f.flag.into(),
         reason,
     };
-    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
-    let api = hf_hub::api::sync::ApiBuilder::from_env()
-        .with_token(token)
-        .with_progress(true)
-        .build()
-        .map_err(|e| err(e.to_string()))?;
+    let api = api().map_err(err)?;
     api.model(f.repo.to_string())
         .get(f.file)
         .map_err(|e| err(e.to_string()))
@@ -127,12 +132,7 @@ pub fn fetch_sharded(index: HubFile) -> Result<PathBuf, HubError> {
     shards.sort();
     shards.dedup();
     let dir = index.file.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
-    let api = hf_hub::api::sync::ApiBuilder::from_env()
-        .with_token(token)
-        .with_progress(true)
-        .build()
-        .map_err(|e| err(e.to_string()))?;
+    let api = api().map_err(err)?;
     let repo = api.model(index.repo.to_string());
     for shard in shards {
         let path = if dir.is_empty() {

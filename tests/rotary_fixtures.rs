@@ -291,3 +291,37 @@ fn dynamic_tables_are_rebuilt_only_when_frequencies_change() {
     assert_eq!(rot.upload_count(), 3);
     assert!(!rot.last_report().expect("report").uploaded || rot.upload_count() == 3);
 }
+
+#[test]
+fn rows_with_a_stored_index_expand_like_whole_tables() {
+    use dype_burn::rotary::{RotaryError, RotaryIndex, RotaryTables};
+    use dype_core::table::{FactorizedTable, TokenPositions};
+    let device = Default::default();
+    let rope = presets::paper_flux(dype_core::Method::dy_yarn()).expect("rope");
+    let ids = flux_ids(3, 20, 30);
+    let pos = TokenPositions::from_ids(&ids, 3).expect("ids");
+    let ext = pos.extents(ExtentRule::MaxPlusOne);
+    let t1 = Some(Sigma::new(0.9).expect("t"));
+    let t2 = Some(Sigma::new(0.4).expect("t"));
+    let (first, _) = FactorizedTable::build(&rope, &pos, &ext, t1).expect("table");
+    let index =
+        RotaryIndex::<B>::from_tables(std::slice::from_ref(&first), &device).expect("index");
+    // A later step: only the rows are rebuilt and uploaded.
+    let (rows, _) = FactorizedTable::build_rows(&rope, &pos, &ext, t2).expect("rows");
+    let via_index =
+        RotaryTables::<B>::from_rows(&[rows.as_slice()], &index, &device).expect("rows");
+    let (second, _) = FactorizedTable::build(&rope, &pos, &ext, t2).expect("table");
+    let whole = RotaryTables::<B>::from_table(&second, &device).expect("table");
+    let a: Vec<f32> = via_index.cos().clone().into_data().into_vec().expect("f32");
+    let b: Vec<f32> = whole.cos().clone().into_data().into_vec().expect("f32");
+    assert_eq!(a, b);
+    // Rows for other positions do not fit the stored index.
+    let other = TokenPositions::from_ids(&flux_ids(3, 21, 30), 3).expect("ids");
+    let (bad, _) =
+        FactorizedTable::build_rows(&rope, &other, &other.extents(ExtentRule::MaxPlusOne), t2)
+            .expect("rows");
+    assert!(matches!(
+        RotaryTables::<B>::from_rows(&[bad.as_slice()], &index, &device),
+        Err(RotaryError::RowCountMismatch { .. })
+    ));
+}

@@ -12,7 +12,7 @@ use dype_core::table::{ExtentRule, FactorizedTable, TokenPositions};
 use dype_core::{AxialRope, DypeError, Sigma, StepInfo};
 use thiserror::Error;
 
-use crate::rotary::{RotaryError, RotaryLayout, RotaryTables};
+use crate::rotary::{AxisRows, RotaryError, RotaryIndex, RotaryLayout, RotaryTables};
 
 /// Errors of [`TimestepRotary`].
 #[derive(Debug, Error)]
@@ -104,6 +104,7 @@ pub struct TimestepRotary<B: Backend> {
     layout: RotaryLayout,
     device: B::Device,
     key: Vec<u64>,
+    index: Option<RotaryIndex<B>>,
     tables: Option<RotaryTables<B>>,
     uploads: u64,
     last: Option<StepReport>,
@@ -149,6 +150,7 @@ impl<B: Backend> TimestepRotary<B> {
             layout,
             device: device.clone(),
             key: Vec::new(),
+            index: None,
             tables: None,
             uploads: 0,
             last: None,
@@ -183,15 +185,32 @@ impl<B: Backend> TimestepRotary<B> {
         }
         let uploaded = self.tables.is_none() || key != self.key;
         if uploaded {
-            let tables = self
-                .samples
-                .iter()
-                .map(|s| {
-                    FactorizedTable::build(&self.rope, &s.positions, &s.extents, t)
-                        .map(|(tab, _)| tab)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            self.tables = Some(RotaryTables::from_tables(&tables, &self.device)?);
+            if self.index.is_none() {
+                // First build: the token → row indices go up once; later steps send rows only.
+                let tables = self
+                    .samples
+                    .iter()
+                    .map(|s| {
+                        FactorizedTable::build(&self.rope, &s.positions, &s.extents, t)
+                            .map(|(tab, _)| tab)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let index = RotaryIndex::from_tables(&tables, &self.device)?;
+                let rows: Vec<&[AxisRows]> = tables.iter().map(|t| t.axes.as_slice()).collect();
+                self.tables = Some(RotaryTables::from_rows(&rows, &index, &self.device)?);
+                self.index = Some(index);
+            } else if let Some(index) = &self.index {
+                let rows = self
+                    .samples
+                    .iter()
+                    .map(|s| {
+                        FactorizedTable::build_rows(&self.rope, &s.positions, &s.extents, t)
+                            .map(|(r, _)| r)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let rows: Vec<&[AxisRows]> = rows.iter().map(Vec::as_slice).collect();
+                self.tables = Some(RotaryTables::from_rows(&rows, index, &self.device)?);
+            }
             self.key = key;
             self.uploads += 1;
         }

@@ -124,5 +124,6 @@ pub mod weights;
 pub use attention::{AttentionError, AttentionOptions, AttentionPath, attention};
 pub use backend::{BackendError, BackendKind, check_backend};
 pub use rotary::{
-    CacheStatus, RotaryEmbedding, RotaryError, RotaryLayout, RotaryTables, apply_rotary,
+    CacheStatus, RotaryEmbedding, RotaryError, RotaryIndex, RotaryLayout, RotaryTables,
+    apply_rotary,
 };

@@ -44,6 +44,18 @@ pub enum RotaryLayout {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RotaryError {
+    /// Rows given for a [`RotaryIndex`] built for other row counts.
+    #[error("sample {sample}, axis {axis}: {found} rows, the index was built for {expected}")]
+    RowCountMismatch {
+        /// Which sample.
+        sample: usize,
+        /// Which axis.
+        axis: usize,
+        /// Rows the index addresses.
+        expected: usize,
+        /// Rows given.
+        found: usize,
+    },
     /// An empty slice of tables was given.
     #[error("no rotary table given (empty batch)")]
     EmptyBatch,
@@ -258,6 +270,63 @@ fn validate_tables(tables: &[FactorizedTable]) -> Result<(usize, Vec<usize>), Ro
     Ok((tokens, half_dims))
 }
 
+/// Device-resident token → row indices of a batch of [`FactorizedTable`]s (one `[batch·tokens]`
+/// Int tensor per axis, offset into the concatenated rows of all samples). They depend only on
+/// the positions, so a sampler uploads them once per resolution and only the rows per step.
+#[derive(Debug, Clone)]
+pub struct RotaryIndex<B: Backend> {
+    index: Vec<Tensor<B, 1, Int>>,
+    /// `rows[sample][axis]`: the row counts the index addresses.
+    rows: Vec<Vec<usize>>,
+    half_dims: Vec<usize>,
+    tokens: usize,
+}
+
+impl<B: Backend> RotaryIndex<B> {
+    /// Validates `tables` and uploads their token indices.
+    pub fn from_tables(
+        tables: &[FactorizedTable],
+        device: &B::Device,
+    ) -> Result<Self, RotaryError> {
+        let (tokens, half_dims) = validate_tables(tables)?;
+        let n_axes = half_dims.len();
+        let mut index = Vec::with_capacity(n_axes);
+        for axis in 0..n_axes {
+            let total_rows: usize = tables.iter().map(|t| t.axes[axis].rows).sum();
+            if i32::try_from(total_rows).is_err() {
+                return Err(RotaryError::TooManyRows {
+                    axis,
+                    rows: total_rows,
+                });
+            }
+            let mut idx = Vec::with_capacity(tables.len() * tokens);
+            let mut offset = 0usize;
+            for table in tables {
+                // Cannot overflow i32: offset + row < total_rows <= i32::MAX (checked above).
+                idx.extend(
+                    (0..tokens)
+                        .map(|t| (offset + table.token_rows[t * n_axes + axis] as usize) as i32),
+                );
+                offset += table.axes[axis].rows;
+            }
+            index.push(Tensor::<B, 1, Int>::from_data(
+                TensorData::new(idx, [tables.len() * tokens]),
+                device,
+            ));
+        }
+        let rows = tables
+            .iter()
+            .map(|t| t.axes.iter().map(|a| a.rows).collect())
+            .collect();
+        Ok(RotaryIndex {
+            index,
+            rows,
+            half_dims,
+            tokens,
+        })
+    }
+}
+
 /// Device-resident, per-token cos/sin tables of shape `[batch, tokens, head_dim / 2]` (f32).
 ///
 /// `batch` is the number of host tables they were built from; a single table (`batch == 1`)
@@ -280,38 +349,73 @@ impl<B: Backend> RotaryTables<B> {
     ///
     /// Per axis, the rows of all samples are concatenated into one `[Σrows, half_dim]` upload and
     /// the token indices are offset accordingly, so the whole batch costs `3 × axes` small
-    /// uploads and `2 × axes` gathers regardless of the batch size.
+    /// uploads and `2 × axes` gathers regardless of the batch size. When only the rows change
+    /// (a new timestep, same positions), keep the [`RotaryIndex`] and use
+    /// [`RotaryTables::from_rows`]: then only the rows travel.
     pub fn from_tables(
         tables: &[FactorizedTable],
         device: &B::Device,
     ) -> Result<Self, RotaryError> {
-        let (tokens, half_dims) = validate_tables(tables)?;
-        let batch = tables.len();
-        let n_axes = half_dims.len();
-        let mut cos_parts = Vec::with_capacity(n_axes);
-        let mut sin_parts = Vec::with_capacity(n_axes);
-        for (axis, &half) in half_dims.iter().enumerate() {
-            let total_rows: usize = tables.iter().map(|t| t.axes[axis].rows).sum();
-            if i32::try_from(total_rows).is_err() {
-                return Err(RotaryError::TooManyRows {
-                    axis,
-                    rows: total_rows,
+        let index = RotaryIndex::from_tables(tables, device)?;
+        let rows: Vec<&[AxisRows]> = tables.iter().map(|t| t.axes.as_slice()).collect();
+        Self::from_rows(&rows, &index, device)
+    }
+
+    /// Uploads per-sample rows (`rows[sample][axis]`) and expands them with device-resident
+    /// token indices; the rows must have the counts and widths the index was built for.
+    pub fn from_rows(
+        rows: &[&[AxisRows]],
+        index: &RotaryIndex<B>,
+        device: &B::Device,
+    ) -> Result<Self, RotaryError> {
+        if rows.len() != index.rows.len() {
+            return Err(RotaryError::BatchMismatch {
+                input: rows.len(),
+                tables: index.rows.len(),
+            });
+        }
+        for (sample, (axes, counts)) in rows.iter().zip(&index.rows).enumerate() {
+            let found: Vec<usize> = axes.iter().map(|a| a.half_dim).collect();
+            if found != index.half_dims {
+                return Err(RotaryError::BatchAxisMismatch {
+                    sample,
+                    expected: index.half_dims.clone(),
+                    found,
                 });
             }
+            for (axis, (r, &count)) in axes.iter().zip(counts).enumerate() {
+                if r.rows != count {
+                    return Err(RotaryError::RowCountMismatch {
+                        sample,
+                        axis,
+                        expected: count,
+                        found: r.rows,
+                    });
+                }
+                let expected = count * r.half_dim;
+                for (which, data) in [("cos", &r.cos), ("sin", &r.sin)] {
+                    if data.len() != expected {
+                        return Err(RotaryError::AxisDataLength {
+                            sample,
+                            axis,
+                            which,
+                            len: data.len(),
+                            expected,
+                        });
+                    }
+                }
+            }
+        }
+        let (batch, tokens) = (index.rows.len(), index.tokens);
+        let mut cos_parts = Vec::with_capacity(index.half_dims.len());
+        let mut sin_parts = Vec::with_capacity(index.half_dims.len());
+        for (axis, &half) in index.half_dims.iter().enumerate() {
+            let total_rows: usize = rows.iter().map(|a| a[axis].rows).sum();
             let mut cos = Vec::with_capacity(total_rows * half);
             let mut sin = Vec::with_capacity(total_rows * half);
-            let mut index = Vec::with_capacity(batch * tokens);
-            let mut offset = 0usize;
-            for table in tables {
-                let rows = &table.axes[axis];
-                cos.extend_from_slice(&rows.cos);
-                sin.extend_from_slice(&rows.sin);
-                // Cannot overflow i32: offset + row < total_rows <= i32::MAX (checked above).
-                index.extend(
-                    (0..tokens)
-                        .map(|t| (offset + table.token_rows[t * n_axes + axis] as usize) as i32),
-                );
-                offset += rows.rows;
+            for axes in rows {
+                cos.extend_from_slice(&axes[axis].cos);
+                sin.extend_from_slice(&axes[axis].sin);
             }
             let cos = Tensor::<B, 2>::from_data(
                 TensorData::new(cos, [total_rows, half]),
@@ -321,18 +425,16 @@ impl<B: Backend> RotaryTables<B> {
                 TensorData::new(sin, [total_rows, half]),
                 (device, DType::F32),
             );
-            let index =
-                Tensor::<B, 1, Int>::from_data(TensorData::new(index, [batch * tokens]), device);
-            cos_parts.push(cos.select(0, index.clone()));
-            sin_parts.push(sin.select(0, index));
+            cos_parts.push(cos.select(0, index.index[axis].clone()));
+            sin_parts.push(sin.select(0, index.index[axis].clone()));
         }
-        let half_total: usize = half_dims.iter().sum();
+        let half_total: usize = index.half_dims.iter().sum();
         let cos = Tensor::cat(cos_parts, 1).reshape([batch, tokens, half_total]);
         let sin = Tensor::cat(sin_parts, 1).reshape([batch, tokens, half_total]);
         Ok(Self {
             cos,
             sin,
-            axis_half_dims: half_dims,
+            axis_half_dims: index.half_dims.clone(),
         })
     }
 
