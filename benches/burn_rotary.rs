@@ -42,7 +42,7 @@ mod bench {
     }
 
     fn rope_sample(grid: usize) -> SamplePositions {
-        let ids = flux_ids(TEXT_TOKENS, grid, grid);
+        let ids = flux_ids(TEXT_TOKENS, grid, grid).expect("ids");
         SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids")
     }
 

@@ -150,6 +150,20 @@ fn build(args: &Args) -> Result<(AxialRope, Vec<f64>, Vec<&'static str>), String
     }
 }
 
+/// Pairs that keep their native frequency (relative difference ≤ 1e-12): with L in tokens, paper
+/// YaRN's β = 32 rotations is more than FLUX's highest pair turns over 64 tokens (64/2π ≈ 10.2), so
+/// at s > 1 it keeps no pair native and behaves close to PI·τ.
+fn native_pairs(axis: &dype_core::Axis, freqs: &[f64]) -> usize {
+    freqs
+        .iter()
+        .enumerate()
+        .filter(|&(i, &w)| {
+            let b = axis.inv_freq(i);
+            (w - b).abs() <= 1e-12 * b
+        })
+        .count()
+}
+
 struct Step {
     sigma: f64,
     info: StepInfo,
@@ -203,7 +217,7 @@ fn print_text(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], st
     for (k, s) in steps.iter().enumerate() {
         let kappa = s
             .info
-            .kappa
+            .kappa()
             .map(|k| format!("{k:.4}"))
             .unwrap_or_else(|| "static".into());
         println!("\nstep {k}: σ = t = {:.4}, κ(t) = {kappa}", s.sigma);
@@ -211,12 +225,14 @@ fn print_text(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], st
         for (a, (ax, name)) in rope.axes().iter().zip(names).enumerate() {
             let st = s.info.axes()[a];
             let n = ax.axis.pairs();
+            let native = native_pairs(&ax.axis, &s.freqs[off..off + n]);
             println!(
-                "  {name:>9}: dim {:3}, s_lin {:.4}, s_ntk {:.4}, attention {:.6}",
+                "  {name:>9}: dim {:3}, s_lin {:.4}, s_ntk {:.4}, attention {:.6}, native pairs {native}/{n} ({:.0} %)",
                 ax.axis.dim(),
                 st.scales.linear,
                 st.scales.ntk,
-                st.attention_factor
+                st.attention_factor,
+                100.0 * native as f64 / n as f64
             );
             let f: Vec<String> = s.freqs[off..off + n]
                 .iter()
@@ -244,13 +260,14 @@ fn print_json(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], st
                     let v = serde_json::json!({
                         "name": name, "dim": ax.axis.dim(), "linear_scale": st.scales.linear,
                         "ntk_scale": st.scales.ntk, "attention_factor": st.attention_factor,
+                        "native_pairs": native_pairs(&ax.axis, &s.freqs[off..off + n]),
                         "inv_freq": &s.freqs[off..off + n],
                     });
                     off += n;
                     v
                 })
                 .collect();
-            serde_json::json!({ "sigma": s.sigma, "kappa": s.info.kappa, "axes": axes })
+            serde_json::json!({ "sigma": s.sigma, "kappa": s.info.kappa(), "axes": axes })
         })
         .collect();
     let out = serde_json::json!({

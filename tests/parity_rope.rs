@@ -111,7 +111,7 @@ fn parity_official_flux() {
             }
         };
         // Extents as the reference measures them: max id + 1 over all tokens, text ids included.
-        let ids = dype_core::table::flux_ids(text, h, w);
+        let ids = dype_core::table::flux_ids(text, h, w).expect("ids");
         let extents = TokenPositions::from_ids(&ids, axes_dim.len())
             .expect("ids")
             .extents(dype_core::table::ExtentRule::MaxPlusOne);
@@ -269,6 +269,7 @@ fn parity_hf_rope() {
             "longrope" => HfRope::LongRope {
                 short_factor: &short,
                 long_factor: &long,
+                factor: opt_num(p, "factor"),
                 max_position_embeddings: max_pos,
                 original_max_position_embeddings: orig.unwrap_or(max_pos),
                 attention_factor: opt_num(p, "attention_factor"),
@@ -326,11 +327,16 @@ fn parity_comfy_rope() {
                     num(p, "ntk_scale").max(1.0),
                 );
                 (
-                    presets::comfy_vision_yarn(dype, num(p, "dype_scale"), num(p, "dype_exponent")),
+                    presets::comfy_vision_yarn_function(
+                        dype,
+                        num(p, "dype_scale"),
+                        num(p, "dype_exponent"),
+                    ),
                     AxisScales {
                         linear: lin,
                         ntk,
                         global: ntk,
+                        area: ntk,
                         train_len: l,
                     },
                 )
@@ -357,6 +363,80 @@ fn parity_comfy_rope() {
                 );
             }
             Err(e) => tally.fail(format!("{id}: {e}")),
+        }
+    }
+    tally.finish();
+}
+
+/// Lumina-Next's time-aware scaled RoPE (diffusers), through the registry's method on a two-axis
+/// layout of `head_dim/2` per axis: the switch (`linear_factor`, `ntk_factor`), the frequencies of
+/// both axes, and the proportional attention — `softmax_scale_factor` multiplies the logits, so the
+/// factor dype folds into cos and sin is its square root.
+#[test]
+fn parity_lumina_rope() {
+    let (_, v) = load_json("rope/lumina_rope.json");
+    let mut tally = Tally::new("lumina_rope.json");
+    for case in cases(&v) {
+        let id = string(case, "id");
+        let p = &case["params"];
+        let head_dim = num(p, "head_dim") as usize;
+        let ppt = num(p, "px_per_token");
+        let train = num(p, "default_image_size") / ppt;
+        let extents = [num(p, "height_px") / ppt, num(p, "width_px") / ppt];
+        let watershed = num(p, "watershed");
+        let result = (|| -> dype_core::Result<_> {
+            let sigma = Sigma::new(num(p, "sigma"))?;
+            let method = presets::lumina(watershed, flag(p, "proportional_attn", true))?;
+            let axis = dype_core::AxisConfig::scaled(head_dim / 2, num(p, "theta"), train)?;
+            let rope =
+                dype_core::AxialRope::new(&[axis, axis], method, dype_core::AxisPolicy::PerAxis)?;
+            let mut freqs = vec![0.0; rope.pairs()];
+            let info = rope.step(&extents, Some(sigma), &mut freqs)?;
+            let area = info.axes()[0].scales.area;
+            let factors = dype_core::method::lumina_factors(area, sigma, watershed)?;
+            Ok((freqs, info, area, factors))
+        })();
+        let (freqs, info, area, (linear, ntk)) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tally.fail(format!("{id}: {e}"));
+                continue;
+            }
+        };
+        let want = f64s(case, "freqs_per_axis");
+        let half = freqs.len() / 2;
+        tally.check(
+            || format!("{id} freqs rows"),
+            max_rel(&freqs[..half], &want),
+            FREQ_TOL_F64,
+        );
+        tally.check(
+            || format!("{id} freqs cols"),
+            max_rel(&freqs[half..], &want),
+            FREQ_TOL_F64,
+        );
+        tally.check(
+            || format!("{id} scaling_factor"),
+            (area - num(case, "scaling_factor")).abs(),
+            ATTN_TOL,
+        );
+        tally.check(
+            || format!("{id} linear_factor"),
+            (linear - num(case, "linear_factor")).abs(),
+            ATTN_TOL,
+        );
+        tally.check(
+            || format!("{id} ntk_factor"),
+            (ntk - num(case, "ntk_factor")).abs(),
+            ATTN_TOL,
+        );
+        let logits = num(case, "softmax_scale_factor");
+        for (k, a) in info.axes().iter().enumerate() {
+            tally.check(
+                || format!("{id} attention axis {k} (cos/sin factor² = logit factor)"),
+                (a.attention_factor * a.attention_factor - logits).abs(),
+                ATTN_TOL,
+            );
         }
     }
     tally.finish();

@@ -177,7 +177,7 @@ fn rotary_module_matches_official_flux_rows() {
             num(p, "width_tokens") as usize,
             num(p, "text_tokens") as usize,
         );
-        let ids = flux_ids(text, h, w);
+        let ids = flux_ids(text, h, w).expect("ids");
         let sample = SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids");
         let mut rot = TimestepRotary::<B>::new(
             rope,
@@ -231,7 +231,7 @@ fn rotary_module_matches_fit_rows() {
             num(p, "height_tokens") as usize,
             num(p, "width_tokens") as usize,
         );
-        let ids = grid_ids(h, w);
+        let ids = grid_ids(h, w).expect("ids");
         let sample = SamplePositions::with_extents(&ids, 2, vec![h as f64, w as f64]).expect("ids");
         let mut rot = TimestepRotary::<B>::new(
             rope,
@@ -260,7 +260,7 @@ fn rotary_module_matches_fit_rows() {
 
 #[test]
 fn dynamic_tables_are_rebuilt_only_when_frequencies_change() {
-    let ids = flux_ids(4, 128, 128);
+    let ids = flux_ids(4, 128, 128).expect("ids");
     let sample = SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids");
     // Static method: one upload for the whole schedule.
     let rope = presets::paper_flux(dype_core::Method::Ntk { dynamic: None }).expect("rope");
@@ -298,7 +298,7 @@ fn rows_with_a_stored_index_expand_like_whole_tables() {
     use dype_core::table::{FactorizedTable, TokenPositions};
     let device = Default::default();
     let rope = presets::paper_flux(dype_core::Method::dy_yarn()).expect("rope");
-    let ids = flux_ids(3, 20, 30);
+    let ids = flux_ids(3, 20, 30).expect("ids");
     let pos = TokenPositions::from_ids(&ids, 3).expect("ids");
     let ext = pos.extents(ExtentRule::MaxPlusOne);
     let t1 = Some(Sigma::new(0.9).expect("t"));
@@ -316,7 +316,7 @@ fn rows_with_a_stored_index_expand_like_whole_tables() {
     let b: Vec<f32> = whole.cos().clone().into_data().into_vec().expect("f32");
     assert_eq!(a, b);
     // Rows for other positions do not fit the stored index.
-    let other = TokenPositions::from_ids(&flux_ids(3, 21, 30), 3).expect("ids");
+    let other = TokenPositions::from_ids(&flux_ids(3, 21, 30).expect("ids"), 3).expect("ids");
     let (bad, _) =
         FactorizedTable::build_rows(&rope, &other, &other.extents(ExtentRule::MaxPlusOne), t2)
             .expect("rows");

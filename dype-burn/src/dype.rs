@@ -76,7 +76,7 @@ pub struct StepReport {
 impl StepReport {
     /// κ(t) of the first sample (`None` for static methods).
     pub fn kappa(&self) -> Option<f64> {
-        self.samples.first().and_then(|s| s.kappa)
+        self.samples.first().and_then(|s| s.kappa())
     }
 
     /// Largest attention factor over samples and axes.
@@ -122,24 +122,24 @@ impl<B: Backend> TimestepRotary<B> {
         let tokens =
             samples
                 .first()
-                .map(|s| s.positions.tokens)
+                .map(|s| s.positions.tokens())
                 .ok_or(DypeRotaryError::Positions {
                     sample: 0,
                     reason: "no samples".into(),
                 })?;
         for (i, s) in samples.iter().enumerate() {
-            if s.positions.axes.len() != n_axes || s.extents.len() != n_axes {
+            if s.positions.axes().len() != n_axes || s.extents.len() != n_axes {
                 return Err(DypeRotaryError::Positions {
                     sample: i,
                     reason: format!("{} axes expected", n_axes),
                 });
             }
-            if s.positions.tokens != tokens {
+            if s.positions.tokens() != tokens {
                 return Err(DypeRotaryError::Positions {
                     sample: i,
                     reason: format!(
                         "{} tokens, the first sample has {tokens}",
-                        s.positions.tokens
+                        s.positions.tokens()
                     ),
                 });
             }
@@ -196,7 +196,7 @@ impl<B: Backend> TimestepRotary<B> {
                     })
                     .collect::<Result<Vec<_>, _>>()?;
                 let index = RotaryIndex::from_tables(&tables, &self.device)?;
-                let rows: Vec<&[AxisRows]> = tables.iter().map(|t| t.axes.as_slice()).collect();
+                let rows: Vec<&[AxisRows]> = tables.iter().map(|t| t.axes()).collect();
                 self.tables = Some(RotaryTables::from_rows(&rows, &index, &self.device)?);
                 self.index = Some(index);
             } else if let Some(index) = &self.index {

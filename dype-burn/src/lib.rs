@@ -79,11 +79,8 @@
 //!             sin.push(angle.sin());
 //!         }
 //!     }
-//!     FactorizedTable {
-//!         axes: vec![AxisRows { half_dim: half, rows: n, cos, sin }],
-//!         tokens: n,
-//!         token_rows: (0..n as u32).collect(),
-//!     }
+//!     let rows = AxisRows::new(half, n, cos, sin).expect("valid rows");
+//!     FactorizedTable::new(vec![rows], n, (0..n as u32).collect()).expect("valid table")
 //! }
 //!
 //! # #[cfg(feature = "cpu")]

@@ -59,12 +59,6 @@ pub enum RotaryError {
     /// An empty slice of tables was given.
     #[error("no rotary table given (empty batch)")]
     EmptyBatch,
-    /// A table has no axes.
-    #[error("rotary table {sample} has no axes")]
-    NoAxes {
-        /// Index of the table in the batch.
-        sample: usize,
-    },
     /// A table has zero tokens.
     #[error("rotary table {sample} has zero tokens")]
     NoTokens {
@@ -78,50 +72,6 @@ pub enum RotaryError {
         sample: usize,
         /// Axis index.
         axis: usize,
-    },
-    /// `cos` or `sin` of an axis does not hold `rows × half_dim` values.
-    #[error(
-        "rotary table {sample}, axis {axis}: `{which}` has {len} values, expected rows × half_dim = {expected}"
-    )]
-    AxisDataLength {
-        /// Index of the table in the batch.
-        sample: usize,
-        /// Axis index.
-        axis: usize,
-        /// `"cos"` or `"sin"`.
-        which: &'static str,
-        /// Actual length.
-        len: usize,
-        /// `rows × half_dim`.
-        expected: usize,
-    },
-    /// `token_rows` does not hold `tokens × axes` entries.
-    #[error(
-        "rotary table {sample}: token_rows has {len} entries, expected tokens × axes = {expected}"
-    )]
-    TokenRowsLength {
-        /// Index of the table in the batch.
-        sample: usize,
-        /// Actual length.
-        len: usize,
-        /// `tokens × axes`.
-        expected: usize,
-    },
-    /// A token refers to a row that does not exist on an axis.
-    #[error(
-        "rotary table {sample}, token {token}, axis {axis}: row index {index} out of range (axis has {rows} rows)"
-    )]
-    IndexOutOfRange {
-        /// Index of the table in the batch.
-        sample: usize,
-        /// Token index.
-        token: usize,
-        /// Axis index.
-        axis: usize,
-        /// The offending row index.
-        index: u32,
-        /// Rows on that axis.
-        rows: usize,
     },
     /// Tables of one batch have different token counts.
     #[error(
@@ -194,77 +144,28 @@ pub enum RotaryError {
     NotInitialized,
 }
 
-/// Validates a batch of host tables; returns `(tokens, half_dim per axis)`.
+/// Validates a batch of host tables (each valid by construction: see
+/// [`FactorizedTable::new`]) for equal token counts and axis widths; returns
+/// `(tokens, half_dim per axis)`.
 fn validate_tables(tables: &[FactorizedTable]) -> Result<(usize, Vec<usize>), RotaryError> {
     let first = tables.first().ok_or(RotaryError::EmptyBatch)?;
-    let tokens = first.tokens;
-    let half_dims: Vec<usize> = first.axes.iter().map(|a| a.half_dim).collect();
+    let tokens = first.tokens();
+    let half_dims: Vec<usize> = first.axes().iter().map(|a| a.half_dim()).collect();
     for (sample, table) in tables.iter().enumerate() {
-        if table.axes.is_empty() {
-            return Err(RotaryError::NoAxes { sample });
-        }
-        if table.tokens == 0 {
-            return Err(RotaryError::NoTokens { sample });
-        }
-        if table.tokens != tokens {
+        if table.tokens() != tokens {
             return Err(RotaryError::BatchTokenMismatch {
                 sample,
                 expected: tokens,
-                found: table.tokens,
+                found: table.tokens(),
             });
         }
-        let found: Vec<usize> = table.axes.iter().map(|a| a.half_dim).collect();
+        let found: Vec<usize> = table.axes().iter().map(|a| a.half_dim()).collect();
         if found != half_dims {
             return Err(RotaryError::BatchAxisMismatch {
                 sample,
                 expected: half_dims,
                 found,
             });
-        }
-        for (axis, rows) in table.axes.iter().enumerate() {
-            if rows.half_dim == 0 {
-                return Err(RotaryError::ZeroHalfDim { sample, axis });
-            }
-            let expected =
-                rows.rows
-                    .checked_mul(rows.half_dim)
-                    .ok_or(RotaryError::TooManyRows {
-                        axis,
-                        rows: rows.rows,
-                    })?;
-            for (which, data) in [("cos", &rows.cos), ("sin", &rows.sin)] {
-                if data.len() != expected {
-                    return Err(RotaryError::AxisDataLength {
-                        sample,
-                        axis,
-                        which,
-                        len: data.len(),
-                        expected,
-                    });
-                }
-            }
-        }
-        let n_axes = table.axes.len();
-        let expected = tokens.saturating_mul(n_axes);
-        if table.token_rows.len() != expected {
-            return Err(RotaryError::TokenRowsLength {
-                sample,
-                len: table.token_rows.len(),
-                expected,
-            });
-        }
-        for (i, &index) in table.token_rows.iter().enumerate() {
-            let axis = i % n_axes;
-            let rows = table.axes[axis].rows;
-            if index as usize >= rows {
-                return Err(RotaryError::IndexOutOfRange {
-                    sample,
-                    token: i / n_axes,
-                    axis,
-                    index,
-                    rows,
-                });
-            }
         }
     }
     Ok((tokens, half_dims))
@@ -292,7 +193,7 @@ impl<B: Backend> RotaryIndex<B> {
         let n_axes = half_dims.len();
         let mut index = Vec::with_capacity(n_axes);
         for axis in 0..n_axes {
-            let total_rows: usize = tables.iter().map(|t| t.axes[axis].rows).sum();
+            let total_rows: usize = tables.iter().map(|t| t.axes()[axis].rows()).sum();
             if i32::try_from(total_rows).is_err() {
                 return Err(RotaryError::TooManyRows {
                     axis,
@@ -305,9 +206,9 @@ impl<B: Backend> RotaryIndex<B> {
                 // Cannot overflow i32: offset + row < total_rows <= i32::MAX (checked above).
                 idx.extend(
                     (0..tokens)
-                        .map(|t| (offset + table.token_rows[t * n_axes + axis] as usize) as i32),
+                        .map(|t| (offset + table.token_rows()[t * n_axes + axis] as usize) as i32),
                 );
-                offset += table.axes[axis].rows;
+                offset += table.axes()[axis].rows();
             }
             index.push(Tensor::<B, 1, Int>::from_data(
                 TensorData::new(idx, [tables.len() * tokens]),
@@ -316,7 +217,7 @@ impl<B: Backend> RotaryIndex<B> {
         }
         let rows = tables
             .iter()
-            .map(|t| t.axes.iter().map(|a| a.rows).collect())
+            .map(|t| t.axes().iter().map(|a| a.rows()).collect())
             .collect();
         Ok(RotaryIndex {
             index,
@@ -357,7 +258,7 @@ impl<B: Backend> RotaryTables<B> {
         device: &B::Device,
     ) -> Result<Self, RotaryError> {
         let index = RotaryIndex::from_tables(tables, device)?;
-        let rows: Vec<&[AxisRows]> = tables.iter().map(|t| t.axes.as_slice()).collect();
+        let rows: Vec<&[AxisRows]> = tables.iter().map(|t| t.axes()).collect();
         Self::from_rows(&rows, &index, device)
     }
 
@@ -375,7 +276,7 @@ impl<B: Backend> RotaryTables<B> {
             });
         }
         for (sample, (axes, counts)) in rows.iter().zip(&index.rows).enumerate() {
-            let found: Vec<usize> = axes.iter().map(|a| a.half_dim).collect();
+            let found: Vec<usize> = axes.iter().map(|a| a.half_dim()).collect();
             if found != index.half_dims {
                 return Err(RotaryError::BatchAxisMismatch {
                     sample,
@@ -384,25 +285,13 @@ impl<B: Backend> RotaryTables<B> {
                 });
             }
             for (axis, (r, &count)) in axes.iter().zip(counts).enumerate() {
-                if r.rows != count {
+                if r.rows() != count {
                     return Err(RotaryError::RowCountMismatch {
                         sample,
                         axis,
                         expected: count,
-                        found: r.rows,
+                        found: r.rows(),
                     });
-                }
-                let expected = count * r.half_dim;
-                for (which, data) in [("cos", &r.cos), ("sin", &r.sin)] {
-                    if data.len() != expected {
-                        return Err(RotaryError::AxisDataLength {
-                            sample,
-                            axis,
-                            which,
-                            len: data.len(),
-                            expected,
-                        });
-                    }
                 }
             }
         }
@@ -410,12 +299,12 @@ impl<B: Backend> RotaryTables<B> {
         let mut cos_parts = Vec::with_capacity(index.half_dims.len());
         let mut sin_parts = Vec::with_capacity(index.half_dims.len());
         for (axis, &half) in index.half_dims.iter().enumerate() {
-            let total_rows: usize = rows.iter().map(|a| a[axis].rows).sum();
+            let total_rows: usize = rows.iter().map(|a| a[axis].rows()).sum();
             let mut cos = Vec::with_capacity(total_rows * half);
             let mut sin = Vec::with_capacity(total_rows * half);
             for axes in rows {
-                cos.extend_from_slice(&axes[axis].cos);
-                sin.extend_from_slice(&axes[axis].sin);
+                cos.extend_from_slice(axes[axis].cos());
+                sin.extend_from_slice(axes[axis].sin());
             }
             let cos = Tensor::<B, 2>::from_data(
                 TensorData::new(cos, [total_rows, half]),

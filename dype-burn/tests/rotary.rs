@@ -75,14 +75,10 @@ fn expansion_with_scrambled_token_rows() {
     let mut token_rows = Vec::new();
     for _ in 0..tokens {
         for a in &axes {
-            token_rows.push(rng.below(a.rows) as u32);
+            token_rows.push(rng.below(a.rows()) as u32);
         }
     }
-    let table = FactorizedTable {
-        axes,
-        tokens,
-        token_rows,
-    };
+    let table = FactorizedTable::new(axes, tokens, token_rows).expect("valid");
     let tables = RotaryTables::<B>::from_table(&table, &device()).unwrap();
     let (cos, sin) = host_expand(&table);
     assert_eq!(to_vec(tables.cos().clone()), cos);
@@ -160,16 +156,12 @@ fn interleaved_matches_burn_rotary_encoding() {
             sin.push((p as f64 * omega).sin() as f32);
         }
     }
-    let table = FactorizedTable {
-        axes: vec![AxisRows {
-            half_dim: half,
-            rows: n,
-            cos,
-            sin,
-        }],
-        tokens: n,
-        token_rows: (0..n as u32).collect(),
-    };
+    let table = FactorizedTable::new(
+        vec![AxisRows::new(half, n, cos, sin).expect("rows")],
+        n,
+        (0..n as u32).collect(),
+    )
+    .expect("valid");
     let mut rng = Rng::new(5);
     let x = rng.vec(2 * n * d);
     let ours = RotaryTables::<B>::from_table(&table, &device())
@@ -232,16 +224,12 @@ fn dot_product_depends_only_on_position_difference() {
             sin.push((p as f32 * w).sin());
         }
     }
-    let table = FactorizedTable {
-        axes: vec![AxisRows {
-            half_dim: half,
-            rows: n,
-            cos,
-            sin,
-        }],
-        tokens: n,
-        token_rows: (0..n as u32).collect(),
-    };
+    let table = FactorizedTable::new(
+        vec![AxisRows::new(half, n, cos, sin).expect("rows")],
+        n,
+        (0..n as u32).collect(),
+    )
+    .expect("valid");
     let tables = RotaryTables::<B>::from_table(&table, &device()).unwrap();
     let mut rng = Rng::new(99);
     let qv = rng.vec(d);
@@ -290,7 +278,7 @@ fn mixed_size_batch_of_tables() {
     // Two samples of 12 tokens: a 3×4 grid and a 2×6 grid (different row counts per axis).
     let t0 = grid_table(3, 4, 2, 2, 1.0);
     let t1 = grid_table(2, 6, 2, 2, 1.3);
-    assert_ne!(t0.axes[0].rows, t1.axes[0].rows);
+    assert_ne!(t0.axes()[0].rows(), t1.axes()[0].rows());
     let batch = [t0.clone(), t1.clone()];
     let tables = RotaryTables::<B>::from_tables(&batch, &device()).unwrap();
     assert_eq!(tables.cos().dims(), [2, 12, 4]);
@@ -387,8 +375,12 @@ fn cache_hits_on_identical_table_and_uploads_on_change() {
     assert!(rope.last_update_was_hit());
     assert_eq!(rope.upload_count(), 1);
     // One changed value (as a new timestep would give) → re-upload, and the new values are used.
+    let mut axes = table.axes().to_vec();
+    let (mut cos, sin) = axes[1].clone().into_parts();
+    cos[3] += 0.5;
+    axes[1] = AxisRows::new(axes[1].half_dim(), axes[1].rows(), cos, sin).expect("rows");
     let mut changed = table.clone();
-    changed.axes[1].cos[3] += 0.5;
+    changed.set_rows(axes).expect("same shape");
     assert_eq!(rope.update(&changed).unwrap(), CacheStatus::Uploaded);
     assert_eq!(rope.upload_count(), 2);
     assert_eq!(rope.host_tables(), std::slice::from_ref(&changed));
@@ -409,9 +401,8 @@ fn cache_hits_on_identical_table_and_uploads_on_change() {
     );
     assert_eq!(rope.upload_count(), 3);
     // A failing update keeps the previous tables.
-    let mut broken = changed.clone();
-    broken.token_rows[0] = 99;
-    assert!(rope.update(&broken).is_err());
+    let broken = grid_table(2, 2, 2, 2, 1.0);
+    assert!(rope.update_batch(&[changed.clone(), broken]).is_err());
     assert_eq!(rope.upload_count(), 3);
     assert_eq!(rope.tables().unwrap().batch(), 2);
     rope.clear();
@@ -553,60 +544,21 @@ fn table_errors_are_typed() {
         RotaryError::EmptyBatch
     );
 
-    let mut t = ok.clone();
-    t.token_rows[2 * 2 + 1] = 3; // token 2, axis 1 has 3 rows
-    assert_eq!(
-        up(&t),
-        RotaryError::IndexOutOfRange {
-            sample: 0,
-            token: 2,
-            axis: 1,
-            index: 3,
-            rows: 3
-        }
-    );
-
-    let mut t = ok.clone();
-    t.axes[0].sin.pop();
-    assert_eq!(
-        up(&t),
-        RotaryError::AxisDataLength {
-            sample: 0,
-            axis: 0,
-            which: "sin",
-            len: 3,
-            expected: 4
-        }
-    );
-
-    let mut t = ok.clone();
-    t.token_rows.push(0);
-    assert_eq!(
-        up(&t),
-        RotaryError::TokenRowsLength {
-            sample: 0,
-            len: 13,
-            expected: 12
-        }
-    );
-
-    let mut t = ok.clone();
-    t.axes.clear();
-    assert_eq!(up(&t), RotaryError::NoAxes { sample: 0 });
-
-    let mut t = ok.clone();
-    t.tokens = 0;
-    t.token_rows.clear();
-    assert_eq!(up(&t), RotaryError::NoTokens { sample: 0 });
-
-    let mut t = ok.clone();
-    t.axes[1] = AxisRows {
-        half_dim: 0,
-        rows: 3,
-        cos: vec![],
-        sin: vec![],
-    };
-    assert_eq!(up(&t), RotaryError::ZeroHalfDim { sample: 0, axis: 1 });
+    // A single table cannot be malformed: dype-core's constructors refuse out-of-range rows,
+    // short data, wrong index counts, no axes, no tokens and zero-width axes.
+    let axes = ok.axes().to_vec();
+    let mut rows = ok.token_rows().to_vec();
+    rows[2 * 2 + 1] = 3; // token 2, axis 1 has 3 rows
+    assert!(FactorizedTable::new(axes.clone(), 6, rows).is_err());
+    let (cos, mut sin) = axes[0].clone().into_parts();
+    sin.pop();
+    assert!(AxisRows::new(2, 2, cos, sin).is_err());
+    let mut rows = ok.token_rows().to_vec();
+    rows.push(0);
+    assert!(FactorizedTable::new(axes.clone(), 6, rows).is_err());
+    assert!(FactorizedTable::new(vec![], 6, vec![]).is_err());
+    assert!(FactorizedTable::new(axes.clone(), 0, vec![]).is_err());
+    assert!(AxisRows::new(0, 3, vec![], vec![]).is_err());
 
     let other_tokens = grid_table(2, 2, 2, 2, 1.0);
     assert_eq!(

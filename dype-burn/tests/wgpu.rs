@@ -152,7 +152,12 @@ fn small_flux_rope() -> AxialRope {
 
 /// FLUX ids (`text` zero rows, then an `h × w` grid) with `max + 1` extents.
 fn flux_sample(text: usize, h: usize, w: usize) -> SamplePositions {
-    SamplePositions::from_ids(&flux_ids(text, h, w), 3, ExtentRule::MaxPlusOne).expect("ids")
+    SamplePositions::from_ids(
+        &flux_ids(text, h, w).expect("ids"),
+        3,
+        ExtentRule::MaxPlusOne,
+    )
+    .expect("ids")
 }
 
 /// Two samples with equal token counts (4 + 48) but different grids, hence different row
@@ -207,17 +212,18 @@ fn rotary_tables_expand_like_cpu() {
     // The gather is a copy: every device entry equals its host row value exactly.
     let half_total = 32;
     for (b, table) in tables.iter().enumerate() {
-        let n_axes = table.axes.len();
-        for token in 0..table.tokens {
+        let n_axes = table.axes().len();
+        for token in 0..table.tokens() {
             let mut offset = 0;
-            for (a, axis) in table.axes.iter().enumerate() {
-                let row = table.token_rows[token * n_axes + a] as usize;
-                for i in 0..axis.half_dim {
-                    let at = (b * table.tokens + token) * half_total + offset + i;
-                    assert_eq!(cos[at], axis.cos[row * axis.half_dim + i]);
-                    assert_eq!(sin[at], axis.sin[row * axis.half_dim + i]);
+            for (a, axis) in table.axes().iter().enumerate() {
+                let row = table.token_rows()[token * n_axes + a] as usize;
+                let (c, s) = axis.row(row).expect("row in range");
+                for i in 0..axis.half_dim() {
+                    let at = (b * table.tokens() + token) * half_total + offset + i;
+                    assert_eq!(cos[at], c[i]);
+                    assert_eq!(sin[at], s[i]);
                 }
-                offset += axis.half_dim;
+                offset += axis.half_dim();
             }
         }
     }

@@ -67,6 +67,69 @@ pub enum DypeError {
         /// Why.
         reason: &'static str,
     },
+    /// A size above one of the documented caps ([`crate::MAX_DIM`], [`crate::MAX_TOKENS`],
+    /// [`crate::MAX_ELEMENTS`]), or one whose arithmetic overflows.
+    #[error("`{name}` = {value} is too large (at most {max})")]
+    TooLarge {
+        /// What was too large.
+        name: &'static str,
+        /// The size asked for (saturated at `u64::MAX` when it overflowed).
+        value: u64,
+        /// The cap.
+        max: u64,
+    },
+    /// A name that no registry entry has.
+    #[error("unknown {kind} `{name}`; known: {known}")]
+    UnknownName {
+        /// What kind of name (e.g. "method").
+        kind: &'static str,
+        /// The name given (truncated to 48 bytes).
+        name: ShortName,
+        /// The known names, comma-separated.
+        known: &'static str,
+    },
+}
+
+/// A name kept inline in an error (no allocation, so `DypeError` stays `Copy` and `no_std`): the
+/// first 48 bytes of the name, cut at a character boundary.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ShortName {
+    bytes: [u8; 48],
+    len: u8,
+}
+
+impl ShortName {
+    /// Keeps the first 48 bytes of `name` (at a character boundary).
+    pub fn new(name: &str) -> Self {
+        let mut len = name.len().min(48);
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        let mut bytes = [0u8; 48];
+        bytes[..len].copy_from_slice(&name.as_bytes()[..len]);
+        ShortName {
+            bytes,
+            len: len as u8,
+        }
+    }
+
+    /// The kept text.
+    pub fn as_str(&self) -> &str {
+        let len = usize::from(self.len).min(self.bytes.len());
+        core::str::from_utf8(&self.bytes[..len]).unwrap_or("")
+    }
+}
+
+impl core::fmt::Debug for ShortName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl core::fmt::Display for ShortName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Result alias of `dype-core`.
@@ -118,6 +181,48 @@ pub(crate) fn length(name: &'static str, expected: usize, actual: usize) -> Resu
             name,
             expected,
             actual,
+        })
+    }
+}
+
+/// Checks that a produced value is finite (a bug or an extreme input otherwise).
+pub(crate) fn produced(name: &'static str, value: f64) -> Result<f64> {
+    finite(name, value)
+}
+
+/// Checks that a produced attention factor is finite and strictly positive.
+pub(crate) fn factor(name: &'static str, value: f64) -> Result<f64> {
+    positive(name, value)
+}
+
+/// `a · b` for sizes, as a typed error when it overflows.
+pub(crate) fn mul(name: &'static str, a: usize, b: usize) -> Result<usize> {
+    a.checked_mul(b).ok_or(DypeError::TooLarge {
+        name,
+        value: u64::MAX,
+        max: usize::MAX as u64,
+    })
+}
+
+/// `a + b` for sizes, as a typed error when it overflows.
+#[cfg_attr(not(feature = "alloc"), allow(dead_code))]
+pub(crate) fn add(name: &'static str, a: usize, b: usize) -> Result<usize> {
+    a.checked_add(b).ok_or(DypeError::TooLarge {
+        name,
+        value: u64::MAX,
+        max: usize::MAX as u64,
+    })
+}
+
+/// Checks `value <= max`.
+pub(crate) fn at_most(name: &'static str, value: usize, max: usize) -> Result<usize> {
+    if value <= max {
+        Ok(value)
+    } else {
+        Err(DypeError::TooLarge {
+            name,
+            value: value as u64,
+            max: max as u64,
         })
     }
 }

@@ -4,9 +4,9 @@
 
 use core::f64::consts::PI;
 
-use crate::attention::{longrope_attention_factor, yarn_mscale};
+use crate::attention::longrope_attention_factor;
 use crate::axis::Axis;
-use crate::error::{DypeError, Result, length, positive};
+use crate::error::{DypeError, Result, factor, length, positive, produced};
 use crate::method::{AxisScales, Method, Mscale, ScaleSource, YarnLlm};
 
 /// One HF rope type with its parameters (`rope_scaling`).
@@ -19,7 +19,8 @@ pub enum HfRope<'a> {
         /// `factor`.
         factor: f64,
     },
-    /// `dynamic` NTK: base `θ·(factor·L/L₀ − (factor − 1))^(d/(d−2))` with `L = max(seq_len, L₀)`.
+    /// `dynamic` NTK: base `θ·(factor·L/L₀ − (factor − 1))^(d/(d−2))` with `L = max(seq_len, L₀)`,
+    /// computed as `1 + factor·(L − L₀)/L₀` so that `L = L₀` is exactly scale 1 (the base).
     Dynamic {
         /// `factor`.
         factor: f64,
@@ -64,6 +65,9 @@ pub enum HfRope<'a> {
         short_factor: &'a [f64],
         /// `long_factor`, one per pair.
         long_factor: &'a [f64],
+        /// `rope_parameters["factor"]`; when absent HF uses `max_position_embeddings /
+        /// original_max_position_embeddings` for the attention factor.
+        factor: Option<f64>,
         /// `max_position_embeddings`.
         max_position_embeddings: f64,
         /// `original_max_position_embeddings`.
@@ -89,7 +93,7 @@ impl HfRope<'_> {
             HfRope::Linear { factor } => {
                 positive("factor", factor)?;
                 for (i, w) in out.iter_mut().enumerate() {
-                    *w = axis.inv_freq(i) / factor;
+                    *w = produced("inv_freq", axis.inv_freq(i) / factor)?;
                 }
                 Ok(1.0)
             }
@@ -104,7 +108,11 @@ impl HfRope<'_> {
                     Some(s) if positive("seq_len", s)? > max_position_embeddings => s,
                     _ => max_position_embeddings,
                 };
-                let s = factor * l / max_position_embeddings - (factor - 1.0);
+                // HF: factor·L/L₀ − (factor − 1); the same, exact at L = L₀.
+                let s = produced(
+                    "scale",
+                    1.0 + factor * ((l - max_position_embeddings) / max_position_embeddings),
+                )?;
                 Method::Ntk { dynamic: None }.frequencies(
                     &axis,
                     &AxisScales::uniform(s, max_position_embeddings),
@@ -176,13 +184,14 @@ impl HfRope<'_> {
                         low_freq_factor,
                         high_freq_factor,
                         original_max_position_embeddings,
-                    );
+                    )?;
                 }
                 Ok(1.0)
             }
             HfRope::LongRope {
                 short_factor,
                 long_factor,
+                factor: given_factor,
                 max_position_embeddings,
                 original_max_position_embeddings,
                 attention_factor,
@@ -199,14 +208,20 @@ impl HfRope<'_> {
                     Some(s) if s > original_max_position_embeddings => long_factor,
                     _ => short_factor,
                 };
-                for (i, w) in out.iter_mut().enumerate() {
-                    *w = axis.inv_freq(i) / positive("ext_factor", ext[i])?;
+                for (i, (w, &e)) in out.iter_mut().zip(ext).enumerate() {
+                    *w = produced("inv_freq", axis.inv_freq(i) / positive("ext_factor", e)?)?;
                 }
-                let factor = max_position_embeddings / original_max_position_embeddings;
-                Ok(match attention_factor {
-                    Some(f) => positive("attention_factor", f)?,
-                    None => longrope_attention_factor(factor, original_max_position_embeddings),
-                })
+                let factor_ = match given_factor {
+                    Some(f) => positive("factor", f)?,
+                    None => produced(
+                        "factor",
+                        max_position_embeddings / original_max_position_embeddings,
+                    )?,
+                };
+                match attention_factor {
+                    Some(f) => factor("attention_factor", f),
+                    None => longrope_attention_factor(factor_, original_max_position_embeddings),
+                }
             }
         }
     }
@@ -214,18 +229,28 @@ impl HfRope<'_> {
 
 /// Llama 3.1's wavelength three-band rule for one inverse frequency (HF `_compute_llama3_parameters`):
 /// wavelengths longer than `L₀/low` are divided by `factor`, shorter than `L₀/high` kept, and the
-/// middle band smoothly interpolated.
+/// middle band smoothly interpolated. All arguments finite and positive, `high > low`.
 pub fn llama3_inv_freq(
     inv_freq: f64,
     factor: f64,
     low_freq_factor: f64,
     high_freq_factor: f64,
     original_max: f64,
-) -> f64 {
+) -> Result<f64> {
+    positive("inv_freq", inv_freq)?;
+    positive("factor", factor)?;
+    positive("low_freq_factor", low_freq_factor)?;
+    positive("high_freq_factor", high_freq_factor)?;
+    positive("original_max_position_embeddings", original_max)?;
+    if high_freq_factor <= low_freq_factor {
+        return Err(DypeError::InvalidConfig {
+            reason: "llama3 needs high_freq_factor > low_freq_factor",
+        });
+    }
     let low_wavelen = original_max / low_freq_factor;
     let high_wavelen = original_max / high_freq_factor;
     let wavelen = 2.0 * PI / inv_freq;
-    if wavelen > low_wavelen {
+    let w = if wavelen > low_wavelen {
         inv_freq / factor
     } else if wavelen < high_wavelen {
         inv_freq
@@ -233,10 +258,6 @@ pub fn llama3_inv_freq(
         let smooth =
             (original_max / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
         (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
-    }
-}
-
-/// Convenience: HF's default attention factor for yarn, `0.1·ln(factor) + 1`.
-pub fn hf_yarn_default_attention(factor: f64) -> f64 {
-    yarn_mscale(factor)
+    };
+    produced("inv_freq", w)
 }

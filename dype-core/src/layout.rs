@@ -4,18 +4,17 @@
 
 use num_traits::Float;
 
-use crate::attention::{fit_proportion, yarn_mscale};
+use crate::attention::fit_proportion;
 use crate::axis::Axis;
-use crate::error::{DypeError, Result, finite, length, positive};
+use crate::error::{DypeError, Result, factor, finite, length, mul, positive, produced};
 use crate::math::{pow, sin_cos};
 use crate::method::{AxisScales, Method};
-use crate::schedule::start_sigma_mscale;
 use crate::time::Sigma;
 
 /// The most axes an [`AxialRope`] holds (FLUX uses 3, FiT 2).
 pub const MAX_AXES: usize = 4;
 
-/// One axis of an axial layout.
+/// One axis of an axial layout. Validated on use by [`AxialRope::new`] (`train_len` finite, `> 0`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AxisConfig {
     /// Rotary dim and base.
@@ -48,7 +47,9 @@ impl AxisConfig {
 }
 
 /// How per-axis scale factors are chosen from the target extents (spec/landscape.md §1.6.8).
+/// [`AxisScales::area`] is the same under every policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum AxisPolicy {
     /// Anisotropic: each axis scales by its own `extent/L` (official DyPE FLUX; FiT `decouple`).
     PerAxis,
@@ -58,27 +59,20 @@ pub enum AxisPolicy {
     VisionYarn,
 }
 
-/// The attention factor rule applied to the cos/sin of scaled axes.
+/// The attention factor rule applied to the cos/sin of scaled axes. Validated on use.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum AttentionFactor {
     /// Whatever the method prescribes per axis (YaRN's mscale; 1 for base/PI/NTK).
     FromMethod,
     /// No factor at all.
     None,
-    /// A fixed factor.
+    /// A fixed factor (finite, `> 0`).
     Fixed(f64),
     /// FiT `ntk-aware-pro1`: [`fit_proportion`]`(max extent, L)`.
     FitPro1,
     /// FiT `ntk-aware-pro2`: [`fit_proportion`]`(∏ extents, L^n)`.
     FitPro2,
-    /// ComfyUI-DyPE's time-decaying factor: `0.1·ln s_global + 1` fading to 1 as
-    /// `min(t/start_sigma, 1)^λt` (see [`start_sigma_mscale`]).
-    StartSigmaDecay {
-        /// `dype_start_sigma`.
-        start_sigma: f64,
-        /// `dype_exponent`.
-        lambda_t: f64,
-    },
 }
 
 /// Per-axis diagnostics of one step.
@@ -90,23 +84,30 @@ pub struct AxisStep {
     pub attention_factor: f64,
 }
 
-/// Diagnostics of one step: what a sampler can log.
+/// Diagnostics of one step: what a sampler can log. Only [`AxialRope::step`] makes one, so every
+/// factor in it is finite and positive.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct StepInfo {
-    /// DyPE time of the step (`None` for a static call).
-    pub t: Option<f64>,
-    /// κ(t) of the method (`None` if static).
-    pub kappa: Option<f64>,
-    /// Number of valid entries in `axes`.
-    pub n_axes: usize,
-    /// Per-axis diagnostics (`axes[..n_axes]`).
-    pub axes: [AxisStep; MAX_AXES],
+    t: Option<f64>,
+    kappa: Option<f64>,
+    n_axes: usize,
+    axes: [AxisStep; MAX_AXES],
 }
 
 impl StepInfo {
     /// The valid per-axis entries.
     pub fn axes(&self) -> &[AxisStep] {
-        &self.axes[..self.n_axes]
+        self.axes.get(..self.n_axes).unwrap_or(&self.axes)
+    }
+
+    /// DyPE time of the step (`None` for a static call).
+    pub fn t(&self) -> Option<f64> {
+        self.t
+    }
+
+    /// κ(t) of the method (`None` if static or without a κ).
+    pub fn kappa(&self) -> Option<f64> {
+        self.kappa
     }
 }
 
@@ -131,6 +132,9 @@ impl AxialRope {
                 count: axes.len(),
                 max: MAX_AXES,
             });
+        }
+        for a in axes {
+            positive("train_len", a.train_len)?;
         }
         let mut arr = [axes[0]; MAX_AXES];
         arr[..axes.len()].copy_from_slice(axes);
@@ -185,28 +189,36 @@ impl AxialRope {
         2 * self.pairs()
     }
 
-    /// Per-axis scales for the given target extents (positions per axis, e.g. max position + 1).
+    /// Per-axis scales for the given target extents (positions per axis, e.g. max position + 1):
+    /// finite and positive, `extent/L` clamped at 1 except for the area scale.
     pub fn scales(&self, extents: &[f64]) -> Result<[AxisScales; MAX_AXES]> {
         length("extents", self.n_axes, extents.len())?;
         for &e in extents {
             positive("extent", e)?;
         }
-        let ratio = |a: &AxisConfig, e: f64| {
+        let ratio = |a: &AxisConfig, e: f64| produced("scale", e / a.train_len);
+        let mut global = 1.0f64;
+        let (mut product, mut n_scaled) = (1.0f64, 0u32);
+        for (a, &e) in self.axes().iter().zip(extents) {
             if a.scaled {
-                (e / a.train_len).max(1.0)
-            } else {
-                1.0
+                let r = ratio(a, e)?;
+                global = global.max(r);
+                product *= r;
+                n_scaled += 1;
             }
-        };
-        let global = self
-            .axes()
-            .iter()
-            .zip(extents)
-            .map(|(a, &e)| ratio(a, e))
-            .fold(1.0, f64::max);
+        }
+        // (∏ L'/L)^(1/n): for two axes √(H·W)/L, as Lumina writes it.
+        let area = positive(
+            "area_scale",
+            match n_scaled {
+                0 | 1 => product,
+                2 => crate::math::sqrt(product),
+                n => pow(product, 1.0 / f64::from(n)),
+            },
+        )?;
         let mut out = [AxisScales::uniform(1.0, 1.0); MAX_AXES];
         for (k, (a, &e)) in self.axes().iter().zip(extents).enumerate() {
-            let own = ratio(a, e);
+            let own = if a.scaled { ratio(a, e)?.max(1.0) } else { 1.0 };
             let (linear, ntk) = if !a.scaled {
                 (1.0, 1.0)
             } else {
@@ -220,6 +232,7 @@ impl AxialRope {
                 linear,
                 ntk,
                 global,
+                area: if a.scaled { area } else { 1.0 },
                 train_len: a.train_len,
             };
         }
@@ -232,7 +245,7 @@ impl AxialRope {
     pub fn step(&self, extents: &[f64], t: Option<Sigma>, freqs: &mut [f64]) -> Result<StepInfo> {
         length("freqs", self.pairs(), freqs.len())?;
         let scales = self.scales(extents)?;
-        let rope_factor = self.rope_attention_factor(extents, &scales, t)?;
+        let rope_factor = self.rope_attention_factor(extents)?;
         let mut info = StepInfo {
             t: t.map(Sigma::get),
             kappa: self.method.kappa(t)?,
@@ -243,21 +256,24 @@ impl AxialRope {
             }; MAX_AXES],
         };
         let mut offset = 0;
+        let mut head_factor = None;
         for (k, a) in self.axes().iter().enumerate() {
             let n = a.axis.pairs();
-            let out = &mut freqs[offset..offset + n];
+            let out = freqs
+                .get_mut(offset..offset + n)
+                .ok_or(DypeError::LengthMismatch {
+                    name: "freqs",
+                    expected: offset + n,
+                    actual: self.pairs(),
+                })?;
             let method = if a.scaled { self.method } else { Method::Base };
             let produced = method.frequencies(&a.axis, &scales[k], t, out)?;
-            for &w in out.iter() {
-                finite("frequency", w)?;
-            }
             let factor = if !a.scaled {
                 1.0
             } else {
-                match rope_factor {
-                    Some(f) => f,
-                    None => produced.attention_factor,
-                }
+                let f = rope_factor.unwrap_or(produced.attention_factor);
+                head_factor.get_or_insert(f);
+                f
             };
             info.axes[k] = AxisStep {
                 scales: scales[k],
@@ -265,15 +281,21 @@ impl AxialRope {
             };
             offset += n;
         }
+        // A factor on the whole head's logits (Lumina) reaches the unscaled axes too.
+        if self.method.factor_covers_whole_head()
+            && rope_factor.is_none()
+            && let Some(f) = head_factor
+        {
+            for (k, a) in self.axes().iter().enumerate() {
+                if !a.scaled {
+                    info.axes[k].attention_factor = f;
+                }
+            }
+        }
         Ok(info)
     }
 
-    fn rope_attention_factor(
-        &self,
-        extents: &[f64],
-        scales: &[AxisScales; MAX_AXES],
-        t: Option<Sigma>,
-    ) -> Result<Option<f64>> {
+    fn rope_attention_factor(&self, extents: &[f64]) -> Result<Option<f64>> {
         let l = self
             .axes()
             .iter()
@@ -284,42 +306,29 @@ impl AxialRope {
         Ok(match self.attention {
             AttentionFactor::FromMethod => None,
             AttentionFactor::None => Some(1.0),
-            AttentionFactor::Fixed(f) => Some(positive("attention_factor", f)?),
+            AttentionFactor::Fixed(f) => Some(factor("attention_factor", f)?),
             AttentionFactor::FitPro1 => {
                 let m = scaled().map(|(_, &e)| e).fold(0.0, f64::max);
-                Some(if m > 0.0 { fit_proportion(m, l) } else { 1.0 })
+                Some(if m > 0.0 { fit_proportion(m, l)? } else { 1.0 })
             }
             AttentionFactor::FitPro2 => {
                 let n = scaled().count() as f64;
                 let area: f64 = scaled().map(|(_, &e)| e).product();
                 Some(if n > 0.0 {
-                    fit_proportion(area, pow(l, n))
+                    fit_proportion(produced("area", area)?, produced("area", pow(l, n))?)?
                 } else {
                     1.0
                 })
-            }
-            AttentionFactor::StartSigmaDecay {
-                start_sigma,
-                lambda_t,
-            } => {
-                finite("start_sigma", start_sigma)?;
-                finite("lambda_t", lambda_t)?;
-                let m = yarn_mscale(scales[0].global);
-                Some(start_sigma_mscale(
-                    m,
-                    t.unwrap_or(Sigma::NOISE),
-                    start_sigma,
-                    lambda_t,
-                ))
             }
         })
     }
 }
 
 /// Pair layout of the head dimension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum PairLayout {
     /// Pairs `(x[2i], x[2i+1])`, each frequency repeated twice (FLUX, FiT, GPT-J).
+    #[default]
     Interleaved,
     /// Pairs `(x[i], x[i + D/2])`, the frequency vector repeated twice (LLaMA / NeoX `rotate_half`).
     HalfSplit,
@@ -335,10 +344,13 @@ pub fn write_axis_rows<T: Float>(
     cos: &mut [T],
     sin: &mut [T],
 ) -> Result<()> {
-    let n = inv_freq.len() * positions.len();
+    let n = mul("rows", inv_freq.len(), positions.len())?;
     length("cos", n, cos.len())?;
     length("sin", n, sin.len())?;
-    finite("attention_factor", attention_factor)?;
+    factor("attention_factor", attention_factor)?;
+    for &w in inv_freq {
+        finite("inv_freq", w)?;
+    }
     let half = inv_freq.len();
     for (r, &p) in positions.iter().enumerate() {
         finite("position", p)?;
@@ -365,7 +377,10 @@ pub fn write_token_table<T: Float>(
 ) -> Result<()> {
     let n_axes = rope.axes().len();
     length("freqs", rope.pairs(), freqs.len())?;
-    length("info.axes", n_axes, info.n_axes)?;
+    length("info.axes", n_axes, info.axes().len())?;
+    for &w in freqs {
+        finite("frequency", w)?;
+    }
     if !ids.len().is_multiple_of(n_axes) {
         return Err(DypeError::LengthMismatch {
             name: "ids",
@@ -376,13 +391,14 @@ pub fn write_token_table<T: Float>(
     let tokens = ids.len() / n_axes;
     let head = rope.head_dim();
     let half = rope.pairs();
-    length("cos", tokens * head, cos.len())?;
-    length("sin", tokens * head, sin.len())?;
+    let n = mul("table", tokens, head)?;
+    length("cos", n, cos.len())?;
+    length("sin", n, sin.len())?;
     for tok in 0..tokens {
         let mut j = 0;
         for (k, a) in rope.axes().iter().enumerate() {
             let p = finite("position", ids[tok * n_axes + k])?;
-            let f = info.axes[k].attention_factor;
+            let f = factor("attention_factor", info.axes[k].attention_factor)?;
             for _ in 0..a.axis.pairs() {
                 let (s, c) = sin_cos(p * freqs[j]);
                 let (c, s) = (cast::<T>(c * f)?, cast::<T>(s * f)?);
@@ -424,15 +440,27 @@ pub fn rotate<T: Float>(x: &mut [T], cos: &[T], sin: &[T], layout: PairLayout) -
             PairLayout::HalfSplit => (p, p + half),
         };
         let (a, b) = (x[i], x[j]);
-        x[i] = a * cos[i] - b * sin[i];
-        x[j] = b * cos[j] + a * sin[j];
+        let (u, v) = (a * cos[i] - b * sin[i], b * cos[j] + a * sin[j]);
+        if !(u.is_finite() && v.is_finite()) {
+            return Err(DypeError::NonFinite {
+                name: "rotated",
+                value: f64::NAN,
+            });
+        }
+        x[i] = u;
+        x[j] = v;
     }
     Ok(())
 }
 
+/// Rounds an f64 to the table type; a value that is not finite there (overflow of f32, say) is an
+/// error, never a silent infinity.
 pub(crate) fn cast<T: Float>(v: f64) -> Result<T> {
-    T::from(v).ok_or(DypeError::NonFinite {
-        name: "value",
-        value: v,
-    })
+    match T::from(v) {
+        Some(x) if x.is_finite() => Ok(x),
+        _ => Err(DypeError::NonFinite {
+            name: "table value",
+            value: v,
+        }),
+    }
 }

@@ -48,13 +48,25 @@ pub mod table;
 pub mod time;
 
 pub use axis::{Axis, RampClamp};
-pub use error::{DypeError, Result};
+pub use error::{DypeError, Result, ShortName};
 pub use layout::{
     AttentionFactor, AxialRope, AxisConfig, AxisPolicy, AxisStep, MAX_AXES, PairLayout, StepInfo,
     rotate, write_axis_rows, write_token_table,
 };
 pub use method::{
-    AxisOutput, AxisScales, Method, Mscale, NtkByParts, NtkKappa, ScaleSource, Yarn, YarnLlm,
+    AxisOutput, AxisScales, Lumina, Method, Mscale, NtkByParts, NtkKappa, ScaleSource, Yarn,
+    YarnLlm,
 };
 pub use schedule::{KappaSchedule, ThresholdKappa, kappa};
 pub use time::{FitTime, Sigma, Timestep1000};
+
+/// The largest rotary dimension of one axis (channels). Real models use at most a few hundred; the
+/// cap keeps every size computation far from overflow.
+pub const MAX_DIM: usize = 1 << 16;
+/// The most tokens a position grid or table may hold (67 108 864: an 8192 × 8192 token grid, i.e.
+/// 131 072² px for FLUX). Above it builders return [`DypeError::TooLarge`] instead of asking the
+/// allocator (Linux overcommits, so an allocation that "succeeds" can still end in the OOM killer).
+pub const MAX_TOKENS: usize = 1 << 26;
+/// The most elements (f64 or f32 values) in any one buffer dype-core allocates (2²⁸: 2 GiB of f64):
+/// position ids, per-axis rows. Caller-provided slices are only bounded by their own length.
+pub const MAX_ELEMENTS: usize = 1 << 28;

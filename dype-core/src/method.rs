@@ -4,15 +4,15 @@
 
 use crate::attention::{deepseek_attention_factor, sqrt_damped_mscale, yarn_mscale};
 use crate::axis::{
-    Axis, RampClamp, correction_range, inv_freq_with_base, linear_ramp, ntk_base, rotations,
+    Axis, RampClamp, linear_ramp, ntk_base, raw_correction_range, raw_inv_freq, raw_rotations,
     yarn_ramp,
 };
-use crate::error::{DypeError, Result, finite, length, non_negative, positive};
-use crate::math::pow;
-use crate::schedule::{KappaSchedule, ThresholdKappa};
+use crate::error::{DypeError, Result, factor, finite, length, non_negative, positive, produced};
+use crate::math::{ln, pow, sqrt};
+use crate::schedule::{KappaSchedule, ThresholdKappa, start_sigma_mscale};
 use crate::time::Sigma;
 
-/// Scale factors of one axis for one step.
+/// Scale factors of one axis for one step. Validated on use by [`Method::frequencies`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AxisScales {
     /// Scale used for position interpolation (PI bands): `s ≥ 1`.
@@ -20,9 +20,12 @@ pub struct AxisScales {
     /// Scale used for NTK base changes: `s ≥ 1` (differs from `linear` only under
     /// [`crate::AxisPolicy::VisionYarn`]).
     pub ntk: f64,
-    /// The largest scale over all scaled axes (some attention factors use it).
+    /// The largest scale over all scaled axes (some attention factors use it), `≥ 1`.
     pub global: f64,
-    /// The trained extent `L` of this axis, in positions (tokens).
+    /// The area scale `(∏ L'_a/L_a)^(1/n)` over the scaled axes, *not* clamped at 1 (Lumina-Next's
+    /// `√(W·H)/size` for two axes): `> 0`.
+    pub area: f64,
+    /// The trained extent `L` of this axis, in positions (tokens): `> 0`.
     pub train_len: f64,
 }
 
@@ -33,6 +36,7 @@ impl AxisScales {
             linear: scale,
             ntk: scale,
             global: scale,
+            area: scale,
             train_len,
         }
     }
@@ -52,8 +56,14 @@ impl AxisScales {
                 });
             }
         }
+        positive("area_scale", self.area)?;
         positive("train_len", self.train_len)?;
         Ok(())
+    }
+
+    /// Whether nothing is extrapolated on this axis (`linear = ntk = 1`).
+    fn is_native(&self) -> bool {
+        self.linear == 1.0 && self.ntk == 1.0
     }
 }
 
@@ -78,8 +88,9 @@ impl ScaleSource {
     }
 }
 
-/// An attention factor ("mscale") rule of a YaRN-like method.
+/// An attention factor ("mscale") rule of a YaRN-like method. Validated on use.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Mscale {
     /// No factor (1).
     None,
@@ -94,33 +105,56 @@ pub enum Mscale {
         /// `mscale_all_dim`.
         mscale_all_dim: f64,
     },
-    /// A given number (HF `attention_factor`).
+    /// A given number (HF `attention_factor`), finite and `> 0`.
     Fixed(f64),
+    /// ComfyUI-DyPE's node: `0.1·ln s_global + 1`, decaying to 1 as `min(t/start_sigma, 1)^λt`
+    /// ([`start_sigma_mscale`]; the node passes it to every method it patches with
+    /// `dype_start_sigma` and `dype_exponent`).
+    StartSigmaDecay {
+        /// `dype_start_sigma` (clamped into `[0.001, 1]`).
+        start_sigma: f64,
+        /// `dype_exponent` (`>= 0`).
+        lambda_t: f64,
+    },
 }
 
 impl Mscale {
-    /// Evaluates the rule at the axis' scales; with `decay = Some(κ)` the scale is replaced by
-    /// `s^κ` first, so the factor fades to 1 together with the frequencies.
-    pub fn evaluate(&self, scales: &AxisScales, decay: Option<f64>) -> f64 {
-        let eff = |s: f64| match decay {
-            Some(k) => pow(s, k),
-            None => s,
+    /// Evaluates the rule at the axis' scales and DyPE time `t`; with `decay = Some(κ)` the scale
+    /// is replaced by `s^κ` first, so the factor fades to 1 together with the frequencies. The
+    /// result is finite and `> 0`.
+    pub fn evaluate(&self, scales: &AxisScales, decay: Option<f64>, t: Sigma) -> Result<f64> {
+        let eff = |s: f64| -> Result<f64> {
+            match decay {
+                Some(k) => produced("scale", pow(s, non_negative("kappa", k)?)),
+                None => Ok(s),
+            }
         };
         match *self {
-            Mscale::None => 1.0,
-            Mscale::Yarn(src) => yarn_mscale(eff(src.pick(scales))),
-            Mscale::SqrtDamped(src) => sqrt_damped_mscale(eff(src.pick(scales))),
+            Mscale::None => Ok(1.0),
+            Mscale::Yarn(src) => yarn_mscale(eff(src.pick(scales))?),
+            Mscale::SqrtDamped(src) => sqrt_damped_mscale(eff(src.pick(scales))?),
             Mscale::DeepSeek {
                 mscale,
                 mscale_all_dim,
-            } => deepseek_attention_factor(eff(scales.linear), mscale, mscale_all_dim),
-            Mscale::Fixed(f) => f,
+            } => deepseek_attention_factor(eff(scales.linear)?, mscale, mscale_all_dim),
+            Mscale::Fixed(f) => factor("attention_factor", f),
+            Mscale::StartSigmaDecay {
+                start_sigma,
+                lambda_t,
+            } => {
+                let m = yarn_mscale(eff(scales.global)?)?;
+                factor(
+                    "attention_factor",
+                    start_sigma_mscale(m, t, start_sigma, lambda_t)?,
+                )
+            }
         }
     }
 }
 
 /// How Dy-NTK lets κ modulate the NTK base change (DyPE App. D).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum NtkKappa {
     /// Eq. 15/20: `θ' = θ · s^(κ·d/(d−2))` (the paper's choice, λs = λt = 2).
     Exponential,
@@ -132,6 +166,7 @@ pub enum NtkKappa {
 }
 
 /// The paper's YaRN (DyPE Eq. 7–9): one ramp `γ(r)` over the number of rotations `r = L/λ`.
+/// Validated on use (`0 <= α <= β`, finite).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Yarn {
     /// α: below `α` rotations a pair is interpolated (PI). Paper: 1.
@@ -140,10 +175,11 @@ pub struct Yarn {
     pub beta: f64,
     /// Dy-YaRN (Eq. 16–17): thresholds `α·κ(t)`, `β·κ(t)` with `κ(t) = t^λt`. `None` = static YaRN.
     pub dynamic: Option<KappaSchedule>,
-    /// Attention factor; paper Eq. 9: `τ(s) = 0.1·ln s + 1`.
+    /// Attention factor; paper Eq. 9: `τ(s) = 0.1·ln s + 1`, static in t.
     pub mscale: Mscale,
     /// Evaluate the attention factor at `s^κ` so that it fades to 1 at t = 0 with the frequencies
-    /// (ours; the paper keeps τ(s) static, which `false` reproduces).
+    /// (a variant, as ComfyUI decays its mscale; the paper and the official code keep τ(s) static,
+    /// which `false` reproduces).
     pub mscale_follows_kappa: bool,
 }
 
@@ -224,8 +260,74 @@ impl Default for NtkByParts {
     }
 }
 
-/// A positional-extrapolation method for one axis, static or dynamic.
+/// Lumina-Next's time-aware scaled RoPE (Zhuo et al. 2024, §2.3; diffusers `LuminaPipeline`), the
+/// timestep-dependent baseline of DyPE's Table 4. With the area scale `s = √(W·H)/size`
+/// ([`AxisScales::area`]) and Lumina's time `1 − σ` (0 = noise): below the watershed PI (`ω/s`),
+/// at or above it NTK as `θ·s` (no `d/(d−2)` exponent). Proportional attention multiplies the logits
+/// by `√(ln N / ln N_base)`; here the factor on cos/sin is its square root.
 #[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lumina {
+    /// The watershed in Lumina's time, in `[0, 1]` (Lumina-Next's sampler: 0.3; diffusers'
+    /// pipeline default: 1.0, i.e. PI until the last step).
+    pub watershed: f64,
+    /// Proportional attention (Lumina-Next and diffusers default: on).
+    pub proportional_attention: bool,
+}
+
+impl Default for Lumina {
+    /// Lumina-Next's sampling defaults: watershed 0.3, proportional attention.
+    fn default() -> Self {
+        Lumina {
+            watershed: 0.3,
+            proportional_attention: true,
+        }
+    }
+}
+
+/// Lumina-Next's `(linear_factor, ntk_factor)` at DyPE time `σ` for area scale `s`: `(s, 1)` while
+/// Lumina's time `1 − σ` is below the watershed, else `(1, s)` (diffusers `LuminaPipeline.__call__`).
+pub fn lumina_factors(scale: f64, sigma: Sigma, watershed: f64) -> Result<(f64, f64)> {
+    positive("scale", scale)?;
+    finite("watershed", watershed)?;
+    if 1.0 - sigma.get() < watershed {
+        Ok((scale, 1.0))
+    } else {
+        Ok((1.0, scale))
+    }
+}
+
+/// Lumina's proportional attention as a factor on cos/sin: `(ln N / ln N_base)^(1/4)` with
+/// `ln N / ln N_base = 1 + ln s / ln L` (`N = (s·L)^n` tokens for area scale `s` over `n` axes of
+/// trained extent `L`). 1 at `s = 1`; an error where the reference is undefined (`L <= 1`, or `N <= 1`).
+pub fn lumina_attention_factor(area_scale: f64, train_len: f64) -> Result<f64> {
+    positive("area_scale", area_scale)?;
+    positive("train_len", train_len)?;
+    if area_scale == 1.0 {
+        return Ok(1.0);
+    }
+    let l = ln(train_len);
+    if l <= 0.0 {
+        return Err(DypeError::OutOfRange {
+            name: "train_len",
+            value: train_len,
+            expected: "> 1 for proportional attention (ln N_base is the denominator)",
+        });
+    }
+    let ratio = 1.0 + ln(area_scale) / l;
+    if ratio.is_nan() || ratio <= 0.0 {
+        return Err(DypeError::OutOfRange {
+            name: "area_scale",
+            value: area_scale,
+            expected: "more than one token in the target (ln N > 0)",
+        });
+    }
+    factor("attention_factor", sqrt(sqrt(ratio)))
+}
+
+/// A positional-extrapolation method for one axis, static or dynamic. Parameters are validated
+/// on use by [`Method::frequencies`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Method {
     /// The model's native RoPE.
     Base,
@@ -245,14 +347,16 @@ pub enum Method {
     YarnLlm(YarnLlm),
     /// Two-ramp NTK-by-parts and its dynamic variants.
     NtkByParts(NtkByParts),
+    /// Lumina-Next's time-aware PI → NTK switch with proportional attention.
+    Lumina(Lumina),
 }
 
 /// What one method produced for one axis at one step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AxisOutput {
-    /// The attention factor for this axis' cos/sin.
+    /// The attention factor for this axis' cos/sin (finite, `> 0`).
     pub attention_factor: f64,
-    /// The κ the method used (`None` for static methods).
+    /// The κ the method used (`None` for static methods and Lumina).
     pub kappa: Option<f64>,
 }
 
@@ -260,24 +364,32 @@ impl Method {
     /// Dy-PI with the paper's default schedule (λs = λt = 2).
     pub fn dy_pi() -> Self {
         Method::Pi {
-            dynamic: Some(KappaSchedule::default()),
+            dynamic: Some(KappaSchedule::PAPER),
         }
     }
 
     /// Dy-NTK, exponential form, with the paper's default schedule (λs = λt = 2).
     pub fn dy_ntk() -> Self {
         Method::Ntk {
-            dynamic: Some((KappaSchedule::default(), NtkKappa::Exponential)),
+            dynamic: Some((KappaSchedule::PAPER, NtkKappa::Exponential)),
         }
     }
 
-    /// Dy-YaRN as in the paper: α = 1, β = 32, thresholds × `t^2`; attention factor fading with κ.
+    /// Dy-YaRN as in the paper (Eq. 16–17 with Eq. 9): α = 1, β = 32, thresholds × `t²`, and the
+    /// static attention factor `τ(s) = 0.1·ln s + 1` (as the official code).
     pub fn dy_yarn() -> Self {
         Method::Yarn(Yarn {
-            dynamic: Some(KappaSchedule {
-                lambda_s: 1.0,
-                lambda_t: 2.0,
-            }),
+            dynamic: Some(KappaSchedule::DY_YARN),
+            mscale_follows_kappa: false,
+            ..Yarn::default()
+        })
+    }
+
+    /// Dy-YaRN with the attention factor evaluated at `s^κ(t)`, fading to 1 with the frequencies
+    /// (a variant in the spirit of ComfyUI's decaying mscale; not the paper's).
+    pub fn dy_yarn_decaying() -> Self {
+        Method::Yarn(Yarn {
+            dynamic: Some(KappaSchedule::DY_YARN),
             mscale_follows_kappa: true,
             ..Yarn::default()
         })
@@ -291,14 +403,27 @@ impl Method {
             Method::Ntk { dynamic } => dynamic.is_some(),
             Method::Yarn(y) => y.dynamic.is_some(),
             Method::NtkByParts(p) => p.thresholds.is_some() || p.ntk.is_some(),
+            Method::Lumina(_) => true,
         }
+    }
+
+    /// Whether the attention factor is meant for the whole head's logits (Lumina's proportional
+    /// attention), so that axes the method does not scale carry it too.
+    pub fn factor_covers_whole_head(&self) -> bool {
+        matches!(
+            self,
+            Method::Lumina(Lumina {
+                proportional_attention: true,
+                ..
+            })
+        )
     }
 
     /// The method's primary κ at `t` (thresholds' κ for by-parts), `None` if static or `t` is `None`.
     pub fn kappa(&self, t: Option<Sigma>) -> Result<Option<f64>> {
         let Some(t) = t else { return Ok(None) };
         let schedule = match self {
-            Method::Base | Method::YarnLlm(_) => None,
+            Method::Base | Method::YarnLlm(_) | Method::Lumina(_) => None,
             Method::Pi { dynamic } => *dynamic,
             Method::Ntk { dynamic } => dynamic.map(|d| d.0),
             Method::Yarn(y) => y.dynamic,
@@ -336,12 +461,28 @@ impl Method {
                 }
                 validate_mscale(&p.mscale)
             }
+            Method::Lumina(l) => {
+                finite("watershed", l.watershed)?;
+                if !(0.0..=1.0).contains(&l.watershed) {
+                    return Err(DypeError::OutOfRange {
+                        name: "watershed",
+                        value: l.watershed,
+                        expected: "within [0, 1] (Lumina's time)",
+                    });
+                }
+                Ok(())
+            }
         }
     }
 
     /// Writes this axis' inverse frequencies (length `axis.pairs()`) for the given scales at DyPE time
     /// `t` (ignored by static methods; dynamic methods with `t = None` use t = 1, i.e. their
     /// strongest, static-like setting) and returns the attention factor and κ.
+    ///
+    /// Every `Ok` carries finite frequencies and a finite, positive attention factor. An axis with
+    /// `linear = ntk = 1` gets exactly the base frequencies at every t (the references only enter
+    /// their extrapolation branch above the trained extent); Lumina, which also compresses below
+    /// the trained area, follows its own area scale.
     pub fn frequencies(
         &self,
         axis: &Axis,
@@ -354,66 +495,103 @@ impl Method {
         self.validate()?;
         let t_eff = t.unwrap_or(Sigma::NOISE);
         let kappa = self.kappa(Some(t_eff))?.filter(|_| self.is_dynamic());
+        let attention_factor = if scales.is_native() && !matches!(self, Method::Lumina(_)) {
+            axis.base_frequencies(out)?;
+            self.native_attention(scales, t_eff)?
+        } else {
+            self.write(axis, scales, t_eff, out)?
+        };
+        for &w in out.iter() {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(DypeError::NonFinite {
+                    name: "frequency",
+                    value: w,
+                });
+            }
+        }
+        Ok(AxisOutput {
+            attention_factor: factor("attention_factor", attention_factor)?,
+            kappa,
+        })
+    }
+
+    /// The attention factor of an axis that is not extrapolated (base frequencies).
+    fn native_attention(&self, scales: &AxisScales, t: Sigma) -> Result<f64> {
+        match self {
+            Method::Yarn(y) => y.mscale.evaluate(scales, None, t),
+            Method::YarnLlm(y) => y.mscale.evaluate(scales, None, t),
+            Method::NtkByParts(p) => p.mscale.evaluate(scales, None, t),
+            _ => Ok(1.0),
+        }
+    }
+
+    fn write(&self, axis: &Axis, scales: &AxisScales, t: Sigma, out: &mut [f64]) -> Result<f64> {
         let d = axis.dim();
-        let mut attention_factor = 1.0;
         match *self {
-            Method::Base => axis.base_frequencies(out)?,
+            Method::Base => {
+                axis.base_frequencies(out)?;
+                Ok(1.0)
+            }
             Method::Pi { dynamic } => {
                 let s = match dynamic {
-                    Some(k) => pow(scales.linear, k.kappa(t_eff)?),
+                    Some(k) => produced("scale", pow(scales.linear, k.kappa(t)?))?,
                     None => scales.linear,
                 };
                 for (i, w) in out.iter_mut().enumerate() {
                     *w = axis.inv_freq(i) / s;
                 }
+                Ok(1.0)
             }
             Method::Ntk { dynamic } => {
                 let base = match dynamic {
                     None => ntk_base(axis.theta(), d, scales.ntk)?,
                     Some((k, NtkKappa::Exponential)) => {
-                        dy_ntk_exponential_base(axis, scales.ntk, k.kappa(t_eff)?)?
+                        dy_ntk_exponential_base(axis, scales.ntk, k.kappa(t)?)?
                     }
                     Some((k, NtkKappa::Multiplicative)) => {
-                        dy_ntk_multiplicative_base(axis, scales.ntk, k.kappa(t_eff)?)?
+                        dy_ntk_multiplicative_base(axis, scales.ntk, k.kappa(t)?)?
                     }
                 };
                 for (i, w) in out.iter_mut().enumerate() {
-                    *w = inv_freq_with_base(base, d, i);
+                    *w = raw_inv_freq(base, d, i);
                 }
+                Ok(1.0)
             }
             Method::Yarn(y) => {
                 let k = match y.dynamic {
-                    Some(s) => Some(s.kappa(t_eff)?),
+                    Some(s) => Some(s.kappa(t)?),
                     None => None,
                 };
                 let (alpha, beta) = match k {
-                    Some(k) => (y.alpha * k, y.beta * k),
+                    Some(k) => (
+                        produced("alpha", y.alpha * k)?,
+                        produced("beta", y.beta * k)?,
+                    ),
                     None => (y.alpha, y.beta),
                 };
                 yarn_frequencies(axis, scales.linear, scales.train_len, alpha, beta, out);
-                attention_factor = y
-                    .mscale
-                    .evaluate(scales, if y.mscale_follows_kappa { k } else { None });
+                y.mscale
+                    .evaluate(scales, if y.mscale_follows_kappa { k } else { None }, t)
             }
             Method::YarnLlm(y) => {
                 yarn_llm_frequencies(axis, scales.linear, scales.train_len, &y, out);
-                attention_factor = y.mscale.evaluate(scales, None);
+                y.mscale.evaluate(scales, None, t)
             }
             Method::NtkByParts(p) => {
                 let (b0, b1, g0, g1) = match p.thresholds {
                     Some((sched, form)) => {
-                        let k = Some(sched.kappa(t_eff)?);
+                        let k = Some(sched.kappa(t)?);
                         (
-                            form.apply(p.beta0, k),
-                            form.apply(p.beta1, k),
-                            form.apply(p.gamma0, k),
-                            form.apply(p.gamma1, k),
+                            form.apply(p.beta0, k)?,
+                            form.apply(p.beta1, k)?,
+                            form.apply(p.gamma0, k)?,
+                            form.apply(p.gamma1, k)?,
                         )
                     }
                     None => (p.beta0, p.beta1, p.gamma0, p.gamma1),
                 };
                 let ntk = match p.ntk {
-                    Some(sched) => dy_ntk_exponential_base(axis, scales.ntk, sched.kappa(t_eff)?)?,
+                    Some(sched) => dy_ntk_exponential_base(axis, scales.ntk, sched.kappa(t)?)?,
                     None => ntk_base(axis.theta(), d, scales.ntk)?,
                 };
                 ntk_by_parts_frequencies(
@@ -426,14 +604,21 @@ impl Method {
                     p.clamp,
                     out,
                 );
-                attention_factor = p.mscale.evaluate(scales, None);
+                p.mscale.evaluate(scales, None, t)
+            }
+            Method::Lumina(l) => {
+                let (linear, ntk) = lumina_factors(scales.area, t, l.watershed)?;
+                let base = produced("ntk_base", axis.theta() * ntk)?;
+                for (i, w) in out.iter_mut().enumerate() {
+                    *w = raw_inv_freq(base, d, i) / linear;
+                }
+                if l.proportional_attention {
+                    lumina_attention_factor(scales.area, scales.train_len)
+                } else {
+                    Ok(1.0)
+                }
             }
         }
-        finite("attention_factor", attention_factor)?;
-        Ok(AxisOutput {
-            attention_factor,
-            kappa,
-        })
     }
 }
 
@@ -448,32 +633,47 @@ fn validate_mscale(m: &Mscale) -> Result<()> {
             Ok(())
         }
         Mscale::Fixed(f) => positive("attention_factor", f).map(|_| ()),
+        Mscale::StartSigmaDecay {
+            start_sigma,
+            lambda_t,
+        } => {
+            finite("start_sigma", start_sigma)?;
+            non_negative("lambda_t", lambda_t).map(|_| ())
+        }
         _ => Ok(()),
     }
 }
 
 /// `a·(1 − t) + b·t`, written `a + (b − a)·t` so that it is exact when `a == b` (at `s = 1` every
 /// blend is then bit-identical to the base frequency, and per-step caches keyed by the frequencies
-/// hit).
+/// hit), and exactly `a` / `b` at `t = 0` / `t = 1` (as the references' `a·(1−t) + b·t`).
 #[inline]
 fn lerp(a: f64, b: f64, t: f64) -> f64 {
-    a + (b - a) * t
+    if t == 1.0 { b } else { a + (b - a) * t }
 }
 
-/// Dy-NTK, exponential form (DyPE Eq. 15/20): base `θ · s^(κ·d/(d−2))`.
+/// Dy-NTK, exponential form (DyPE Eq. 15/20): base `θ · s^(κ·d/(d−2))`, for `s > 0` and κ `>= 0`
+/// finite; an overflowing base is an error.
 pub fn dy_ntk_exponential_base(axis: &Axis, scale: f64, kappa: f64) -> Result<f64> {
+    non_negative("kappa", kappa)?;
     let base = ntk_base(axis.theta(), axis.dim(), scale)?;
-    Ok(axis.theta() * pow(base / axis.theta(), kappa))
+    positive("ntk_base", axis.theta() * pow(base / axis.theta(), kappa))
 }
 
 /// Dy-NTK, multiplicative form (DyPE Eq. 19, see [`NtkKappa::Multiplicative`]): base
-/// `θ · (1 + (s−1)·κ)^(d/(d−2))`.
+/// `θ · (1 + (s−1)·κ)^(d/(d−2))`, for `s > 0`, κ `>= 0` finite and `1 + (s−1)·κ > 0`.
 pub fn dy_ntk_multiplicative_base(axis: &Axis, scale: f64, kappa: f64) -> Result<f64> {
-    ntk_base(axis.theta(), axis.dim(), 1.0 + (scale - 1.0) * kappa)
+    positive("scale", scale)?;
+    non_negative("kappa", kappa)?;
+    ntk_base(
+        axis.theta(),
+        axis.dim(),
+        produced("scale", 1.0 + (scale - 1.0) * kappa)?,
+    )
 }
 
 /// The paper's YaRN frequencies (DyPE Eq. 7–8): `h(ω) = (1−γ(r))·ω/s + γ(r)·ω` with `r = L·ω/(2π)`.
-pub fn yarn_frequencies(
+pub(crate) fn yarn_frequencies(
     axis: &Axis,
     scale: f64,
     train_len: f64,
@@ -483,15 +683,21 @@ pub fn yarn_frequencies(
 ) {
     for (i, w) in out.iter_mut().enumerate() {
         let base = axis.inv_freq(i);
-        let g = yarn_ramp(rotations(base, train_len), alpha, beta);
+        let g = yarn_ramp(raw_rotations(base, train_len), alpha, beta);
         *w = lerp(base / scale, base, g);
     }
 }
 
 /// LLM YaRN frequencies (HF `_compute_yarn_parameters`): `extrapolation = 1 − ramp(i)` between the
 /// correction dims of β_fast and β_slow; `ω_i/s · (1 − e) + ω_i · e`.
-pub fn yarn_llm_frequencies(axis: &Axis, scale: f64, train_len: f64, y: &YarnLlm, out: &mut [f64]) {
-    let (low, high) = correction_range(
+pub(crate) fn yarn_llm_frequencies(
+    axis: &Axis,
+    scale: f64,
+    train_len: f64,
+    y: &YarnLlm,
+    out: &mut [f64],
+) {
+    let (low, high) = raw_correction_range(
         axis,
         y.beta_fast,
         y.beta_slow,
@@ -510,7 +716,7 @@ pub fn yarn_llm_frequencies(axis: &Axis, scale: f64, train_len: f64, y: &YarnLlm
 /// NTK-by-parts frequencies: blend PI (`ω/s`) into NTK-aware (`ntk_base`) over the `β` ramp, then
 /// the result into the base frequencies over the `γ` ramp.
 #[allow(clippy::too_many_arguments)]
-pub fn ntk_by_parts_frequencies(
+pub(crate) fn ntk_by_parts_frequencies(
     axis: &Axis,
     linear_scale: f64,
     ntk_base: f64,
@@ -521,12 +727,12 @@ pub fn ntk_by_parts_frequencies(
     out: &mut [f64],
 ) {
     let d = axis.dim();
-    let (bl, bh) = correction_range(axis, beta.0, beta.1, train_len, clamp);
-    let (gl, gh) = correction_range(axis, gamma.0, gamma.1, train_len, clamp);
+    let (bl, bh) = raw_correction_range(axis, beta.0, beta.1, train_len, clamp);
+    let (gl, gh) = raw_correction_range(axis, gamma.0, gamma.1, train_len, clamp);
     for (i, w) in out.iter_mut().enumerate() {
         let base = axis.inv_freq(i);
         let linear = base / linear_scale;
-        let ntk = inv_freq_with_base(ntk_base, d, i);
+        let ntk = raw_inv_freq(ntk_base, d, i);
         let m = 1.0 - linear_ramp(i, bl, bh);
         let f = lerp(linear, ntk, m);
         let m = 1.0 - linear_ramp(i, gl, gh);

@@ -27,10 +27,12 @@
 use proptest::prelude::*;
 
 use crate::axis::Axis;
-use crate::method::{Method, Mscale, NtkByParts, NtkKappa, ScaleSource, Yarn, YarnLlm};
+use crate::method::{
+    AxisScales, Lumina, Method, Mscale, NtkByParts, NtkKappa, ScaleSource, Yarn, YarnLlm,
+};
 use crate::schedule::{KappaSchedule, ThresholdKappa};
 use crate::time::Sigma;
-use crate::{AxialRope, AxisConfig, AxisPolicy, RampClamp};
+use crate::{AttentionFactor, AxialRope, AxisConfig, AxisPolicy, PairLayout, RampClamp};
 
 /// A valid axis: even rotary dim in 4..=128, θ in [100, 1e6].
 pub fn axis() -> impl Strategy<Value = Axis> {
@@ -50,10 +52,8 @@ pub fn sigma() -> impl Strategy<Value = Sigma> {
 
 /// A valid κ schedule (λs in [0, 3], λt in [0, 4]).
 pub fn schedule() -> impl Strategy<Value = KappaSchedule> {
-    (0.0f64..3.0, 0.0f64..4.0).prop_map(|(s, t)| KappaSchedule {
-        lambda_s: s,
-        lambda_t: t,
-    })
+    (0.0f64..3.0, 0.0f64..4.0)
+        .prop_map(|(s, t)| KappaSchedule::new(s, t).expect("valid by construction"))
 }
 
 /// Any well-defined method (paper-faithful and reference forms, excluding the official clamp,
@@ -96,6 +96,10 @@ pub fn method() -> impl Strategy<Value = Method> {
                 clamp: RampClamp::Safe,
                 ..NtkByParts::default()
             })),
+        (0.0f64..=1.0, any::<bool>()).prop_map(|(w, p)| Method::Lumina(Lumina {
+            watershed: w,
+            proportional_attention: p
+        })),
     ]
 }
 
@@ -145,14 +149,198 @@ pub fn hostile_f64() -> impl Strategy<Value = f64> {
     ]
 }
 
-/// Deliberately invalid rotary dims (odd, zero) mixed with valid ones.
+/// Deliberately invalid rotary dims (odd, zero, above [`crate::MAX_DIM`], `usize::MAX`) mixed
+/// with valid ones (mostly small, so that a sweep stays fast).
 pub fn any_dim() -> impl Strategy<Value = usize> {
     prop_oneof![
-        Just(0usize),
-        Just(1),
-        Just(2),
-        Just(3),
-        0usize..300,
-        Just(usize::MAX)
+        8 => 0usize..300,
+        1 => Just(0usize),
+        1 => Just(1usize),
+        1 => Just(2usize),
+        1 => Just(3usize),
+        1 => Just(crate::MAX_DIM + 2),
+        1 => Just(usize::MAX - 1),
+        1 => Just(usize::MAX),
     ]
+}
+
+/// Hostile sizes for grids and counts: zero, small, just above the caps
+/// ([`crate::MAX_TOKENS`], [`crate::MAX_ELEMENTS`]) and near `usize::MAX`. Never a size just under
+/// a cap, so a sweep does not allocate gigabytes on purpose.
+pub fn hostile_size() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        6 => 0usize..24,
+        1 => Just(crate::MAX_TOKENS + 1),
+        1 => Just(crate::MAX_ELEMENTS + 1),
+        1 => Just(1usize << 40),
+        1 => Just(usize::MAX / 2),
+        1 => Just(usize::MAX),
+    ]
+}
+
+/// A hostile number that is mostly ordinary: half from [`hostile_f64`], half a plausible value
+/// (so that deeper code paths are reached, not only the first validation).
+pub fn mixed_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        1 => hostile_f64(),
+        1 => -4.0f64..300.0,
+        1 => 0.0f64..=1.0,
+        1 => 1.0f64..16.0,
+    ]
+}
+
+/// A κ schedule built from hostile numbers through its validating constructor (`None` where it
+/// refuses them).
+pub fn hostile_schedule() -> impl Strategy<Value = Option<KappaSchedule>> {
+    (mixed_f64(), mixed_f64()).prop_map(|(s, t)| KappaSchedule::new(s, t).ok())
+}
+
+/// Any attention-factor rule, with hostile parameters.
+pub fn hostile_mscale() -> impl Strategy<Value = Mscale> {
+    let src = prop_oneof![
+        Just(ScaleSource::Linear),
+        Just(ScaleSource::Ntk),
+        Just(ScaleSource::Global)
+    ];
+    prop_oneof![
+        Just(Mscale::None),
+        src.clone().prop_map(Mscale::Yarn),
+        src.prop_map(Mscale::SqrtDamped),
+        (mixed_f64(), mixed_f64()).prop_map(|(m, a)| Mscale::DeepSeek {
+            mscale: m,
+            mscale_all_dim: a
+        }),
+        mixed_f64().prop_map(Mscale::Fixed),
+        (mixed_f64(), mixed_f64()).prop_map(|(s, l)| Mscale::StartSigmaDecay {
+            start_sigma: s,
+            lambda_t: l
+        }),
+    ]
+}
+
+/// Any ramp clamp rule.
+pub fn ramp_clamp() -> impl Strategy<Value = RampClamp> {
+    prop_oneof![
+        any::<bool>().prop_map(|truncate| RampClamp::Hf { truncate }),
+        Just(RampClamp::Official),
+        Just(RampClamp::Safe),
+    ]
+}
+
+/// Any method, public-field literals with hostile parameters included (the official clamp, the
+/// exponent-form thresholds, negative or non-finite thresholds, any mscale rule).
+pub fn hostile_method() -> impl Strategy<Value = Method> {
+    let form = prop_oneof![Just(ThresholdKappa::Multiply), Just(ThresholdKappa::Power)];
+    let ntk_form = prop_oneof![Just(NtkKappa::Exponential), Just(NtkKappa::Multiplicative)];
+    prop_oneof![
+        Just(Method::Base),
+        hostile_schedule().prop_map(|d| Method::Pi { dynamic: d }),
+        (hostile_schedule(), ntk_form).prop_map(|(d, f)| Method::Ntk {
+            dynamic: d.map(|d| (d, f))
+        }),
+        (
+            mixed_f64(),
+            mixed_f64(),
+            hostile_schedule(),
+            hostile_mscale(),
+            any::<bool>()
+        )
+            .prop_map(|(a, b, d, m, f)| Method::Yarn(Yarn {
+                alpha: a,
+                beta: b,
+                dynamic: d,
+                mscale: m,
+                mscale_follows_kappa: f
+            })),
+        (mixed_f64(), mixed_f64(), any::<bool>(), hostile_mscale()).prop_map(|(f, s, t, m)| {
+            Method::YarnLlm(YarnLlm {
+                beta_fast: f,
+                beta_slow: s,
+                truncate: t,
+                mscale: m,
+            })
+        }),
+        (
+            (mixed_f64(), mixed_f64(), mixed_f64(), mixed_f64()),
+            ramp_clamp(),
+            hostile_schedule(),
+            form,
+            hostile_schedule(),
+            hostile_mscale()
+        )
+            .prop_map(|((b0, b1, g0, g1), clamp, th, form, ntk, m)| {
+                Method::NtkByParts(NtkByParts {
+                    beta0: b0,
+                    beta1: b1,
+                    gamma0: g0,
+                    gamma1: g1,
+                    clamp,
+                    thresholds: th.map(|s| (s, form)),
+                    ntk,
+                    mscale: m,
+                })
+            }),
+        (mixed_f64(), any::<bool>()).prop_map(|(w, p)| Method::Lumina(Lumina {
+            watershed: w,
+            proportional_attention: p
+        })),
+    ]
+}
+
+/// An [`AxisScales`] literal with hostile fields.
+pub fn hostile_scales() -> impl Strategy<Value = AxisScales> {
+    (
+        mixed_f64(),
+        mixed_f64(),
+        mixed_f64(),
+        mixed_f64(),
+        mixed_f64(),
+    )
+        .prop_map(|(linear, ntk, global, area, train_len)| AxisScales {
+            linear,
+            ntk,
+            global,
+            area,
+            train_len,
+        })
+}
+
+/// Any axis policy.
+pub fn axis_policy() -> impl Strategy<Value = AxisPolicy> {
+    prop_oneof![
+        Just(AxisPolicy::PerAxis),
+        Just(AxisPolicy::Isotropic),
+        Just(AxisPolicy::VisionYarn)
+    ]
+}
+
+/// Any attention-factor rule of an [`AxialRope`], with hostile parameters.
+pub fn hostile_attention() -> impl Strategy<Value = AttentionFactor> {
+    prop_oneof![
+        Just(AttentionFactor::FromMethod),
+        Just(AttentionFactor::None),
+        mixed_f64().prop_map(AttentionFactor::Fixed),
+        Just(AttentionFactor::FitPro1),
+        Just(AttentionFactor::FitPro2),
+    ]
+}
+
+/// An [`AxisConfig`]: built through its constructors from hostile numbers where they accept them,
+/// otherwise a public-field literal over a valid axis with a hostile trained extent.
+pub fn hostile_axis_config() -> impl Strategy<Value = AxisConfig> {
+    (any_dim(), mixed_f64(), mixed_f64(), any::<bool>()).prop_map(|(dim, theta, l, scaled)| {
+        let axis = Axis::new(dim, theta)
+            .or_else(|_| Axis::new(2 * (dim % 64 + 1), 1e4))
+            .expect("fallback axis is valid");
+        AxisConfig {
+            axis,
+            train_len: l,
+            scaled,
+        }
+    })
+}
+
+/// Either pair layout.
+pub fn pair_layout() -> impl Strategy<Value = PairLayout> {
+    prop_oneof![Just(PairLayout::Interleaved), Just(PairLayout::HalfSplit)]
 }

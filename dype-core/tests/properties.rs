@@ -28,10 +28,7 @@ fn close(a: &[f64], b: &[f64], rel: f64) -> bool {
 
 /// A method with its schedule forced to a constant κ (λt = 0 ⇒ κ(t) = λs).
 fn with_kappa(m: &Method, k: f64) -> Method {
-    let s = KappaSchedule {
-        lambda_s: k,
-        lambda_t: 0.0,
-    };
+    let s = KappaSchedule::constant(k).expect("valid");
     match *m {
         Method::Pi { .. } => Method::Pi { dynamic: Some(s) },
         Method::Ntk {
@@ -83,7 +80,7 @@ proptest! {
     fn every_dynamic_method_is_base_rope_at_kappa_zero(axis in strategies::axis(), m in strategies::method(), s in strategies::scale(), l in 1.0f64..256.0) {
         prop_assume!(axis.dim() > 2);
         let m0 = with_kappa(&m, 0.0);
-        prop_assume!(m0.is_dynamic());
+        prop_assume!(m0.kappa(Some(Sigma::NOISE)).expect("valid").is_some());
         let (w, af) = freqs(&m0, &axis, &AxisScales::uniform(s, l), Some(Sigma::NOISE));
         prop_assert!(close(&w, &base(&axis), 1e-12), "{m0:?}: {w:?}");
         if let Method::Yarn(y) = m0 && y.mscale_follows_kappa {
@@ -95,7 +92,7 @@ proptest! {
     fn every_dy_method_equals_its_static_form_at_kappa_one(axis in strategies::axis(), m in strategies::method(), s in strategies::scale(), l in 1.0f64..256.0) {
         prop_assume!(axis.dim() > 2);
         let m1 = with_kappa(&m, 1.0);
-        prop_assume!(m1.is_dynamic());
+        prop_assume!(m1.kappa(Some(Sigma::NOISE)).expect("valid").is_some());
         let (w1, a1) = freqs(&m1, &axis, &AxisScales::uniform(s, l), Some(Sigma::NOISE));
         let (w0, a0) = freqs(&static_form(&m1), &axis, &AxisScales::uniform(s, l), None);
         prop_assert!(close(&w1, &w0, 1e-12));
@@ -147,31 +144,6 @@ proptest! {
         let d2 = dot(p + shift, q + shift);
         prop_assert!((d1 - d2).abs() <= 1e-8 * (1.0 + d1.abs()) * (1.0 + shift.abs() + p.abs() + q.abs()));
     }
-
-    #[test]
-    fn no_public_function_panics_on_hostile_inputs(dim in strategies::any_dim(), theta in strategies::hostile_f64(), s in strategies::hostile_f64(),
-                                                   l in strategies::hostile_f64(), t in strategies::hostile_f64(), p in strategies::hostile_f64(),
-                                                   m in strategies::method()) {
-        let _ = Sigma::new(t);
-        let _ = dype_core::FitTime::new(t);
-        let _ = dype_core::Timestep1000::new(t);
-        let _ = KappaSchedule::new(s, t);
-        if let Ok(axis) = Axis::new(dim.min(4096), theta) {
-            let mut out = vec![0.0; axis.pairs()];
-            let scales = AxisScales { linear: s, ntk: s, global: s, train_len: l };
-            let _ = m.frequencies(&axis, &scales, Sigma::new(t).ok(), &mut out);
-            let n = out.len() / 2;
-            let _ = m.frequencies(&axis, &AxisScales::uniform(2.0, 16.0), None, &mut out[..n]);
-            let mut c = vec![0.0f32; out.len()];
-            let mut sn = vec![0.0f32; out.len()];
-            let _ = write_axis_rows(&out, s, &[p], &mut c, &mut sn);
-        }
-        if let Ok(rope) = dype_core::presets::official_flux(dype_core::presets::OfficialMethod::Yarn, true, theta, &[16, 56, 56], l) {
-            let mut f = vec![0.0; rope.pairs()];
-            let _ = rope.step(&[1.0, s, s], Sigma::new(t).ok(), &mut f);
-        }
-        let _ = dype_core::table::TokenPositions::from_ids(&[p, s, t], 3);
-    }
 }
 
 fn expanded(w: &[f64], af: f64, p: f64, layout: PairLayout) -> (Vec<f64>, Vec<f64>) {
@@ -216,10 +188,12 @@ fn official_dy_yarn_ramp_inverts_below_t_002() {
     // PI into the last pair: ω/4 · ½ + ω · ½ instead of ω_ntk · ½ + ω · ½.
     let axis = Axis::new(56, 1e4).expect("valid");
     let (lo, hi) =
-        dype_core::axis::correction_range(&axis, 1.25e-4, 0.75e-4, 64.0, RampClamp::Official);
+        dype_core::axis::correction_range(&axis, 1.25e-4, 0.75e-4, 64.0, RampClamp::Official)
+            .expect("finite bounds");
     assert!(lo > hi, "official bounds should invert: {lo} {hi}");
     let (lo, hi) =
-        dype_core::axis::correction_range(&axis, 1.25e-4, 0.75e-4, 64.0, RampClamp::Safe);
+        dype_core::axis::correction_range(&axis, 1.25e-4, 0.75e-4, 64.0, RampClamp::Safe)
+            .expect("finite bounds");
     assert!(lo <= hi && hi == 28.0);
     let b = base(&axis);
     let w = official_parts(0.01);
@@ -235,13 +209,7 @@ fn official_dy_yarn_ramp_inverts_below_t_002() {
     // The well-defined form relaxes: at t = 0.01 the last pair blends NTK, not PI, into the base.
     let safe = Method::NtkByParts(NtkByParts {
         clamp: RampClamp::Safe,
-        thresholds: Some((
-            KappaSchedule {
-                lambda_s: 1.0,
-                lambda_t: 2.0,
-            },
-            ThresholdKappa::Multiply,
-        )),
+        thresholds: Some((KappaSchedule::DY_YARN, ThresholdKappa::Multiply)),
         ..NtkByParts::default()
     });
     let (w, _) = freqs(
@@ -254,7 +222,8 @@ fn official_dy_yarn_ramp_inverts_below_t_002() {
         dype_core::axis::ntk_base(1e4, 56, 4.0).expect("base"),
         56,
         27,
-    );
+    )
+    .expect("finite");
     assert!((w[27] - (0.5 * ntk + 0.5 * b[27])).abs() <= 1e-12 * b[27]);
     // And as t → 0 it is the base RoPE.
     let (w, _) = freqs(
@@ -267,8 +236,9 @@ fn official_dy_yarn_ramp_inverts_below_t_002() {
 }
 
 #[test]
-fn official_dy_yarn_is_an_error_at_t_zero() {
-    // The reference divides by zero at t = 0; we return a typed error instead of NaN.
+fn official_dy_yarn_is_the_native_rope_at_t_zero() {
+    // The reference divides by zero at t = 0; we return the κ → 0 limit of the paper's form, the
+    // native RoPE (both ramps have every pair on their high-frequency side), with τ(s) static.
     let m = dype_core::presets::method_by_name("official-dy-yarn").expect("known");
     let axis = Axis::new(56, 1e4).expect("valid");
     let rope = dype_core::AxialRope::new(
@@ -278,7 +248,231 @@ fn official_dy_yarn_is_an_error_at_t_zero() {
     )
     .expect("rope");
     let mut out = vec![0.0; axis.pairs()];
-    assert!(rope.step(&[256.0], Some(Sigma::CLEAN), &mut out).is_err());
+    let info = rope
+        .step(&[256.0], Some(Sigma::CLEAN), &mut out)
+        .expect("defined at t = 0");
+    assert_eq!(out, base(&axis));
+    assert!((info.axes()[0].attention_factor - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
+}
+
+#[test]
+fn official_preset_keeps_the_plain_rope_on_unscaled_axes() {
+    // The reference only enters its YaRN/NTK branch when an axis is larger than its trained extent.
+    use dype_core::presets::{FLUX_AXES, OfficialMethod, official_flux};
+    for method in [OfficialMethod::Yarn, OfficialMethod::Ntk] {
+        let rope = official_flux(method, true, 1e4, &FLUX_AXES, 64.0).expect("rope");
+        let mut f = vec![0.0; rope.pairs()];
+        for t in [0.0, 1e-6, 0.01, 0.3, 1.0] {
+            let info = rope
+                .step(&[1.0, 64.0, 64.0], Some(Sigma::new(t).expect("t")), &mut f)
+                .expect("unscaled axes are defined at every t");
+            let mut want = Vec::new();
+            for d in FLUX_AXES {
+                want.extend(base(&Axis::new(d, 1e4).expect("axis")));
+            }
+            assert_eq!(f, want, "{method:?} at t {t}");
+            assert!(info.axes().iter().all(|a| a.attention_factor == 1.0));
+            // 32 rows (below the trained extent) keep the base; 128 columns are extrapolated.
+            let info = rope
+                .step(&[1.0, 32.0, 128.0], Some(Sigma::new(t).expect("t")), &mut f)
+                .expect("defined");
+            assert_eq!(f[8..36], want[8..36], "rows at t {t}");
+            assert_eq!(info.axes()[1].attention_factor, 1.0);
+            assert_eq!(info.axes()[2].scales.linear, 2.0);
+        }
+    }
+}
+
+#[test]
+fn kappa_zero_is_the_native_rope_for_every_clamp() {
+    // Thresholds × κ with κ = 0: every pair rotates more than zero times, so every pair keeps its
+    // base frequency under the HF, official and safe clamps alike (no 0/0).
+    let axis = Axis::new(56, 1e4).expect("valid");
+    for clamp in [
+        RampClamp::Official,
+        RampClamp::Safe,
+        RampClamp::Hf { truncate: true },
+        RampClamp::Hf { truncate: false },
+    ] {
+        let m = Method::NtkByParts(NtkByParts {
+            clamp,
+            thresholds: Some((
+                KappaSchedule::constant(0.0).expect("k"),
+                ThresholdKappa::Multiply,
+            )),
+            ..NtkByParts::default()
+        });
+        let (w, _) = freqs(
+            &m,
+            &axis,
+            &AxisScales::uniform(4.0, 64.0),
+            Some(Sigma::NOISE),
+        );
+        assert_eq!(w, base(&axis), "{clamp:?}");
+    }
+    // The paper's r-domain Dy-YaRN at t = 0.
+    let (w, af) = freqs(
+        &Method::dy_yarn(),
+        &axis,
+        &AxisScales::uniform(4.0, 64.0),
+        Some(Sigma::CLEAN),
+    );
+    assert_eq!(w, base(&axis));
+    assert!(
+        (af - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12,
+        "paper τ(s) is static"
+    );
+}
+
+#[test]
+fn paper_dy_yarn_keeps_the_static_attention_factor() {
+    // Eq. 9: τ(s) = 0.1 ln s + 1 = 1.1386 at s = 4, at every t; the decaying variant gives 1.0347
+    // at t = 0.5 (τ at s^κ = 4^0.25).
+    let axis = Axis::new(56, 1e4).expect("valid");
+    let sc = AxisScales::uniform(4.0, 64.0);
+    let t = Some(Sigma::new(0.5).expect("t"));
+    let (_, paper) = freqs(&Method::dy_yarn(), &axis, &sc, t);
+    assert!((paper - 1.138_629_436_111_989).abs() < 1e-12, "{paper}");
+    let by_name = dype_core::presets::method_by_name("dy-yarn").expect("name");
+    assert_eq!(freqs(&by_name, &axis, &sc, t).1, paper);
+    let p = dype_core::presets::paper_method(dype_core::presets::PaperMethod::Yarn, true);
+    assert_eq!(freqs(&p, &axis, &sc, t).1, paper);
+    let (_, decay) = freqs(&Method::dy_yarn_decaying(), &axis, &sc, t);
+    assert!((decay - (0.1 * 4f64.powf(0.25).ln() + 1.0)).abs() < 1e-12);
+    assert!((decay - 1.0347).abs() < 1e-4);
+}
+
+#[test]
+fn hf_dynamic_ntk_is_the_base_at_its_own_length() {
+    use dype_core::hf::HfRope;
+    let mut failures = 0;
+    let mut n = 0;
+    for f10 in 10..=100 {
+        let factor = f10 as f64 / 10.0;
+        for l0 in [
+            64.0, 512.0, 1536.0, 2048.0, 3072.0, 4096.0, 8192.0, 131072.0,
+        ] {
+            for dim in [64usize, 128] {
+                n += 1;
+                let mut got = vec![0.0; dim / 2];
+                let mut want = vec![0.0; dim / 2];
+                let r = HfRope::Dynamic {
+                    factor,
+                    max_position_embeddings: l0,
+                    seq_len: None,
+                }
+                .inv_freq(dim, 1e4, &mut got);
+                HfRope::Default
+                    .inv_freq(dim, 1e4, &mut want)
+                    .expect("default");
+                if r.is_err() || got != want {
+                    failures += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        failures, 0,
+        "{failures} of {n} (factor, L0) pairs are not the base"
+    );
+    assert!(n > 1000);
+}
+
+#[test]
+fn hf_longrope_uses_the_given_factor() {
+    use dype_core::hf::HfRope;
+    let short = vec![1.0; 32];
+    let long = vec![2.0; 32];
+    let mut out = vec![0.0; 32];
+    let rope = |factor| HfRope::LongRope {
+        short_factor: &short,
+        long_factor: &long,
+        factor,
+        max_position_embeddings: 131072.0,
+        original_max_position_embeddings: 4096.0,
+        attention_factor: None,
+        seq_len: None,
+    };
+    let with = rope(Some(8.0)).inv_freq(64, 1e4, &mut out).expect("valid");
+    assert!((with - (1.0 + 8f64.ln() / 4096f64.ln()).sqrt()).abs() < 1e-12);
+    let ratio = rope(None).inv_freq(64, 1e4, &mut out).expect("valid");
+    assert!((ratio - (1.0 + 32f64.ln() / 4096f64.ln()).sqrt()).abs() < 1e-12);
+    // A trained length of 1 has no defined factor (the reference divides by ln 1).
+    let bad = HfRope::LongRope {
+        short_factor: &short,
+        long_factor: &long,
+        factor: None,
+        max_position_embeddings: 4.0,
+        original_max_position_embeddings: 1.0,
+        attention_factor: None,
+        seq_len: None,
+    };
+    assert!(bad.inv_freq(64, 1e4, &mut out).is_err());
+}
+
+#[test]
+fn comfy_vision_yarn_preset_carries_the_nodes_decaying_mscale() {
+    // The node always passes its start-σ mscale: 0.1 ln s_global + 1 at σ = 1, 1 at σ = 0.
+    let m = dype_core::presets::comfy_vision_yarn(true, 2.0, 2.0, 1.0).expect("valid");
+    let axis = Axis::new(56, 1e4).expect("valid");
+    let sc = AxisScales {
+        linear: 2.0,
+        ntk: 4.0,
+        global: 4.0,
+        area: 2.0f64.sqrt() * 2.0,
+        train_len: 64.0,
+    };
+    let (_, at1) = freqs(&m, &axis, &sc, Some(Sigma::NOISE));
+    assert!((at1 - (0.1 * 4f64.ln() + 1.0)).abs() < 1e-12);
+    let (_, at0) = freqs(&m, &axis, &sc, Some(Sigma::CLEAN));
+    assert_eq!(at0, 1.0);
+    let (_, half) = freqs(&m, &axis, &sc, Some(Sigma::new(0.5).expect("t")));
+    assert!((half - (1.0 + 0.1 * 4f64.ln() * 0.25)).abs() < 1e-12);
+    // The standalone function's own default (what the fixture records) is kept by name.
+    let f = dype_core::presets::comfy_vision_yarn_function(true, 2.0, 2.0).expect("valid");
+    let (_, own) = freqs(&f, &axis, &sc, Some(Sigma::NOISE));
+    assert!((own - (1.0 + 0.1 * 4f64.ln() / 2.0)).abs() < 1e-12);
+}
+
+#[test]
+fn lumina_switches_from_pi_to_ntk_at_the_watershed() {
+    let axis = Axis::new(36, 1e4).expect("valid");
+    let m = dype_core::presets::lumina(0.3, true).expect("valid");
+    let sc = AxisScales {
+        area: 2.0,
+        ..AxisScales::uniform(2.0, 64.0)
+    };
+    let b = base(&axis);
+    // σ = 0.8: Lumina time 0.2 < 0.3, PI.
+    let (w, af) = freqs(&m, &axis, &sc, Some(Sigma::new(0.8).expect("t")));
+    assert!(close(
+        &w,
+        &b.iter().map(|x| x / 2.0).collect::<Vec<_>>(),
+        1e-15
+    ));
+    // logits × √(ln 4N/ln N) with N = 64²: on cos/sin the fourth root of the ratio.
+    let ratio = (4.0 * 4096f64).ln() / 4096f64.ln();
+    assert!((af * af - ratio.sqrt()).abs() < 1e-12);
+    // σ = 0.5: Lumina time 0.5 >= 0.3, NTK with θ·s (no d/(d−2) exponent).
+    let (w, _) = freqs(&m, &axis, &sc, Some(Sigma::new(0.5).expect("t")));
+    for (i, &x) in w.iter().enumerate() {
+        let want = (2e4f64).powf(-(2.0 * i as f64) / 36.0);
+        assert!((x - want).abs() <= 1e-15 * want.max(1e-300) + 1e-18);
+    }
+    // Below the trained area the reference compresses (s < 1), and the factor drops below 1.
+    let small = AxisScales {
+        area: 0.5,
+        ..AxisScales::uniform(1.0, 64.0)
+    };
+    let (w, af) = freqs(&m, &axis, &small, Some(Sigma::NOISE));
+    assert!(close(
+        &w,
+        &b.iter().map(|x| x * 2.0).collect::<Vec<_>>(),
+        1e-15
+    ));
+    assert!(af < 1.0);
+    // Watershed outside [0, 1] is a typed error.
+    assert!(dype_core::presets::lumina(1.5, true).is_err());
 }
 
 #[test]
@@ -312,17 +506,16 @@ fn start_sigma_mscale_follows_its_formula() {
         (0.1, 0.5, 1.0),
         (0.0, 0.7, 3.0),
     ] {
-        let got = dype_core::schedule::start_sigma_mscale(m, Sigma::new(t).expect("t"), start, lt);
+        let got = dype_core::schedule::start_sigma_mscale(m, Sigma::new(t).expect("t"), start, lt)
+            .expect("finite");
         let tn: f64 = if t > start { 1.0 } else { t / start };
         assert!((got - (1.0 + (m - 1.0) * tn.powf(lt))).abs() < 1e-12);
     }
     // Through an AxialRope: the factor is 0.1 ln s_global + 1 at σ = 1 and 1 at σ = 0.
-    let rope = dype_core::presets::paper_flux(Method::Base)
-        .expect("rope")
-        .with_attention(dype_core::AttentionFactor::StartSigmaDecay {
-            start_sigma: 1.0,
-            lambda_t: 2.0,
-        });
+    let rope = dype_core::presets::paper_flux(
+        dype_core::presets::comfy_vision_yarn(true, 2.0, 2.0, 1.0).expect("method"),
+    )
+    .expect("rope");
     let mut f = vec![0.0; rope.pairs()];
     let i1 = rope
         .step(&[1.0, 128.0, 256.0], Some(Sigma::NOISE), &mut f)
@@ -355,10 +548,7 @@ fn dy_ntk_multiplicative_matches_eq_19() {
     let axis = Axis::new(56, 1e4).expect("valid");
     let m = Method::Ntk {
         dynamic: Some((
-            KappaSchedule {
-                lambda_s: 2.0,
-                lambda_t: 1.0,
-            },
+            KappaSchedule::new(2.0, 1.0).expect("valid"),
             NtkKappa::Multiplicative,
         )),
     };
@@ -445,11 +635,11 @@ fn invalid_inputs_are_typed_errors() {
 #[test]
 fn factorized_table_expands_to_the_per_token_table() {
     use dype_core::table::{ExtentRule, FactorizedTable, TokenPositions, flux_ids};
-    let mut ids = flux_ids(3, 5, 7);
+    let mut ids = flux_ids(3, 5, 7).expect("small");
     ids.extend_from_slice(&[0.0, 2.5, 6.25]); // a fractional position too
     let positions = TokenPositions::from_ids(&ids, 3).expect("ids");
     assert_eq!(
-        positions.axes[1].len(),
+        positions.axes()[1].len(),
         6,
         "5 rows + the fractional one: H + W rows, not H·W"
     );
@@ -464,7 +654,7 @@ fn factorized_table_expands_to_the_per_token_table() {
         let extents = positions.extents(ExtentRule::MaxPlusOne);
         let t = Some(Sigma::new(0.6).expect("t"));
         let (table, info) = FactorizedTable::build(&rope, &positions, &extents, t).expect("table");
-        let n = positions.tokens * rope.head_dim();
+        let n = positions.tokens() * rope.head_dim();
         let (mut c1, mut s1) = (vec![0.0f32; n], vec![0.0f32; n]);
         table.expand(layout, &mut c1, &mut s1).expect("expand");
         let mut freqs = vec![0.0; rope.pairs()];
@@ -480,7 +670,7 @@ fn factorized_table_expands_to_the_per_token_table() {
 #[test]
 fn at_scale_one_every_step_gives_bit_identical_base_frequencies() {
     // A per-step cache keyed by the frequencies must hit when nothing is extrapolated.
-    for name in dype_core::presets::METHOD_NAMES {
+    for name in dype_core::presets::method_names() {
         let m = dype_core::presets::method_by_name(name).expect("known");
         let axis = Axis::new(56, 1e4).expect("valid");
         let b = base(&axis);

@@ -570,7 +570,14 @@ pub fn fit_grid(
     w: usize,
     tokens: usize,
 ) -> Result<crate::dype::SamplePositions, DypeError> {
-    let mut ids = dype_core::table::grid_ids(h, w);
+    let mut ids = dype_core::table::grid_ids(h, w)?;
+    if tokens > dype_core::MAX_TOKENS {
+        return Err(DypeError::TooLarge {
+            name: "tokens",
+            value: tokens as u64,
+            max: dype_core::MAX_TOKENS as u64,
+        });
+    }
     if tokens < h * w {
         return Err(DypeError::InvalidConfig {
             reason: "grid has more tokens than the padded length",

@@ -1372,7 +1372,7 @@ pub fn flux_positions(
     w: usize,
 ) -> Result<SamplePositions, DypeError> {
     SamplePositions::from_ids(
-        &dype_core::table::flux_ids(text_tokens, h, w),
+        &dype_core::table::flux_ids(text_tokens, h, w)?,
         3,
         dype_core::table::ExtentRule::MaxPlusOne,
     )

@@ -106,7 +106,7 @@ impl FluxMethod {
     /// By name: `official-dy-yarn`, `official-yarn`, `official-dy-ntk`, `official-ntk` and
     /// `official-base` select the official preset; `comfy-yarn` (isotropic, `1 + 0.1·ln s/√s`),
     /// `comfy-yarn-anisotropic` (per axis, `0.1·ln s + 1`) and `comfy-vision-yarn` (PI per axis,
-    /// NTK global, time-decaying mscale) the ComfyUI-DyPE v2.3 forms; every other [`presets::METHOD_NAMES`] entry
+    /// NTK global, time-decaying mscale) the ComfyUI-DyPE v2.3 forms; every other [`presets::METHODS`] entry
     /// (`base`, `pi`, `dy-yarn`, …) is a [`FluxMethod::Paper`] method.
     pub fn by_name(name: &str) -> Result<Self, DypeError> {
         let official = |method, dype| FluxMethod::Official { method, dype };
@@ -128,12 +128,9 @@ impl FluxMethod {
                 attention: dype_core::AttentionFactor::FromMethod,
             },
             "comfy-vision-yarn" => FluxMethod::Comfy {
-                method: presets::comfy_vision_yarn(true, 2.0, 2.0)?,
+                method: presets::comfy_vision_yarn(true, 2.0, 2.0, 1.0)?,
                 policy: dype_core::AxisPolicy::VisionYarn,
-                attention: dype_core::AttentionFactor::StartSigmaDecay {
-                    start_sigma: 1.0,
-                    lambda_t: 2.0,
-                },
+                attention: dype_core::AttentionFactor::FromMethod,
             },
             other => FluxMethod::Paper(presets::method_by_name(other)?),
         })
@@ -505,7 +502,7 @@ mod tests {
             FluxMethod::by_name("official-dy-yarn").expect("name"),
             FluxMethod::default()
         );
-        for name in presets::METHOD_NAMES {
+        for name in presets::method_names() {
             let m = FluxMethod::by_name(name).expect("name");
             m.rope(&FluxConfig::dev(), FLUX_BASE_TOKENS).expect("rope");
         }

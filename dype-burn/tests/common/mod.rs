@@ -81,12 +81,7 @@ pub fn axis_rows(rows: usize, half: usize, offset: f32, step: f32, factor: f32) 
             sin.push(factor * (p * omega).sin());
         }
     }
-    AxisRows {
-        half_dim: half,
-        rows,
-        cos,
-        sin,
-    }
+    AxisRows::new(half, rows, cos, sin).expect("valid rows")
 }
 
 /// 2-D grid table: axis 0 = `h` rows, axis 1 = `w` rows, tokens in row-major grid order.
@@ -104,25 +99,27 @@ pub fn grid_table(
             token_rows.push(x as u32);
         }
     }
-    FactorizedTable {
-        axes: vec![
+    FactorizedTable::new(
+        vec![
             axis_rows(h, half_h, 0.0, 1.0, factor),
             axis_rows(w, half_w, 0.0, 1.0, factor),
         ],
-        tokens: h * w,
+        h * w,
         token_rows,
-    }
+    )
+    .expect("valid table")
 }
 
 /// Host expansion: per token, the concatenation over axes of that token's row → `tokens × Σhalf`.
 pub fn host_expand(table: &FactorizedTable) -> (Vec<f32>, Vec<f32>) {
-    let n_axes = table.axes.len();
+    let n_axes = table.axes().len();
     let (mut cos, mut sin) = (Vec::new(), Vec::new());
-    for t in 0..table.tokens {
-        for (a, axis) in table.axes.iter().enumerate() {
-            let r = table.token_rows[t * n_axes + a] as usize;
-            cos.extend_from_slice(&axis.cos[r * axis.half_dim..(r + 1) * axis.half_dim]);
-            sin.extend_from_slice(&axis.sin[r * axis.half_dim..(r + 1) * axis.half_dim]);
+    for t in 0..table.tokens() {
+        for (a, axis) in table.axes().iter().enumerate() {
+            let r = table.token_rows()[t * n_axes + a] as usize;
+            let (c, s) = axis.row(r).expect("row in range");
+            cos.extend_from_slice(c);
+            sin.extend_from_slice(s);
         }
     }
     (cos, sin)
