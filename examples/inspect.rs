@@ -215,11 +215,11 @@ fn print_text(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], st
         extents
     );
     for (k, s) in steps.iter().enumerate() {
-        let kappa = s
-            .info
-            .kappa()
-            .map(|k| format!("{k:.4}"))
-            .unwrap_or_else(|| "static".into());
+        let kappa = match s.info.kappa() {
+            Some(k) => format!("{k:.4}"),
+            None if rope.method().is_dynamic() => "none (time-aware without κ)".into(),
+            None => "static".into(),
+        };
         println!("\nstep {k}: σ = t = {:.4}, κ(t) = {kappa}", s.sigma);
         let mut off = 0;
         for (a, (ax, name)) in rope.axes().iter().zip(names).enumerate() {

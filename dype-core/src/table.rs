@@ -435,6 +435,8 @@ pub fn flux_ids(text_tokens: usize, height: usize, width: usize) -> Result<Vec<f
     let tokens = grid_tokens(text_tokens, height, width)?;
     let mut ids = Vec::with_capacity(3 * tokens);
     ids.resize(3 * text_tokens, 0.0);
+    // An empty grid (`height × width = 0`) may still have a huge side: do not walk it.
+    let height = if width == 0 { 0 } else { height };
     for r in 0..height {
         for c in 0..width {
             ids.extend_from_slice(&[0.0, r as f64, c as f64]);
@@ -447,6 +449,7 @@ pub fn flux_ids(text_tokens: usize, height: usize, width: usize) -> Result<Vec<f
 pub fn grid_ids(height: usize, width: usize) -> Result<Vec<f64>> {
     let tokens = grid_tokens(0, height, width)?;
     let mut ids = Vec::with_capacity(2 * tokens);
+    let height = if width == 0 { 0 } else { height };
     for r in 0..height {
         for c in 0..width {
             ids.extend_from_slice(&[r as f64, c as f64]);

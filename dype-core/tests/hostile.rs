@@ -441,46 +441,139 @@ fn rotations(n: usize, x: f64, cs: f64, sn: f64, layout: dype_core::PairLayout) 
     Ok(())
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+/// Everything one case needs, drawn together.
+#[allow(clippy::type_complexity)]
+fn case() -> impl Strategy<
+    Value = (
+        (
+            (f64, f64, f64, f64),
+            (usize, f64, usize),
+            Method,
+            dype_core::AxisScales,
+        ),
+        (
+            Vec<AxisConfig>,
+            (
+                dype_core::AxisPolicy,
+                dype_core::AttentionFactor,
+                dype_core::PairLayout,
+                dype_core::RampClamp,
+            ),
+            Vec<f64>,
+            Vec<f64>,
+        ),
+        (
+            (usize, usize, usize),
+            (usize, usize, usize, u32),
+            String,
+            Vec<f64>,
+        ),
+        (dype_core::Mscale, NtkKappa),
+    ),
+> {
+    (
+        (
+            (mixed_f64(), mixed_f64(), mixed_f64(), hostile_f64()),
+            (any_dim(), mixed_f64(), any_dim()),
+            hostile_method(),
+            hostile_scales(),
+        ),
+        (
+            proptest::collection::vec(hostile_axis_config(), 0..=5),
+            (
+                axis_policy(),
+                hostile_attention(),
+                pair_layout(),
+                ramp_clamp(),
+            ),
+            proptest::collection::vec(mixed_f64(), 0..=5),
+            proptest::collection::vec(mixed_f64(), 0..=24),
+        ),
+        (
+            (hostile_size(), hostile_size(), hostile_size()),
+            (hostile_size(), hostile_size(), hostile_size(), 0u32..4),
+            "[a-z-]{0,24}",
+            proptest::collection::vec(mixed_f64(), 0..=4),
+        ),
+        (
+            hostile_mscale(),
+            prop_oneof![Just(NtkKappa::Exponential), Just(NtkKappa::Multiplicative)],
+        ),
+    )
+}
 
-    #[test]
-    fn hostile_inputs_give_typed_errors_or_finite_results(
-        (a, b, c, d) in (mixed_f64(), mixed_f64(), mixed_f64(), hostile_f64()),
-        (dim, theta, n) in (any_dim(), mixed_f64(), any_dim()),
-        m in hostile_method(),
-        sc in hostile_scales(),
-        configs in proptest::collection::vec(hostile_axis_config(), 0..=5),
-        (policy, attention, layout, clamp) in (axis_policy(), hostile_attention(), pair_layout(), ramp_clamp()),
-        extents in proptest::collection::vec(mixed_f64(), 0..=5),
-        ids in proptest::collection::vec(mixed_f64(), 0..=24),
-        (h, w, text) in (hostile_size(), hostile_size(), hostile_size()),
-        (half, rows, tokens, idx) in (hostile_size(), hostile_size(), hostile_size(), 0u32..4),
-        name in "[a-z-]{0,24}",
-        factors in proptest::collection::vec(mixed_f64(), 0..=4),
-        mscale in hostile_mscale(),
-        ntk_form in prop_oneof![Just(NtkKappa::Exponential), Just(NtkKappa::Multiplicative)],
-    ) {
+#[test]
+fn hostile_inputs_give_typed_errors_or_finite_results() {
+    // Deeply nested strategies need more stack than a test thread has in debug builds.
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(sweep)
+        .expect("spawn")
+        .join()
+        .expect("the sweep thread");
+}
+
+fn sweep() {
+    let config = ProptestConfig {
+        cases: cases(),
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::SourceParallel("proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(&case(), |(first, second, third, fourth)| {
+        let ((a, b, c, d), (dim, theta, n), m, sc) = first;
+        let (configs, (policy, attention, layout, _clamp), extents, ids) = second;
+        let ((h, w, text), (half, rows, tokens, idx), name, factors) = third;
+        let (mscale, ntk_form) = fourth;
         scalars(a, b, c, d, n)?;
         one_axis(dim, theta, &m, &sc, a, b)?;
         one_axis(dim, 1e4, &m, &sc, c, d)?;
         if let Some(t) = sigma(c) {
-            num("Mscale::evaluate", mscale.evaluate(&sc, Some(a).filter(|_| b > 0.0), t))?;
+            num(
+                "Mscale::evaluate",
+                mscale.evaluate(&sc, Some(a).filter(|_| b > 0.0), t),
+            )?;
         }
         axial(&configs, m, policy, attention, &extents, c, &ids, layout)?;
         // A fixed FLUX-like layout with the hostile method, so deep paths are reached often.
         let flux: Vec<AxisConfig> = [(16, false), (56, true), (56, true)]
             .iter()
-            .map(|&(d, s)| AxisConfig { axis: Axis::new(d, 1e4).expect("valid"), train_len: 64.0, scaled: s })
+            .map(|&(d, s)| AxisConfig {
+                axis: Axis::new(d, 1e4).expect("valid"),
+                train_len: 64.0,
+                scaled: s,
+            })
             .collect();
-        axial(&flux, m, policy, attention, &[1.0, a.abs() * 64.0, b.abs() * 64.0], c, &ids, layout)?;
-        let _ = clamp;
-        let _ = Method::Ntk { dynamic: KappaSchedule::new(a, b).ok().map(|k| (k, ntk_form)) }
-            .frequencies(&Axis::new(8, 1e4).expect("valid"), &sc, sigma(c), &mut [0.0; 4]);
+        axial(
+            &flux,
+            m,
+            policy,
+            attention,
+            &[1.0, a.abs() * 64.0, b.abs() * 64.0],
+            c,
+            &ids,
+            layout,
+        )?;
+        let _ = Method::Ntk {
+            dynamic: KappaSchedule::new(a, b).ok().map(|k| (k, ntk_form)),
+        }
+        .frequencies(
+            &Axis::new(8, 1e4).expect("valid"),
+            &sc,
+            sigma(c),
+            &mut [0.0; 4],
+        );
         tables(half, rows, tokens, idx, a, layout)?;
         ids_and_presets(h, w, text, a, b, c, dim, &name)?;
         hf_ropes(dim, theta, a, b, c, d, &factors)?;
         rotations(n, a, b, c, layout)?;
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}\n{runner}");
     }
 }
 
@@ -516,4 +609,7 @@ fn sizes_above_the_caps_are_typed_errors() {
         Err(DypeError::InvalidDim { .. })
     ));
     assert_eq!(grid_ids(3, 2).expect("small").len(), 12);
+    // Empty grids with a huge side are empty at once (no walk over the huge side).
+    assert!(grid_ids(usize::MAX, 0).expect("empty").is_empty());
+    assert_eq!(flux_ids(2, usize::MAX / 2, 0).expect("text only").len(), 6);
 }
