@@ -1,7 +1,7 @@
 //! Per-step cost of DyPE's rotary embedding on the burn Cpu backend (Flex), FLUX layout
 //! (`presets::paper_flux(Method::dy_yarn())`, 512 text + h·w image tokens, 24 heads × 128):
 //!
-//! * `set_timestep`: `TimestepRotary::set_timestep` with a new t every call — the real per-step
+//! * `set_timestep`: `RotaryEmbedding::set_timestep` with a new t every call — the real per-step
 //!   update: frequencies and, when they changed, per-axis host rows, upload and the device-side
 //!   gather/expansion. At 1024² the grid (64 × 64 latent patches) equals FLUX's training extent,
 //!   so Dy-YaRN's scale is 1, the frequencies never change and every step is a cache hit;
@@ -26,8 +26,8 @@ mod bench {
     use criterion::Criterion;
     use dype_burn::attention::{AttentionOptions, attention};
     use dype_burn::backend::Cpu;
-    use dype_burn::dype::{SamplePositions, TimestepRotary};
-    use dype_burn::rotary::{FactorizedTable, RotaryLayout, RotaryTables};
+    use dype_burn::rotary::{FactorizedTable, PairLayout, RotaryTables};
+    use dype_burn::rotary::{RotaryEmbedding, SamplePositions};
     use dype_core::table::{ExtentRule, flux_ids};
     use dype_core::{Method, Sigma, presets};
 
@@ -46,15 +46,10 @@ mod bench {
         SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids")
     }
 
-    fn rotary_for(grid: usize, device: &Device<B>) -> TimestepRotary<B> {
+    fn rotary_for(grid: usize, device: &Device<B>) -> RotaryEmbedding<B> {
         let rope = presets::paper_flux(Method::dy_yarn()).expect("rope");
-        TimestepRotary::new(
-            rope,
-            vec![rope_sample(grid)],
-            RotaryLayout::Interleaved,
-            device,
-        )
-        .expect("rotary")
+        RotaryEmbedding::new(rope, rope_sample(grid), PairLayout::Interleaved, device)
+            .expect("rotary")
     }
 
     pub fn rotary(c: &mut Criterion) {
@@ -83,7 +78,7 @@ mod bench {
             });
             eprintln!(
                 "flux_{label}: {tokens} tokens, max Dy-YaRN scale {:.2}, {} table uploads so far",
-                rope.last_report().map_or(1.0, |r| r.max_scale()),
+                rope.last_report().max_scale(),
                 rope.upload_count()
             );
             let t = Sigma::new(0.5).expect("t");
@@ -164,7 +159,7 @@ mod bench {
         let mut rope = rotary_for(64, &device);
         rope.set_timestep(Sigma::new(0.5).expect("t"))
             .expect("step");
-        let tables = rope.tables().expect("tables").clone();
+        let tables = rope.tables().clone();
         let mut group = c.benchmark_group("flux_1024_baselines");
         group
             .sample_size(10)
@@ -172,8 +167,8 @@ mod bench {
             .measurement_time(Duration::from_secs(3));
         group.bench_function("apply_qk_half_split", |b| {
             b.iter(|| {
-                let q = tables.apply(q.clone(), RotaryLayout::HalfSplit).expect("q");
-                let k = tables.apply(k.clone(), RotaryLayout::HalfSplit).expect("k");
+                let q = tables.apply(q.clone(), PairLayout::HalfSplit).expect("q");
+                let k = tables.apply(k.clone(), PairLayout::HalfSplit).expect("k");
                 sync(&device);
                 black_box((q, k))
             })

@@ -16,11 +16,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, FloatDType, Int, Tensor, TensorData};
 use clap::{Parser, Subcommand};
 use dype::burn::backend::BackendKind;
-use dype::burn::dype::{SamplePositions, TimestepRotary};
 use dype::burn::models::fitv2::{
     FitConfig, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope,
 };
-use dype::burn::rotary::RotaryLayout;
+use dype::burn::rotary::PairLayout;
+use dype::burn::rotary::{RotaryEmbedding, SamplePositions};
 use dype::burn::weights::Checkpoint;
 use dype_core::presets::FitFreqs;
 
@@ -171,7 +171,7 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<
             })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let mut rot = TimestepRotary::<B>::new(rope, samples, RotaryLayout::Interleaved, device)
+        let mut rot = RotaryEmbedding::<B>::batch(rope, samples, PairLayout::Interleaved, device)
             .map_err(|e| e.to_string())?;
         rot.set_static().map_err(|e| e.to_string())?;
         let (mask, _) = cases
@@ -190,7 +190,7 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<
         let xt = Tensor::<B, 3>::from_data(TensorData::new(x, [b, n, xs[2]]), device);
         let tt = Tensor::<B, 1>::from_data(TensorData::new(t, [b]), device);
         let yt = Tensor::<B, 1, Int>::from_data(TensorData::new(y, [b]), device);
-        let tables = rot.tables().map_err(|e| e.to_string())?;
+        let tables = rot.tables();
         let out = match case.get("cfg_scale").and_then(|s| s.as_f64()) {
             Some(s) => {
                 model.forward_with_cfg(xt, tt, yt, tables, mask, s, GuidedChannels::Reference)
@@ -241,7 +241,7 @@ fn forward_timings<B: Backend>(device: &B::Device) -> Result<(), String> {
         for px in [256usize, 320, 384] {
             let h = px / 16;
             let n = h * h;
-            let mut rot = TimestepRotary::<B>::new(
+            let mut rot = RotaryEmbedding::<B>::batch(
                 fit_rope(
                     &cfg,
                     "dy-yarn"
@@ -251,7 +251,7 @@ fn forward_timings<B: Backend>(device: &B::Device) -> Result<(), String> {
                 )
                 .map_err(|e| e.to_string())?,
                 vec![fit_grid(h, h, n).map_err(|e| e.to_string())?],
-                RotaryLayout::Interleaved,
+                PairLayout::Interleaved,
                 device,
             )
             .map_err(|e| e.to_string())?;
@@ -267,13 +267,7 @@ fn forward_timings<B: Backend>(device: &B::Device) -> Result<(), String> {
             for _ in 0..6 {
                 let t0 = Instant::now();
                 let out = model
-                    .forward(
-                        x.clone(),
-                        t.clone(),
-                        y.clone(),
-                        rot.tables().map_err(|e| e.to_string())?,
-                        None,
-                    )
+                    .forward(x.clone(), t.clone(), y.clone(), rot.tables(), None)
                     .map_err(|e| e.to_string())?;
                 sync(out);
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -313,7 +307,7 @@ fn sample_timing<B: Backend>(device: &B::Device) -> Result<(), String> {
     let model = FitV2::<B>::random(&cfg, device).map_err(|e| e.to_string())?;
     let h = 384 / 16;
     let n = h * h;
-    let mut rot = TimestepRotary::<B>::new(
+    let mut rot = RotaryEmbedding::<B>::batch(
         fit_rope(
             &cfg,
             "dy-yarn"
@@ -323,7 +317,7 @@ fn sample_timing<B: Backend>(device: &B::Device) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?,
         vec![fit_grid(h, h, n).map_err(|e| e.to_string())?],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         device,
     )
     .map_err(|e| e.to_string())?;
@@ -347,7 +341,7 @@ fn sample_timing<B: Backend>(device: &B::Device) -> Result<(), String> {
                     x.clone(),
                     tt,
                     y.clone(),
-                    rot.tables().map_err(|e| e.to_string())?,
+                    rot.tables(),
                     None,
                     1.5,
                     GuidedChannels::Reference,
@@ -425,10 +419,10 @@ fn flux_step<B: Backend>(dtype: &str, device: &B::Device) -> Result<(), String> 
     for px in [1024usize, 2048, 4096] {
         let h = px / 16;
         let n = h * h;
-        let mut rot = TimestepRotary::<B>::new(
+        let mut rot = RotaryEmbedding::<B>::batch(
             flux_rope(&cfg, OfficialMethod::Yarn, true, 64.0).map_err(|e| e.to_string())?,
             vec![flux_positions(txt_len, h, h).map_err(|e| e.to_string())?],
-            RotaryLayout::Interleaved,
+            PairLayout::Interleaved,
             device,
         )
         .map_err(|e| e.to_string())?;
@@ -454,7 +448,7 @@ fn flux_step<B: Backend>(dtype: &str, device: &B::Device) -> Result<(), String> 
                     t.clone(),
                     y.clone(),
                     Some(g.clone()),
-                    rot.tables().map_err(|e| e.to_string())?,
+                    rot.tables(),
                 )
                 .map_err(|e| e.to_string())?;
             sync(out);

@@ -6,9 +6,9 @@ mod common;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use common::{Cases, beside, load_json, rel_l2};
 use dype_burn::backend::Cpu;
-use dype_burn::dype::TimestepRotary;
 use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, fit_grid, fit_rope};
-use dype_burn::rotary::RotaryLayout;
+use dype_burn::rotary::PairLayout;
+use dype_burn::rotary::RotaryEmbedding;
 use dype_core::presets::FitFreqs;
 
 type B = Cpu;
@@ -25,10 +25,10 @@ fn half_precision_weights_match_f32_reference() {
     let (y, _) = cases.i64("case1.y");
     let (want, _) = cases.f32("case1.out");
     let rope = fit_rope(&cfg, FitPosition::Fit(FitFreqs::Normal), true).expect("rope");
-    let mut rot = TimestepRotary::<B>::new(
+    let mut rot = RotaryEmbedding::<B>::batch(
         rope,
         vec![fit_grid(12, 12, xs[1]).expect("grid")],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         &device,
     )
     .expect("rotary");
@@ -50,7 +50,7 @@ fn half_precision_weights_match_f32_reference() {
                 Tensor::from_data(TensorData::new(x.clone(), xs.clone()), &device),
                 Tensor::from_data(TensorData::new(t.clone(), [xs[0]]), &device),
                 Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [xs[0]]), &device),
-                rot.tables().expect("tables"),
+                rot.tables(),
                 None,
             )
             .expect("forward");

@@ -6,9 +6,9 @@ mod common;
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use common::{Cases, beside, flag, load_json, num, rel_l2, string};
 use dype_burn::backend::Cpu;
-use dype_burn::dype::TimestepRotary;
 use dype_burn::models::flux::{Flux, FluxConfig, flux_positions, flux_rope};
-use dype_burn::rotary::RotaryLayout;
+use dype_burn::rotary::PairLayout;
+use dype_burn::rotary::RotaryEmbedding;
 use dype_core::Sigma;
 use dype_core::presets::OfficialMethod;
 
@@ -48,10 +48,10 @@ fn half_precision_flux_matches_f32_reference() {
         num(case, "width_tokens") as usize,
     )
     .expect("positions");
-    let mut rot = TimestepRotary::<B>::new(
+    let mut rot = RotaryEmbedding::<B>::batch(
         rope,
         vec![pos],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         &Default::default(),
     )
     .expect("rotary");
@@ -77,7 +77,7 @@ fn half_precision_flux_matches_f32_reference() {
                 f32_tensor::<1>(&cases, &format!("case{k}.t")),
                 f32_tensor::<2>(&cases, &format!("case{k}.y")),
                 Some(f32_tensor::<1>(&cases, &format!("case{k}.guidance"))),
-                rot.tables().expect("tables"),
+                rot.tables(),
             )
             .expect("forward");
         assert_eq!(out.dtype(), DType::F32);

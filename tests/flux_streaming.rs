@@ -7,13 +7,13 @@ mod common;
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use common::{Cases, beside, flag, load_json, num, string};
 use dype_burn::backend::Cpu;
-use dype_burn::dype::TimestepRotary;
 use dype_burn::models::flux::{
     Flux, FluxConfig, FluxDenoiser, StreamedFlux, flux_positions, flux_rope,
 };
 use dype_burn::pipeline::flux::{FluxConditioning, FluxGenerate, sample};
 use dype_burn::pipeline::seeded_noise;
-use dype_burn::rotary::RotaryLayout;
+use dype_burn::rotary::PairLayout;
+use dype_burn::rotary::RotaryEmbedding;
 use dype_core::Sigma;
 use dype_core::presets::OfficialMethod;
 use serde_json::Value;
@@ -66,10 +66,10 @@ fn run_case(
         num(case, "width_tokens") as usize,
     )
     .expect("positions");
-    let mut rot = TimestepRotary::<B>::new(
+    let mut rot = RotaryEmbedding::<B>::batch(
         rope,
         vec![pos],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         &Default::default(),
     )
     .expect("rotary");
@@ -82,7 +82,7 @@ fn run_case(
             f32_tensor::<1>(cases, &format!("case{k}.t")),
             f32_tensor::<2>(cases, &format!("case{k}.y")),
             Some(f32_tensor::<1>(cases, &format!("case{k}.guidance"))),
-            rot.tables().expect("tables"),
+            rot.tables(),
         )
         .expect("forward");
     to_vec(out)
@@ -152,10 +152,10 @@ fn streamed_from_resident_model_and_sampling_loop_match() {
     assert!(err <= 1e-6, "sampling loop: max abs diff {err} > 1e-6");
     // The checks of `Flux::forward` apply unchanged: a missing guidance is an error.
     let rope = flux_rope(&cfg, OfficialMethod::Base, false, 8.0).expect("rope");
-    let mut rot = TimestepRotary::<B>::new(
+    let mut rot = RotaryEmbedding::<B>::batch(
         rope,
         vec![flux_positions(5, h, w).expect("ids")],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         &device,
     )
     .expect("rot");
@@ -169,7 +169,7 @@ fn streamed_from_resident_model_and_sampling_loop_match() {
                 t,
                 cond.pooled.clone(),
                 None,
-                rot.tables().expect("tables"),
+                rot.tables(),
             )
             .is_err()
     );

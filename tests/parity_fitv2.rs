@@ -7,9 +7,9 @@ mod common;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use common::{Cases, Tally, beside, flag, load_json, num, rel_l2};
 use dype_burn::backend::Cpu;
-use dype_burn::dype::{SamplePositions, TimestepRotary};
 use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, GuidedChannels, fit_rope};
-use dype_burn::rotary::{RotaryLayout, RotaryTables};
+use dype_burn::rotary::{PairLayout, RotaryTables};
+use dype_burn::rotary::{RotaryEmbedding, SamplePositions};
 use dype_burn::sampling::{Dopri5Options, dopri5, euler};
 use dype_burn::weights::Checkpoint;
 use dype_core::presets::FitFreqs;
@@ -62,15 +62,11 @@ fn tables_from_grid(
                 .expect("ids")
         })
         .collect();
-    let mut rot = TimestepRotary::<B>::new(
-        rope,
-        samples,
-        RotaryLayout::Interleaved,
-        &Default::default(),
-    )
-    .expect("rotary");
+    let mut rot =
+        RotaryEmbedding::<B>::batch(rope, samples, PairLayout::Interleaved, &Default::default())
+            .expect("rotary");
     rot.set_static().expect("step");
-    rot.tables().expect("tables").clone()
+    rot.tables().clone()
 }
 
 #[test]
@@ -196,7 +192,7 @@ fn trajectory(
     let rope_cfg = fit_rope(cfg, position, decouple).expect("rope");
     let grid = dype_burn::models::fitv2::fit_grid(h, w, n).expect("grid");
     let mut rot =
-        TimestepRotary::<B>::new(rope_cfg, vec![grid], RotaryLayout::Interleaved, &device)
+        RotaryEmbedding::<B>::batch(rope_cfg, vec![grid], PairLayout::Interleaved, &device)
             .expect("rotary");
     // t = linspace(0, 1, num_steps), in f32 as the reference builds it.
     let ts: Vec<f64> = (0..steps)
@@ -211,7 +207,7 @@ fn trajectory(
                 .into(),
         )
         .map_err(|e| e.to_string())?;
-        let tables = rot.tables().map_err(|e| e.to_string())?;
+        let tables = rot.tables();
         model
             .forward_with_cfg(
                 x.clone(),

@@ -9,9 +9,9 @@ mod common;
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use common::{Cases, Tally, beside, flag, load_json, max_abs, num, rel_l2, string};
 use dype_burn::backend::Cpu;
-use dype_burn::dype::TimestepRotary;
 use dype_burn::models::flux::{Flux, FluxConfig, flux_positions, flux_rope};
-use dype_burn::rotary::RotaryLayout;
+use dype_burn::rotary::PairLayout;
+use dype_burn::rotary::RotaryEmbedding;
 use dype_burn::sampling_flux::{FlowShift, flow_euler, flux_sigmas};
 use dype_core::Sigma;
 use dype_core::presets::OfficialMethod;
@@ -61,7 +61,7 @@ fn weight_files(v: &Value) -> Vec<(String, String, f64)> {
 }
 
 /// A rotary embedding for `text` text tokens and an `h × w` image grid with the case's method.
-fn rotary(cfg: &FluxConfig, case: &Value, text: usize, h: usize, w: usize) -> TimestepRotary<B> {
+fn rotary(cfg: &FluxConfig, case: &Value, text: usize, h: usize, w: usize) -> RotaryEmbedding<B> {
     let rope = flux_rope(
         cfg,
         method_of(case),
@@ -70,10 +70,10 @@ fn rotary(cfg: &FluxConfig, case: &Value, text: usize, h: usize, w: usize) -> Ti
     )
     .expect("rope");
     let pos = flux_positions(text, h, w).expect("positions");
-    TimestepRotary::<B>::new(
+    RotaryEmbedding::<B>::batch(
         rope,
         vec![pos],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         &Default::default(),
     )
     .expect("rotary")
@@ -120,20 +120,18 @@ fn parity_flux() {
                 .set_timestep(rope_time(t))
                 .map(|_| ())
                 .map_err(|e| e.to_string());
-            let out = stepped
-                .and_then(|_| rot.tables().map_err(|e| e.to_string()))
-                .and_then(|tables| {
-                    model
-                        .forward(
-                            f32_tensor::<3>(&cases, &format!("case{k}.img")),
-                            txt,
-                            f32_tensor::<1>(&cases, &format!("case{k}.t")),
-                            f32_tensor::<2>(&cases, &format!("case{k}.y")),
-                            Some(f32_tensor::<1>(&cases, &format!("case{k}.guidance"))),
-                            tables,
-                        )
-                        .map_err(|e| e.to_string())
-                });
+            let out = stepped.map(|_| rot.tables()).and_then(|tables| {
+                model
+                    .forward(
+                        f32_tensor::<3>(&cases, &format!("case{k}.img")),
+                        txt,
+                        f32_tensor::<1>(&cases, &format!("case{k}.t")),
+                        f32_tensor::<2>(&cases, &format!("case{k}.y")),
+                        Some(f32_tensor::<1>(&cases, &format!("case{k}.guidance"))),
+                        tables,
+                    )
+                    .map_err(|e| e.to_string())
+            });
             match out {
                 Ok(out) => {
                     let (want, _) = cases.f32(&format!("case{k}.out"));
@@ -183,7 +181,7 @@ fn trajectory(
     let velocity = |_: usize, sigma: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, String> {
         rot.set_timestep(rope_time(sigma))
             .map_err(|e| e.to_string())?;
-        let tables = rot.tables().map_err(|e| e.to_string())?;
+        let tables = rot.tables();
         model
             .forward(
                 x.clone(),

@@ -7,8 +7,7 @@ mod common;
 use burn::tensor::{Tensor, TensorData};
 use common::{f64s, flag, load_json, num, string};
 use dype_burn::backend::Cpu;
-use dype_burn::dype::{SamplePositions, TimestepRotary};
-use dype_burn::rotary::RotaryLayout;
+use dype_burn::rotary::{RotaryEmbedding, SamplePositions};
 use dype_core::presets::{self, FitFreqs, OfficialMethod};
 use dype_core::table::{ExtentRule, flux_ids, grid_ids};
 use dype_core::{PairLayout, Sigma, write_token_table};
@@ -60,7 +59,7 @@ fn rotate_ref(x: &[f32], cos: &[f64], sin: &[f64]) -> Vec<f64> {
 #[allow(clippy::too_many_arguments)]
 fn check_case(
     id: &str,
-    rot: &mut TimestepRotary<B>,
+    rot: &mut RotaryEmbedding<B>,
     ids: &[f64],
     token_of: &dyn Fn(&[f64]) -> usize,
     samples: &[Vec<f64>],
@@ -74,7 +73,7 @@ fn check_case(
         None => rot.set_static().expect("step").clone(),
     };
     let rope = *rot.rope();
-    let tables = rot.tables().expect("tables");
+    let tables = rot.tables();
     let half = rope.pairs();
     let head = 2 * half;
     let tokens = tables.tokens();
@@ -179,10 +178,10 @@ fn rotary_module_matches_official_flux_rows() {
         );
         let ids = flux_ids(text, h, w).expect("ids");
         let sample = SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids");
-        let mut rot = TimestepRotary::<B>::new(
+        let mut rot = RotaryEmbedding::<B>::batch(
             rope,
             vec![sample],
-            RotaryLayout::Interleaved,
+            PairLayout::Interleaved,
             &Default::default(),
         )
         .expect("rotary");
@@ -233,10 +232,10 @@ fn rotary_module_matches_fit_rows() {
         );
         let ids = grid_ids(h, w).expect("ids");
         let sample = SamplePositions::with_extents(&ids, 2, vec![h as f64, w as f64]).expect("ids");
-        let mut rot = TimestepRotary::<B>::new(
+        let mut rot = RotaryEmbedding::<B>::batch(
             rope,
             vec![sample],
-            RotaryLayout::Interleaved,
+            PairLayout::Interleaved,
             &Default::default(),
         )
         .expect("rotary");
@@ -264,10 +263,10 @@ fn dynamic_tables_are_rebuilt_only_when_frequencies_change() {
     let sample = SamplePositions::from_ids(&ids, 3, ExtentRule::MaxPlusOne).expect("ids");
     // Static method: one upload for the whole schedule.
     let rope = presets::paper_flux(dype_core::Method::Ntk { dynamic: None }).expect("rope");
-    let mut rot = TimestepRotary::<B>::new(
+    let mut rot = RotaryEmbedding::<B>::batch(
         rope,
         vec![sample.clone()],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         &Default::default(),
     )
     .expect("rotary");
@@ -277,10 +276,10 @@ fn dynamic_tables_are_rebuilt_only_when_frequencies_change() {
     assert_eq!(rot.upload_count(), 1);
     // Dynamic method: a new table for every new t, none for a repeated t.
     let rope = presets::paper_flux(dype_core::Method::dy_yarn()).expect("rope");
-    let mut rot = TimestepRotary::<B>::new(
+    let mut rot = RotaryEmbedding::<B>::batch(
         rope,
         vec![sample],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         &Default::default(),
     )
     .expect("rotary");
@@ -289,7 +288,7 @@ fn dynamic_tables_are_rebuilt_only_when_frequencies_change() {
         assert!(r.kappa().is_some());
     }
     assert_eq!(rot.upload_count(), 3);
-    assert!(!rot.last_report().expect("report").uploaded || rot.upload_count() == 3);
+    assert!(!rot.last_report().uploaded || rot.upload_count() == 3);
 }
 
 #[test]

@@ -7,8 +7,8 @@ use burn::tensor::{DType, Tensor, TensorData, bf16, f16};
 use common::*;
 use dype_burn::backend::Cpu;
 use dype_burn::rotary::{
-    AxisRows, CacheStatus, FactorizedTable, RotaryEmbedding, RotaryError, RotaryLayout,
-    RotaryTables, apply_rotary,
+    AxisRows, FactorizedTable, PairLayout, RotaryEmbedding, RotaryError, RotaryTables,
+    SamplePositions, apply_rotary,
 };
 
 type B = Cpu;
@@ -24,7 +24,7 @@ fn reference_rotate(
     dims: [usize; 4],
     cos: &[Vec<f32>],
     sin: &[Vec<f32>],
-    layout: RotaryLayout,
+    layout: PairLayout,
 ) -> Vec<f32> {
     let [b, h, n, d] = dims;
     let half = d / 2;
@@ -37,8 +37,8 @@ fn reference_rotate(
                 for i in 0..half {
                     let (c, sn) = (cos[s][t * half + i], sin[s][t * half + i]);
                     let (ia, ib) = match layout {
-                        RotaryLayout::Interleaved => (2 * i, 2 * i + 1),
-                        RotaryLayout::HalfSplit => (i, i + half),
+                        PairLayout::Interleaved => (2 * i, 2 * i + 1),
+                        PairLayout::HalfSplit => (i, i + half),
                     };
                     let (a, bb) = (x[base + ia], x[base + ib]);
                     out[base + ia] = a * c - bb * sn;
@@ -85,7 +85,7 @@ fn expansion_with_scrambled_token_rows() {
     assert_eq!(to_vec(tables.sin().clone()), sin);
 }
 
-fn check_layout_against_reference(layout: RotaryLayout) {
+fn check_layout_against_reference(layout: PairLayout) {
     let table = grid_table(3, 5, 2, 6, 1.25);
     let dims = [2, 3, 15, 16];
     let mut rng = Rng::new(11);
@@ -109,12 +109,12 @@ fn check_layout_against_reference(layout: RotaryLayout) {
 
 #[test]
 fn interleaved_matches_scalar_reference() {
-    check_layout_against_reference(RotaryLayout::Interleaved);
+    check_layout_against_reference(PairLayout::Interleaved);
 }
 
 #[test]
 fn half_split_matches_scalar_reference() {
-    check_layout_against_reference(RotaryLayout::HalfSplit);
+    check_layout_against_reference(PairLayout::HalfSplit);
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn layouts_differ() {
         tables
             .apply(
                 tensor4::<B>(&x, [1, 1, 4, 8], &device()),
-                RotaryLayout::Interleaved,
+                PairLayout::Interleaved,
             )
             .unwrap(),
     );
@@ -135,7 +135,7 @@ fn layouts_differ() {
         tables
             .apply(
                 tensor4::<B>(&x, [1, 1, 4, 8], &device()),
-                RotaryLayout::HalfSplit,
+                PairLayout::HalfSplit,
             )
             .unwrap(),
     );
@@ -168,7 +168,7 @@ fn interleaved_matches_burn_rotary_encoding() {
         .unwrap()
         .apply(
             tensor4::<B>(&x, [1, 2, n, d], &device()),
-            RotaryLayout::Interleaved,
+            PairLayout::Interleaved,
         )
         .unwrap();
     let burn_rope = RotaryEncodingConfig::new(n, d).init::<B>(&device());
@@ -179,7 +179,7 @@ fn interleaved_matches_burn_rotary_encoding() {
 
 #[test]
 fn rotation_scales_pair_norms_by_attention_factor() {
-    for layout in [RotaryLayout::Interleaved, RotaryLayout::HalfSplit] {
+    for layout in [PairLayout::Interleaved, PairLayout::HalfSplit] {
         let factor = 1.7f32;
         let table = grid_table(4, 3, 4, 4, factor);
         let dims = [1, 2, 12, 16];
@@ -195,8 +195,8 @@ fn rotation_scales_pair_norms_by_attention_factor() {
         for row in 0..(2 * 12) {
             for i in 0..half {
                 let (ia, ib) = match layout {
-                    RotaryLayout::Interleaved => (2 * i, 2 * i + 1),
-                    RotaryLayout::HalfSplit => (i, i + half),
+                    PairLayout::Interleaved => (2 * i, 2 * i + 1),
+                    PairLayout::HalfSplit => (i, i + half),
                 };
                 let base = row * 16;
                 let nx = x[base + ia].hypot(x[base + ib]);
@@ -234,7 +234,7 @@ fn dot_product_depends_only_on_position_difference() {
     let mut rng = Rng::new(99);
     let qv = rng.vec(d);
     let kv = rng.vec(d);
-    for layout in [RotaryLayout::Interleaved, RotaryLayout::HalfSplit] {
+    for layout in [PairLayout::Interleaved, PairLayout::HalfSplit] {
         // The same q (resp. k) vector at every position.
         let q: Vec<f32> = (0..n).flat_map(|_| qv.clone()).collect();
         let k: Vec<f32> = (0..n).flat_map(|_| kv.clone()).collect();
@@ -296,7 +296,7 @@ fn mixed_size_batch_of_tables() {
     let dims = [2, 3, 12, 8];
     let mut rng = Rng::new(1234);
     let x = rng.vec(dims.iter().product());
-    for layout in [RotaryLayout::Interleaved, RotaryLayout::HalfSplit] {
+    for layout in [PairLayout::Interleaved, PairLayout::HalfSplit] {
         let got = to_vec(
             tables
                 .apply(tensor4::<B>(&x, dims, &device()), layout)
@@ -320,10 +320,10 @@ fn single_table_broadcasts_over_batch() {
     let mut rng = Rng::new(8);
     let x = rng.vec(dims.iter().product());
     let (c, s) = host_expand(&table);
-    let expected = reference_rotate(&x, dims, &[c], &[s], RotaryLayout::Interleaved);
+    let expected = reference_rotate(&x, dims, &[c], &[s], PairLayout::Interleaved);
     let got = RotaryTables::<B>::from_table(&table, &device())
         .unwrap()
-        .apply(tensor4::<B>(&x, dims, &device()), RotaryLayout::Interleaved)
+        .apply(tensor4::<B>(&x, dims, &device()), PairLayout::Interleaved)
         .unwrap();
     assert!(max_abs_diff(&to_vec(got), &expected) <= 1e-6);
 }
@@ -340,14 +340,14 @@ fn from_cos_sin_matches_from_table() {
     let a = hand
         .apply(
             tensor4::<B>(&x, [1, 2, 9, 8], &device()),
-            RotaryLayout::HalfSplit,
+            PairLayout::HalfSplit,
         )
         .unwrap();
     let b = RotaryTables::<B>::from_table(&table, &device())
         .unwrap()
         .apply(
             tensor4::<B>(&x, [1, 2, 9, 8], &device()),
-            RotaryLayout::HalfSplit,
+            PairLayout::HalfSplit,
         )
         .unwrap();
     assert_eq!(to_vec(a), to_vec(b));
@@ -358,91 +358,159 @@ fn from_cos_sin_matches_from_table() {
     assert!(matches!(bad, Err(RotaryError::CosSinShapeMismatch { .. })));
 }
 
-#[test]
-fn cache_hits_on_identical_table_and_uploads_on_change() {
-    let mut rope = RotaryEmbedding::<B>::new(&device(), RotaryLayout::Interleaved);
-    assert_eq!(rope.last_update(), None);
-    assert!(matches!(
-        rope.apply(Tensor::zeros([1, 1, 6, 8], &device())),
-        Err(RotaryError::NotInitialized)
-    ));
-    let table = grid_table(2, 3, 2, 2, 1.0);
-    assert_eq!(rope.update(&table).unwrap(), CacheStatus::Uploaded);
-    assert_eq!(rope.upload_count(), 1);
-    assert!(!rope.last_update_was_hit());
-    // Identical content (a fresh clone) is a hit: nothing uploaded.
-    assert_eq!(rope.update(&table.clone()).unwrap(), CacheStatus::Hit);
-    assert!(rope.last_update_was_hit());
-    assert_eq!(rope.upload_count(), 1);
-    // One changed value (as a new timestep would give) → re-upload, and the new values are used.
-    let mut axes = table.axes().to_vec();
-    let (mut cos, sin) = axes[1].clone().into_parts();
-    cos[3] += 0.5;
-    axes[1] = AxisRows::new(axes[1].half_dim(), axes[1].rows(), cos, sin).expect("rows");
-    let mut changed = table.clone();
-    changed.set_rows(axes).expect("same shape");
-    assert_eq!(rope.update(&changed).unwrap(), CacheStatus::Uploaded);
-    assert_eq!(rope.upload_count(), 2);
-    assert_eq!(rope.host_tables(), std::slice::from_ref(&changed));
-    assert_eq!(
-        to_vec(rope.tables().unwrap().cos().clone()),
-        host_expand(&changed).0
-    );
-    assert_eq!(rope.update(&changed).unwrap(), CacheStatus::Hit);
-    // Same table as a batch of one is the same key; a batch of two is not.
-    assert_eq!(
-        rope.update_batch(std::slice::from_ref(&changed)).unwrap(),
-        CacheStatus::Hit
-    );
-    assert_eq!(
-        rope.update_batch(&[changed.clone(), changed.clone()])
-            .unwrap(),
-        CacheStatus::Uploaded
-    );
-    assert_eq!(rope.upload_count(), 3);
-    // A failing update keeps the previous tables.
-    let broken = grid_table(2, 2, 2, 2, 1.0);
-    assert!(rope.update_batch(&[changed.clone(), broken]).is_err());
-    assert_eq!(rope.upload_count(), 3);
-    assert_eq!(rope.tables().unwrap().batch(), 2);
-    rope.clear();
-    assert!(rope.tables().is_none());
-    assert_eq!(rope.update(&changed).unwrap(), CacheStatus::Uploaded);
+/// A small 2-axis rope (4 channels per axis, trained on 2 positions) with `method`.
+fn small_rope(method: dype_core::Method) -> dype_core::AxialRope {
+    let axis = dype_core::AxisConfig::scaled(4, 100.0, 2.0).unwrap();
+    dype_core::AxialRope::new(&[axis, axis], method, dype_core::AxisPolicy::PerAxis).unwrap()
+}
+
+fn sigma(t: f64) -> dype_core::Sigma {
+    dype_core::Sigma::new(t).unwrap()
 }
 
 #[test]
-fn embedding_apply_qk_equals_tables_apply() {
-    let table = grid_table(2, 2, 1, 1, 1.0);
-    let mut rope = RotaryEmbedding::<B>::new(&device(), RotaryLayout::HalfSplit);
-    rope.update(&table).unwrap();
+fn embedding_uploads_only_when_frequencies_change() {
+    let rope = small_rope(dype_core::Method::dy_yarn());
+    let positions = SamplePositions::grid(2, 3).unwrap();
+    let mut emb =
+        RotaryEmbedding::<B>::new(rope, positions.clone(), PairLayout::Interleaved, &device())
+            .unwrap();
+    // Ready at construction (t = None, a dynamic method's σ = 1 setting).
+    assert_eq!(emb.upload_count(), 1);
+    assert!(emb.apply(Tensor::zeros([1, 1, 6, 8], &device())).is_ok());
+    // σ = 1 is the construction's setting: nothing uploaded.
+    assert!(!emb.set_timestep(sigma(1.0)).unwrap().uploaded);
+    assert_eq!(emb.upload_count(), 1);
+    // A new σ changes the frequencies → re-upload, and the tables are dype-core's at that σ.
+    let report = emb.set_timestep(sigma(0.5)).unwrap().clone();
+    assert!(report.uploaded && report.kappa().is_some());
+    assert_eq!(emb.upload_count(), 2);
+    let (table, info) = FactorizedTable::build(
+        &rope,
+        &positions.positions,
+        &positions.extents,
+        Some(sigma(0.5)),
+    )
+    .unwrap();
+    assert_eq!(report.samples, vec![info]);
+    assert_eq!(to_vec(emb.tables().cos().clone()), host_expand(&table).0);
+    assert_eq!(to_vec(emb.tables().sin().clone()), host_expand(&table).1);
+    // The same σ again is a hit.
+    assert!(!emb.set_timestep(sigma(0.5)).unwrap().uploaded);
+    assert_eq!(emb.upload_count(), 2);
+    // A static method never uploads again.
+    let mut fixed = RotaryEmbedding::<B>::new(
+        small_rope(dype_core::Method::Ntk { dynamic: None }),
+        positions.clone(),
+        PairLayout::Interleaved,
+        &device(),
+    )
+    .unwrap();
+    for t in [1.0, 0.6, 0.2, 0.0] {
+        fixed.set_timestep(sigma(t)).unwrap();
+    }
+    assert_eq!(fixed.upload_count(), 1);
+    // One position set per sample; mismatched samples and empty batches are typed errors.
+    let batch = RotaryEmbedding::<B>::batch(
+        rope,
+        vec![positions.clone(), positions.clone()],
+        PairLayout::Interleaved,
+        &device(),
+    )
+    .unwrap();
+    assert_eq!(batch.tables().batch(), 2);
+    let other = SamplePositions::grid(2, 2).unwrap();
+    assert!(matches!(
+        RotaryEmbedding::<B>::batch(
+            rope,
+            vec![positions, other],
+            PairLayout::Interleaved,
+            &device()
+        ),
+        Err(RotaryError::Positions { sample: 1, .. })
+    ));
+    assert!(matches!(
+        RotaryEmbedding::<B>::batch(rope, vec![], PairLayout::Interleaved, &device()),
+        Err(RotaryError::EmptyBatch)
+    ));
+    let flux_positions = SamplePositions::flux(1, 2, 2).unwrap();
+    assert!(matches!(
+        RotaryEmbedding::<B>::new(rope, flux_positions, PairLayout::Interleaved, &device()),
+        Err(RotaryError::Positions { .. })
+    ));
+}
+
+#[test]
+fn embedding_apply_qk_equals_the_reference_rotation() {
+    let rope = small_rope(dype_core::Method::dy_ntk());
+    let positions = SamplePositions::grid(2, 2).unwrap();
+    let mut emb =
+        RotaryEmbedding::<B>::new(rope, positions.clone(), PairLayout::HalfSplit, &device())
+            .unwrap();
+    emb.set_timestep(sigma(0.3)).unwrap();
+    let (table, _) = FactorizedTable::build(
+        &rope,
+        &positions.positions,
+        &positions.extents,
+        Some(sigma(0.3)),
+    )
+    .unwrap();
     let mut rng = Rng::new(4);
-    let q = rng.vec(16);
-    let k = rng.vec(16);
-    let (qr, kr) = rope
+    let dims = [1, 2, 4, 8];
+    let q = rng.vec(64);
+    let k = rng.vec(64);
+    let (qr, kr) = emb
         .apply_qk(
-            tensor4::<B>(&q, [1, 1, 4, 4], &device()),
-            tensor4::<B>(&k, [1, 1, 4, 4], &device()),
+            tensor4::<B>(&q, dims, &device()),
+            tensor4::<B>(&k, dims, &device()),
         )
         .unwrap();
     let (c, s) = host_expand(&table);
-    let dims = [1, 1, 4, 4];
-    assert!(
-        max_abs_diff(
-            &to_vec(qr),
-            &reference_rotate(
-                &q,
-                dims,
-                std::slice::from_ref(&c),
-                std::slice::from_ref(&s),
-                RotaryLayout::HalfSplit
-            )
-        ) <= 1e-6
+    let want_q = reference_rotate(
+        &q,
+        dims,
+        std::slice::from_ref(&c),
+        std::slice::from_ref(&s),
+        PairLayout::HalfSplit,
     );
+    let want_k = reference_rotate(&k, dims, &[c], &[s], PairLayout::HalfSplit);
+    assert!(max_abs_diff(&to_vec(qr), &want_q) <= 1e-6);
+    assert!(max_abs_diff(&to_vec(kr), &want_k) <= 1e-6);
+}
+
+#[test]
+fn burn_rotary_encoding_adapter_uses_dype_frequencies() {
+    use burn::nn::RotaryEncodingConfig;
+    let config = RotaryEncodingConfig::new(16, 8);
+    let (module, factor) = dype_burn::rotary::rotary_encoding::<B>(
+        &config,
+        dype_core::presets::method_by_name("yarn").unwrap(),
+        4.0,
+        2.0,
+        &device(),
+    )
+    .unwrap();
+    assert!((factor - (0.1 * 2f64.ln() + 1.0)).abs() < 1e-12);
+    let axis = dype_core::Axis::new(8, 10_000.0).unwrap();
+    let mut want = vec![0.0; 4];
+    dype_core::presets::method_by_name("yarn")
+        .unwrap()
+        .frequencies(
+            &axis,
+            &dype_core::AxisScales::uniform(2.0, 4.0),
+            None,
+            &mut want,
+        )
+        .unwrap();
+    let got: Vec<f32> = module.theta.clone().into_data().into_vec().unwrap();
+    for (g, w) in got.iter().zip(&want) {
+        assert!((f64::from(*g) - w).abs() <= 1e-7 * w.max(1e-3));
+    }
+    // Invalid input is a typed error, not burn's panic.
+    let odd = RotaryEncodingConfig::new(16, 7);
     assert!(
-        max_abs_diff(
-            &to_vec(kr),
-            &reference_rotate(&k, dims, &[c], &[s], RotaryLayout::HalfSplit)
-        ) <= 1e-6
+        dype_burn::rotary::rotary_encoding::<B>(&odd, dype_core::Method::Base, 4.0, 1.0, &device())
+            .is_err()
     );
 }
 
@@ -453,7 +521,7 @@ fn half_precision_rotation_equals_f32_rotation_cast() {
     let dims = [2, 2, 12, 16];
     let mut rng = Rng::new(31);
     let x = tensor4::<B>(&rng.vec(dims.iter().product()), dims, &device());
-    for layout in [RotaryLayout::Interleaved, RotaryLayout::HalfSplit] {
+    for layout in [PairLayout::Interleaved, PairLayout::HalfSplit] {
         for dtype in [DType::BF16, DType::F16] {
             let xh = x.clone().cast(dtype);
             let got = tables.apply(xh.clone(), layout).unwrap();
@@ -478,10 +546,10 @@ fn f64_input_is_rotated_in_f64() {
     let mut rng = Rng::new(2);
     let x = tensor4::<B>(&rng.vec(64), [1, 2, 4, 8], &device());
     let got = tables
-        .apply(x.clone().cast(DType::F64), RotaryLayout::Interleaved)
+        .apply(x.clone().cast(DType::F64), PairLayout::Interleaved)
         .unwrap();
     assert_eq!(got.dtype(), DType::F64);
-    let expected = tables.apply(x, RotaryLayout::Interleaved).unwrap();
+    let expected = tables.apply(x, PairLayout::Interleaved).unwrap();
     assert!(max_abs_diff(&to_vec(got), &to_vec(expected)) <= 1e-6);
 }
 
@@ -490,7 +558,7 @@ fn shape_errors_are_typed() {
     let table = grid_table(2, 3, 2, 2, 1.0); // head_dim 8, 6 tokens
     let tables = RotaryTables::<B>::from_table(&table, &device()).unwrap();
     let apply =
-        |dims: [usize; 4]| tables.apply(Tensor::zeros(dims, &device()), RotaryLayout::Interleaved);
+        |dims: [usize; 4]| tables.apply(Tensor::zeros(dims, &device()), PairLayout::Interleaved);
     assert_eq!(
         apply([1, 1, 6, 10]).unwrap_err(),
         RotaryError::HeadDimMismatch {
@@ -509,7 +577,7 @@ fn shape_errors_are_typed() {
     assert_eq!(
         two.apply(
             Tensor::zeros([3, 1, 6, 8], &device()),
-            RotaryLayout::Interleaved
+            PairLayout::Interleaved
         )
         .unwrap_err(),
         RotaryError::BatchMismatch {
@@ -522,7 +590,7 @@ fn shape_errors_are_typed() {
             Tensor::zeros([1, 1, 6, 8], &device()),
             tables.cos(),
             &Tensor::zeros([1, 6, 3], &device()),
-            RotaryLayout::HalfSplit
+            PairLayout::HalfSplit
         )
         .is_err()
     );
@@ -579,5 +647,5 @@ fn table_errors_are_typed() {
         }
     );
     // Errors render as messages.
-    assert!(RotaryError::NotInitialized.to_string().contains("update"));
+    assert!(RotaryError::EmptyBatch.to_string().contains("empty batch"));
 }

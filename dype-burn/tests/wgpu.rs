@@ -31,8 +31,8 @@ use dype_burn::attention::{
     AttentionOptions, AttentionPath, ResolvedPath, attention, resolve_path,
 };
 use dype_burn::backend::{BackendKind, Cpu, Wgpu, check_backend};
-use dype_burn::dype::{SamplePositions, TimestepRotary};
-use dype_burn::rotary::{FactorizedTable, RotaryLayout, RotaryTables};
+use dype_burn::rotary::{FactorizedTable, PairLayout, RotaryTables};
+use dype_burn::rotary::{RotaryEmbedding, SamplePositions};
 use dype_core::presets::{OfficialMethod, official_flux};
 use dype_core::table::{ExtentRule, flux_ids};
 use dype_core::{AxialRope, Sigma};
@@ -243,7 +243,7 @@ fn rotation_matches_cpu_in_both_layouts() {
 
     let start = Instant::now();
     let mut rng = Rng::new(7);
-    for layout in [RotaryLayout::Interleaved, RotaryLayout::HalfSplit] {
+    for layout in [PairLayout::Interleaved, PairLayout::HalfSplit] {
         for (batch, gpu_t, cpu_t) in [(2, &gpu_tables, &cpu_tables), (3, &gpu_single, &cpu_single)]
         {
             let dims = [batch, 3, 52, 64];
@@ -274,11 +274,12 @@ fn timestep_rotary_follows_cpu_over_steps() {
     let device = wgpu();
     let start = Instant::now();
     let samples = two_samples();
-    let layout = RotaryLayout::Interleaved;
-    let mut gpu = TimestepRotary::<Wgpu>::new(small_flux_rope(), samples.clone(), layout, &device)
-        .expect("gpu");
+    let layout = PairLayout::Interleaved;
+    let mut gpu =
+        RotaryEmbedding::<Wgpu>::batch(small_flux_rope(), samples.clone(), layout, &device)
+            .expect("gpu");
     let mut reference =
-        TimestepRotary::<Cpu>::new(small_flux_rope(), samples, layout, &cpu()).expect("cpu");
+        RotaryEmbedding::<Cpu>::batch(small_flux_rope(), samples, layout, &cpu()).expect("cpu");
     let mut rng = Rng::new(11);
     let dims = [2, 2, 52, 64];
     let x = rng.vec(dims.iter().product(), 1.0);

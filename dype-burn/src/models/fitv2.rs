@@ -12,7 +12,7 @@ use thiserror::Error;
 
 use super::common::{layer_norm, modulate};
 use crate::attention::{AttentionError, AttentionOptions, attention};
-use crate::rotary::{RotaryError, RotaryLayout, RotaryTables};
+use crate::rotary::{PairLayout, RotaryError, RotaryTables};
 use crate::weights::{KeyMap, Weights, WeightsError};
 use dype_core::DypeError;
 
@@ -441,8 +441,8 @@ impl<B: Backend> FitBlock<B> {
             .reshape([b, n, 3, heads, hd])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, heads, n, hd]);
-        let q = rope.apply(layer_norm(part(0)), RotaryLayout::Interleaved)?;
-        let k = rope.apply(layer_norm(part(1)), RotaryLayout::Interleaved)?;
+        let q = rope.apply(layer_norm(part(0)), PairLayout::Interleaved)?;
+        let k = rope.apply(layer_norm(part(1)), PairLayout::Interleaved)?;
         let mut att = attention(q, k, part(2), mask, AttentionOptions::default())?;
         if let Some(k) = &keep {
             att = att * k.clone();
@@ -569,7 +569,7 @@ pub fn fit_grid(
     h: usize,
     w: usize,
     tokens: usize,
-) -> Result<crate::dype::SamplePositions, DypeError> {
+) -> Result<crate::rotary::SamplePositions, DypeError> {
     let mut ids = dype_core::table::grid_ids(h, w)?;
     if tokens > dype_core::MAX_TOKENS {
         return Err(DypeError::TooLarge {
@@ -584,7 +584,7 @@ pub fn fit_grid(
         });
     }
     ids.resize(2 * tokens, 0.0);
-    crate::dype::SamplePositions::with_extents(&ids, 2, vec![h as f64, w as f64])
+    crate::rotary::SamplePositions::with_extents(&ids, 2, vec![h as f64, w as f64])
 }
 
 /// Patchifies a latent `[B, C, H, W]` into tokens `[B, (H/p)(W/p), C·p·p]` (channel index

@@ -6,7 +6,7 @@
 //! `FluxTransformer2DModel`, official DyPE `flux/transformer_flux.py`).
 //!
 //! The model never computes RoPE: [`flux_rope`] and [`flux_positions`] give the dype-core rope and
-//! the token ids for a [`crate::dype::TimestepRotary`], whose tables are passed to
+//! the token ids for a [`crate::rotary::RotaryEmbedding`], whose tables are passed to
 //! [`Flux::forward`]. Both checkpoint layouts load into the same module: the BFL one (fused qkv,
 //! `double_blocks`/`single_blocks`) and the diffusers one (separate q/k/v, `transformer_blocks`,
 //! `norm_out.linear` with (scale, shift) halves), detected from the keys.
@@ -22,8 +22,8 @@ use thiserror::Error;
 
 use super::common::{EPS, layer_norm, modulate, to_f32};
 use crate::attention::{AttentionError, AttentionOptions, attention};
-use crate::dype::SamplePositions;
-use crate::rotary::{RotaryError, RotaryLayout, RotaryTables};
+use crate::rotary::SamplePositions;
+use crate::rotary::{PairLayout, RotaryError, RotaryTables};
 use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
 use dype_core::DypeError;
 use dype_core::presets::OfficialMethod;
@@ -942,8 +942,8 @@ impl<B: Backend> DoubleBlock<B> {
         let (l, n) = (txt.dims()[1], img.dims()[1]);
         let (im, [iq, ik, iv]) = self.img.attn_inputs(img.clone(), svec, cfg);
         let (tm, [tq, tk, tv]) = self.txt.attn_inputs(txt.clone(), svec, cfg);
-        let q = rope.apply(Tensor::cat(vec![tq, iq], 2), RotaryLayout::Interleaved)?;
-        let k = rope.apply(Tensor::cat(vec![tk, ik], 2), RotaryLayout::Interleaved)?;
+        let q = rope.apply(Tensor::cat(vec![tq, iq], 2), PairLayout::Interleaved)?;
+        let k = rope.apply(Tensor::cat(vec![tk, ik], 2), PairLayout::Interleaved)?;
         let v = Tensor::cat(vec![tv, iv], 2);
         let att = attention(q, k, v, None, AttentionOptions::default())?;
         let (t_att, i_att) = (att.clone().narrow(1, 0, l), att.narrow(1, l, n));
@@ -968,8 +968,8 @@ impl<B: Backend> SingleBlock<B> {
         let h = self.linear1.forward(a);
         let mlp = h.clone().narrow(2, 3 * d, cfg.mlp_hidden());
         let [q, k, v] = split_qkv(h.narrow(2, 0, 3 * d), cfg.num_heads, cfg.head_dim());
-        let q = rope.apply(rms_norm(q, &self.q_scale), RotaryLayout::Interleaved)?;
-        let k = rope.apply(rms_norm(k, &self.k_scale), RotaryLayout::Interleaved)?;
+        let q = rope.apply(rms_norm(q, &self.q_scale), PairLayout::Interleaved)?;
+        let k = rope.apply(rms_norm(k, &self.k_scale), PairLayout::Interleaved)?;
         let att = attention(q, k, v, None, AttentionOptions::default())?;
         let out = self
             .linear2
@@ -1364,7 +1364,7 @@ pub fn flux_rope(
 }
 
 /// The token ids `[txt_ids; img_ids]` of FLUX (text `(0,0,0)`, image `(0, row, col)` row-major over
-/// `h × w` tokens) as positions for a [`crate::dype::TimestepRotary`], with the official extents
+/// `h × w` tokens) as positions for a [`crate::rotary::RotaryEmbedding`], with the official extents
 /// `max(id) + 1` per axis.
 pub fn flux_positions(
     text_tokens: usize,
@@ -1381,7 +1381,7 @@ pub fn flux_positions(
 #[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
-    use crate::dype::TimestepRotary;
+    use crate::rotary::RotaryEmbedding;
 
     type B = crate::backend::Cpu;
 
@@ -1418,10 +1418,10 @@ mod tests {
         let model = Flux::<B>::random(&cfg, &device).expect("model");
         let (l, h, w) = (3, 4, 5);
         let rope = flux_rope(&cfg, OfficialMethod::Yarn, true, 4.0).expect("rope");
-        let mut rot = TimestepRotary::<B>::new(
+        let mut rot = RotaryEmbedding::<B>::batch(
             rope,
             vec![flux_positions(l, h, w).expect("ids")],
-            RotaryLayout::Interleaved,
+            PairLayout::Interleaved,
             &device,
         )
         .expect("rot");
@@ -1439,7 +1439,7 @@ mod tests {
                 t.clone(),
                 y.clone(),
                 g.clone(),
-                rot.tables().expect("tables"),
+                rot.tables(),
             )
             .expect("forward");
         assert_eq!(out.dims(), [1, h * w, 64]);
@@ -1452,22 +1452,18 @@ mod tests {
                     t.clone(),
                     y.clone(),
                     None,
-                    rot.tables().expect("tables")
+                    rot.tables()
                 )
                 .is_err()
         );
-        let mut other = TimestepRotary::<B>::new(
+        let mut other = RotaryEmbedding::<B>::batch(
             flux_rope(&cfg, OfficialMethod::Base, false, 4.0).expect("rope"),
             vec![flux_positions(l + 1, h, w).expect("ids")],
-            RotaryLayout::Interleaved,
+            PairLayout::Interleaved,
             &device,
         )
         .expect("rot");
         other.set_static().expect("step");
-        assert!(
-            model
-                .forward(img, txt, t, y, g, other.tables().expect("tables"))
-                .is_err()
-        );
+        assert!(model.forward(img, txt, t, y, g, other.tables()).is_err());
     }
 }

@@ -4,11 +4,11 @@
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use dype_core::{DypeError, FitTime};
 
-use crate::dype::{DypeRotaryError, StepReport, TimestepRotary};
 use crate::models::fitv2::{
     FitError, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope, patchify, unpatchify,
 };
-use crate::rotary::RotaryLayout;
+use crate::rotary::PairLayout;
+use crate::rotary::{RotaryEmbedding, RotaryError, StepReport};
 use crate::sampling::{Dopri5Options, SamplingError, dopri5, euler, heun};
 use crate::vae::{Rgb8Image, VaeDecoder, VaeError, to_rgb8_fit};
 
@@ -23,7 +23,7 @@ pub enum FitPipelineError {
     Math(#[from] DypeError),
     /// The rotary embedding failed.
     #[error(transparent)]
-    Rotary(#[from] DypeRotaryError),
+    Rotary(#[from] RotaryError),
     /// The model failed.
     #[error(transparent)]
     Model(#[from] FitError),
@@ -155,10 +155,10 @@ pub fn generate<B: Backend>(
     let batch = labels.len();
     let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [batch]), device);
     let rope = fit_rope(cfg, request.position, request.decouple)?;
-    let mut rotary = TimestepRotary::<B>::new(
+    let mut rotary = RotaryEmbedding::<B>::batch(
         rope,
         vec![fit_grid(h, w, n)?],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         device,
     )?;
     let mut evaluation = 0;
@@ -173,7 +173,7 @@ pub fn generate<B: Backend>(
             report,
         });
         let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; batch], [batch]), device);
-        let tables = rotary.tables()?;
+        let tables = rotary.tables();
         Ok(if guided {
             model.forward_with_cfg(
                 x.clone(),

@@ -25,9 +25,9 @@ use burn::tensor::{DType, FloatDType, Tensor, TensorData, backend::Backend};
 use dype_core::presets::{self, OfficialMethod};
 use dype_core::{AxialRope, DypeError, Method, Sigma};
 
-use crate::dype::{DypeRotaryError, StepReport, TimestepRotary};
 use crate::models::flux::{FluxConfig, FluxDenoiser, FluxError, flux_positions, flux_rope};
-use crate::rotary::RotaryLayout;
+use crate::rotary::PairLayout;
+use crate::rotary::{RotaryEmbedding, RotaryError, StepReport};
 use crate::sampling_flux::{FlowShift, euler_step, flux_sigmas, pack_latents, unpack_latents};
 use crate::vae::{Rgb8Image, VaeDecoder, VaeError, to_rgb8_diffusers};
 use crate::weights::{Checkpoint, WeightsError};
@@ -55,7 +55,7 @@ pub enum FluxPipelineError {
     Math(#[from] DypeError),
     /// The rotary embedding failed.
     #[error(transparent)]
-    Rotary(#[from] DypeRotaryError),
+    Rotary(#[from] RotaryError),
     /// The model failed.
     #[error(transparent)]
     Model(#[from] FluxError),
@@ -317,10 +317,10 @@ pub fn sample<B: Backend>(
     }
     let sigmas = flux_sigmas(request.steps, mu);
     let rope = request.method.rope(cfg, request.base_tokens)?;
-    let mut rotary = TimestepRotary::<B>::new(
+    let mut rotary = RotaryEmbedding::<B>::batch(
         rope,
         vec![flux_positions(l, h, w)?],
-        RotaryLayout::Interleaved,
+        PairLayout::Interleaved,
         device,
     )?;
     let dtype = model.weight_dtype();
@@ -350,7 +350,7 @@ pub fn sample<B: Backend>(
                 full(sigma),
                 y.clone(),
                 Some(guidance.clone()),
-                rotary.tables()?,
+                rotary.tables(),
             )?
             .cast(DType::F32);
         x = euler_step(x, v, sigma, next);
@@ -523,13 +523,14 @@ mod tests {
         assert_eq!(seen.len(), 4);
         assert_eq!(seen[0].1, 1.0);
         // Official Dy-YaRN: κ = σ² (λt = 2); tables are rebuilt only when the frequencies change
-        // (the tiny model's 6 pairs per axis often keep them), and always at the first step.
+        // (the tiny model's 6 pairs per axis often keep them). The embedding was built at σ = 1
+        // (its t = None setting), so the first step, at σ = 1, uploads nothing.
         assert!(
             seen.iter()
                 .all(|s| (s.2.expect("dynamic") - s.1 * s.1).abs() < 1e-9 && s.3 == 1.5),
             "{seen:?}"
         );
-        assert!(seen[0].4);
+        assert!(!seen[0].4);
         assert!(seen.windows(2).all(|w| w[1].1 < w[0].1));
 
         // Sample i of a batch equals a single run with seed + i.

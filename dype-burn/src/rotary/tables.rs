@@ -1,148 +1,12 @@
-//! Tensor side of the rotary embedding: upload factorized cos/sin tables, expand them on the
-//! device, rotate queries and keys.
-//!
-//! # Data flow
-//!
-//! The host contract is [`FactorizedTable`] (from `dype_core::table`): for every axis (e.g. `h`
-//! and `w` of an image grid) a small `rows × half_dim` block of cos/sin values — the attention
-//! factor (YaRN `mscale`) is already folded into them — and for every token the row it uses on
-//! each axis. Only these rows and the `tokens × axes` row indices are copied host → device;
-//! [`RotaryTables::from_tables`] then gathers (`select`) per axis and concatenates along the last
-//! dimension on the device, giving `cos`/`sin` of shape `[batch, tokens, head_dim / 2]`. Axis
-//! order is the order of the head dimension: axis 0 covers the first `2·half_dim₀` channels.
-//!
-//! # Layouts
-//!
-//! * [`RotaryLayout::Interleaved`] (FLUX, FiT, GPT-J, burn's `RotaryEncoding`): channel pairs
-//!   `(x[2i], x[2i+1])` rotate by angle `i`.
-//! * [`RotaryLayout::HalfSplit`] (LLaMA / GPT-NeoX / HF `rotate_half`): pairs `(x[i], x[i + D/2])`
-//!   rotate by angle `i`.
-//!
-//! For pair `(a, b)` with table entries `c = f·cos θ`, `s = f·sin θ` the result is
-//! `(a·c − b·s, a·s + b·c)`: the rotation by `θ` scaled by the attention factor `f`, applied
-//! exactly once (to each of q and k, so `q·k` is scaled by `f²`, as in YaRN).
-//!
-//! The rotation is computed in f32 whatever the input dtype (f16/bf16 inputs are cast to f32,
-//! rotated and cast back; f64 inputs are rotated in f64).
+//! Device tables: upload factorized cos/sin rows, expand them on the device with token indices
+//! uploaded once per resolution, and rotate q/k.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Int, Tensor, TensorData};
+use dype_core::PairLayout;
+use dype_core::table::{AxisRows, FactorizedTable};
 
-pub use dype_core::table::{AxisRows, FactorizedTable};
-
-/// How the channels of one head are paired for the rotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum RotaryLayout {
-    /// Adjacent pairs `(x[2i], x[2i+1])` rotate by angle `i` (FLUX, FiT, GPT-J).
-    #[default]
-    Interleaved,
-    /// Pairs `(x[i], x[i + D/2])` rotate by angle `i` (LLaMA, GPT-NeoX).
-    HalfSplit,
-}
-
-/// Errors of table validation, upload and rotation.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RotaryError {
-    /// Rows given for a [`RotaryIndex`] built for other row counts.
-    #[error("sample {sample}, axis {axis}: {found} rows, the index was built for {expected}")]
-    RowCountMismatch {
-        /// Which sample.
-        sample: usize,
-        /// Which axis.
-        axis: usize,
-        /// Rows the index addresses.
-        expected: usize,
-        /// Rows given.
-        found: usize,
-    },
-    /// An empty slice of tables was given.
-    #[error("no rotary table given (empty batch)")]
-    EmptyBatch,
-    /// A table has zero tokens.
-    #[error("rotary table {sample} has zero tokens")]
-    NoTokens {
-        /// Index of the table in the batch.
-        sample: usize,
-    },
-    /// An axis has `half_dim == 0`.
-    #[error("rotary table {sample}, axis {axis}: half_dim is zero")]
-    ZeroHalfDim {
-        /// Index of the table in the batch.
-        sample: usize,
-        /// Axis index.
-        axis: usize,
-    },
-    /// Tables of one batch have different token counts.
-    #[error(
-        "rotary table {sample} has {found} tokens but table 0 has {expected}; a batch must share the token count"
-    )]
-    BatchTokenMismatch {
-        /// Index of the table in the batch.
-        sample: usize,
-        /// Token count of table 0.
-        expected: usize,
-        /// Token count of this table.
-        found: usize,
-    },
-    /// Tables of one batch have different axis structure (`half_dim` per axis).
-    #[error("rotary table {sample} has axis half-dims {found:?} but table 0 has {expected:?}")]
-    BatchAxisMismatch {
-        /// Index of the table in the batch.
-        sample: usize,
-        /// `half_dim` per axis of table 0.
-        expected: Vec<usize>,
-        /// `half_dim` per axis of this table.
-        found: Vec<usize>,
-    },
-    /// Too many rows on one axis (summed over the batch) to index them with i32 on the device.
-    #[error("axis {axis} has {rows} rows over the batch, more than a device index can address")]
-    TooManyRows {
-        /// Axis index.
-        axis: usize,
-        /// Rows summed over the batch.
-        rows: usize,
-    },
-    /// The input's last dimension is not `2 × Σ half_dim`.
-    #[error(
-        "input head_dim {head_dim} does not match the rotary table: expected 2 × Σ half_dim = {expected}"
-    )]
-    HeadDimMismatch {
-        /// Input head dimension.
-        head_dim: usize,
-        /// `2 × Σ half_dim` of the table.
-        expected: usize,
-    },
-    /// The input's token dimension differs from the table's token count.
-    #[error("input has {found} tokens, rotary table has {expected}")]
-    TokenCountMismatch {
-        /// Table token count.
-        expected: usize,
-        /// Input token count.
-        found: usize,
-    },
-    /// The input batch neither equals the number of tables nor can a single table be broadcast.
-    #[error(
-        "input batch {input} is incompatible with {tables} rotary tables (need equal, or one table)"
-    )]
-    BatchMismatch {
-        /// Input batch size.
-        input: usize,
-        /// Number of tables.
-        tables: usize,
-    },
-    /// Hand-made cos and sin tensors have different shapes.
-    #[error("cos has shape {cos:?} but sin has shape {sin:?}")]
-    CosSinShapeMismatch {
-        /// Shape of cos.
-        cos: [usize; 3],
-        /// Shape of sin.
-        sin: [usize; 3],
-    },
-    /// [`RotaryEmbedding::apply`] was called before any table was set.
-    #[error("rotary embedding has no table yet; call `update` first")]
-    NotInitialized,
-}
+use super::RotaryError;
 
 /// Validates a batch of host tables (each valid by construction: see
 /// [`FactorizedTable::new`]) for equal token counts and axis widths; returns
@@ -382,11 +246,7 @@ impl<B: Backend> RotaryTables<B> {
     }
 
     /// Rotates `x` of shape `[batch, heads, tokens, head_dim]` (queries or keys).
-    pub fn apply(
-        &self,
-        x: Tensor<B, 4>,
-        layout: RotaryLayout,
-    ) -> Result<Tensor<B, 4>, RotaryError> {
+    pub fn apply(&self, x: Tensor<B, 4>, layout: PairLayout) -> Result<Tensor<B, 4>, RotaryError> {
         apply_rotary(x, &self.cos, &self.sin, layout)
     }
 }
@@ -407,7 +267,7 @@ pub fn apply_rotary<B: Backend>(
     x: Tensor<B, 4>,
     cos: &Tensor<B, 3>,
     sin: &Tensor<B, 3>,
-    layout: RotaryLayout,
+    layout: PairLayout,
 ) -> Result<Tensor<B, 4>, RotaryError> {
     let [batch, heads, tokens, head_dim] = x.dims();
     let [table_batch, table_tokens, half] = cos.dims();
@@ -458,7 +318,7 @@ pub fn apply_rotary<B: Backend>(
     let (cos, sin) = (cast_table(cos), cast_table(sin));
 
     let out = match layout {
-        RotaryLayout::Interleaved => {
+        PairLayout::Interleaved => {
             // Pairs (a, b) → (a·c − b·s, b·c + a·s), computed as x·c + swap(x)·(∓s): one flip and
             // three full-size elementwise ops instead of strided narrows and a concat (bit-identical:
             // `p − q == p + (−q)` and addition commutes exactly).
@@ -472,7 +332,7 @@ pub fn apply_rotary<B: Backend>(
             let s = sin.reshape([table_batch, 1, tokens, half, 1]) * sign;
             (x * c + swapped * s).reshape([batch, heads, tokens, head_dim])
         }
-        RotaryLayout::HalfSplit => {
+        PairLayout::HalfSplit => {
             let a = x.clone().narrow(3, 0, half);
             let b = x.narrow(3, half, half);
             let c = cos.reshape([table_batch, 1, tokens, half]);
@@ -487,129 +347,4 @@ pub fn apply_rotary<B: Backend>(
     } else {
         out.cast(in_dtype)
     })
-}
-
-/// Outcome of [`RotaryEmbedding::update`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CacheStatus {
-    /// The host tables equal the cached ones; nothing was uploaded.
-    Hit,
-    /// The host tables changed (or nothing was cached); they were uploaded and expanded.
-    Uploaded,
-}
-
-/// Rotary embedding bound to a device, with an upload cache.
-///
-/// Holds the device cos/sin ([`RotaryTables`]) of the last host tables passed to
-/// [`RotaryEmbedding::update`] together with a copy of those host tables, which serve as the
-/// cache key: the table content determines everything (positions, timestep-dependent
-/// frequencies, attention factor), so an update with equal tables (`PartialEq`, exact f32
-/// comparison) is a [`CacheStatus::Hit`] and uploads nothing. A table containing NaN never
-/// compares equal and is always re-uploaded.
-///
-/// Typical use in a sampler loop: build the host table for timestep `t` (dype-core), call
-/// `update`, then `apply` to q and k in every attention layer of that step.
-#[derive(Debug, Clone)]
-pub struct RotaryEmbedding<B: Backend> {
-    device: B::Device,
-    layout: RotaryLayout,
-    host: Vec<FactorizedTable>,
-    tables: Option<RotaryTables<B>>,
-    last_update: Option<CacheStatus>,
-    uploads: u64,
-}
-
-impl<B: Backend> RotaryEmbedding<B> {
-    /// An empty embedding for `device`; call [`RotaryEmbedding::update`] before applying it.
-    pub fn new(device: &B::Device, layout: RotaryLayout) -> Self {
-        Self {
-            device: device.clone(),
-            layout,
-            host: Vec::new(),
-            tables: None,
-            last_update: None,
-            uploads: 0,
-        }
-    }
-
-    /// The pairing layout used by [`RotaryEmbedding::apply`].
-    pub fn layout(&self) -> RotaryLayout {
-        self.layout
-    }
-
-    /// The device the tables live on.
-    pub fn device(&self) -> &B::Device {
-        &self.device
-    }
-
-    /// Sets the table shared by every sample of the batch (broadcast); uploads only if it differs
-    /// from the cached one.
-    pub fn update(&mut self, table: &FactorizedTable) -> Result<CacheStatus, RotaryError> {
-        self.update_batch(core::slice::from_ref(table))
-    }
-
-    /// Sets one table per sample (equal token counts; row counts may differ, e.g. FiT batches of
-    /// different resolutions padded to one length); uploads only if they differ from the cached
-    /// ones. On error the previous tables stay in place.
-    pub fn update_batch(&mut self, tables: &[FactorizedTable]) -> Result<CacheStatus, RotaryError> {
-        if self.tables.is_some() && self.host.as_slice() == tables {
-            self.last_update = Some(CacheStatus::Hit);
-            return Ok(CacheStatus::Hit);
-        }
-        let expanded = RotaryTables::from_tables(tables, &self.device)?;
-        self.host = tables.to_vec();
-        self.tables = Some(expanded);
-        self.uploads += 1;
-        self.last_update = Some(CacheStatus::Uploaded);
-        Ok(CacheStatus::Uploaded)
-    }
-
-    /// Outcome of the last successful update (`None` before the first one).
-    pub fn last_update(&self) -> Option<CacheStatus> {
-        self.last_update
-    }
-
-    /// Whether the last successful update was a cache hit.
-    pub fn last_update_was_hit(&self) -> bool {
-        self.last_update == Some(CacheStatus::Hit)
-    }
-
-    /// How many times tables were uploaded since creation.
-    pub fn upload_count(&self) -> u64 {
-        self.uploads
-    }
-
-    /// The cached host tables (the cache key); empty before the first update.
-    pub fn host_tables(&self) -> &[FactorizedTable] {
-        &self.host
-    }
-
-    /// The device tables, if an update happened.
-    pub fn tables(&self) -> Option<&RotaryTables<B>> {
-        self.tables.as_ref()
-    }
-
-    /// Drops the cached tables (the next update uploads).
-    pub fn clear(&mut self) {
-        self.host.clear();
-        self.tables = None;
-        self.last_update = None;
-    }
-
-    /// Rotates `x` (`[batch, heads, tokens, head_dim]`) with the current tables.
-    pub fn apply(&self, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, RotaryError> {
-        self.tables
-            .as_ref()
-            .ok_or(RotaryError::NotInitialized)?
-            .apply(x, self.layout)
-    }
-
-    /// Rotates queries and keys with the current tables.
-    pub fn apply_qk(
-        &self,
-        q: Tensor<B, 4>,
-        k: Tensor<B, 4>,
-    ) -> Result<(Tensor<B, 4>, Tensor<B, 4>), RotaryError> {
-        Ok((self.apply(q)?, self.apply(k)?))
-    }
 }
