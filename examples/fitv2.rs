@@ -9,6 +9,8 @@
 //! Without `--weights`/`--vae` the checkpoints are downloaded from the Hugging Face Hub on first
 //! use (`InfImagine/FiTv2` `FiTv2_XL/model_ema.safetensors`, `stabilityai/sd-vae-ft-ema`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -48,8 +50,7 @@ struct Args {
     /// Image size in pixels: `N` or `HxW`, multiples of 16 (trained at 256).
     #[arg(long, default_value = "384")]
     size: String,
-    /// Positional method: base, pi, ntk, yarn, dy-pi, dy-ntk, dy-yarn, ntk-by-parts, …; FiT's own:
-    /// normal, linear, ntk-aware, ntk-aware-pro1, ntk-aware-pro2, fit-ntk-by-parts, fit-yarn.
+    /// Positional method, any registry name (`--method list` prints them all).
     #[arg(long, default_value = "dy-yarn")]
     method: String,
     /// Scale both axes by max(H, W) instead of each by its own extent (FiT without `--decouple`).
@@ -134,6 +135,7 @@ fn demo_vae_config() -> Result<VaeConfig, String> {
 
 fn main() {
     let args = Args::parse();
+    common::exit_if_list(&args.method);
     if args.class == "list" {
         for (i, name) in imagenet_classes() {
             println!("{i:4}  {name}");

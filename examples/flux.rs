@@ -18,6 +18,8 @@
 //! Without `--weights`/`--vae` the checkpoints are downloaded from the gated Hugging Face Hub
 //! repository `black-forest-labs/FLUX.1-dev` (`flux1-dev.safetensors`, `ae.safetensors`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -85,9 +87,8 @@ struct Args {
     /// Embedded guidance (the DyPE runner uses 4.5).
     #[arg(long, default_value_t = 3.5)]
     guidance: f64,
-    /// Positional method: official-dy-yarn (official DyPE preset), official-yarn, official-dy-ntk,
-    /// official-ntk, official-base, or a paper method (base, pi, ntk, yarn, dy-pi, dy-ntk,
-    /// dy-yarn, ntk-by-parts, dy-ntk-by-parts, dy-ntk-mult).
+    /// Positional method, any registry name (`--method list` prints them all); the default is the
+    /// official DyPE FLUX preset.
     #[arg(long, default_value = "official-dy-yarn")]
     method: String,
     /// Schedule shift μ (default: diffusers' linear μ in the image token count).
@@ -160,6 +161,7 @@ fn demo_vae_config() -> Result<VaeConfig, String> {
 
 fn main() {
     let args = Args::parse();
+    common::exit_if_list(&args.method);
     let result = match args.backend {
         #[cfg(feature = "cpu")]
         BackendKind::Cpu => run::<dype::burn::backend::Cpu>(&args, Default::default()),

@@ -8,12 +8,14 @@
 //! cargo run --release --example inspect -- --preset hf --method yarn --size 16384 --json
 //! ```
 
+mod common;
+
 use std::f64::consts::PI;
 use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
-use dype_core::presets::{self, FitFreqs};
-use dype_core::{AxialRope, AxisConfig, AxisPolicy, Sigma, StepInfo};
+use dype_core::presets;
+use dype_core::{AxialRope, AxisConfig, AxisPolicy, Method, Sigma, StepInfo};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Preset {
@@ -40,8 +42,7 @@ struct Args {
     /// Model layout.
     #[arg(long, value_enum, default_value = "flux")]
     preset: Preset,
-    /// Method name (see `dype_core::presets::METHOD_NAMES`); for `--preset fitv2` also FiT's
-    /// `custom_freqs` names prefixed with `fit-` (e.g. `fit-ntk-aware-pro1`).
+    /// Method, any registry name (`--method list` prints them all).
     #[arg(long, default_value = "dy-yarn")]
     method: String,
     /// Target size: `N` (square) or `HxW`, in pixels (flux, fitv2) or positions (hf).
@@ -56,9 +57,10 @@ struct Args {
     /// μ of the FLUX shift (the official DyPE pipeline pins 1.15).
     #[arg(long, default_value_t = 1.15)]
     mu: f64,
-    /// Per-axis (anisotropic) or isotropic scales.
-    #[arg(long, default_value = "per-axis")]
-    policy: String,
+    /// Axis policy: per-axis (anisotropic), isotropic or vision-yarn. Default: the method's own
+    /// (e.g. comfy-yarn is isotropic), else per-axis.
+    #[arg(long)]
+    policy: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -93,61 +95,52 @@ fn schedule(kind: Schedule, n: usize, mu: f64) -> Vec<f64> {
 
 fn build(args: &Args) -> Result<(AxialRope, Vec<f64>, Vec<&'static str>), String> {
     let (h, w) = parse_size(&args.size)?;
-    let policy = match args.policy.as_str() {
-        "per-axis" => AxisPolicy::PerAxis,
-        "isotropic" => AxisPolicy::Isotropic,
-        "vision-yarn" => AxisPolicy::VisionYarn,
-        p => {
+    let policy = match args.policy.as_deref() {
+        None => None,
+        Some("per-axis") => Some(AxisPolicy::PerAxis),
+        Some("isotropic") => Some(AxisPolicy::Isotropic),
+        Some("vision-yarn") => Some(AxisPolicy::VisionYarn),
+        Some(p) => {
             return Err(format!(
                 "unknown policy `{p}` (per-axis, isotropic, vision-yarn)"
             ));
         }
     };
     let err = |e: dype_core::DypeError| e.to_string();
-    match args.preset {
-        Preset::Flux => {
-            let method = presets::method_by_name(&args.method).map_err(err)?;
-            let rope = AxialRope::new(
-                presets::paper_flux(method).map_err(err)?.axes(),
-                method,
-                policy,
+    let mut recipe = common::recipe(&args.method).map_err(|e| e.to_string())?;
+    if policy.is_some() {
+        recipe.policy = policy;
+    }
+    let (axes, extents, names) = match args.preset {
+        Preset::Flux => (
+            presets::paper_flux(Method::Base)
+                .map_err(err)?
+                .axes()
+                .to_vec(),
+            vec![1.0, (h / 16.0).ceil(), (w / 16.0).ceil()],
+            vec!["axis0", "rows", "cols"],
+        ),
+        Preset::Fitv2 => {
+            let a = AxisConfig::scaled(
+                presets::FITV2_HEAD_DIM / 2,
+                1e4,
+                presets::FITV2_TRAIN_TOKENS,
             )
             .map_err(err)?;
-            Ok((
-                rope,
-                vec![1.0, (h / 16.0).ceil(), (w / 16.0).ceil()],
-                vec!["axis0", "rows", "cols"],
-            ))
+            (
+                vec![a, a],
+                vec![(h / 16.0).ceil(), (w / 16.0).ceil()],
+                vec!["rows", "cols"],
+            )
         }
-        Preset::Fitv2 => {
-            let extents = vec![(h / 16.0).ceil(), (w / 16.0).ceil()];
-            let rope = if let Some(fit) = args.method.strip_prefix("fit-") {
-                let f: FitFreqs = fit.parse().map_err(err)?;
-                presets::fit(
-                    f,
-                    policy == AxisPolicy::PerAxis,
-                    presets::FITV2_HEAD_DIM,
-                    1e4,
-                    presets::FITV2_TRAIN_TOKENS,
-                )
-                .map_err(err)?
-            } else {
-                let method = presets::method_by_name(&args.method).map_err(err)?;
-                let a = AxisConfig::scaled(36, 1e4, presets::FITV2_TRAIN_TOKENS).map_err(err)?;
-                AxialRope::new(&[a, a], method, policy).map_err(err)?
-            };
-            Ok((rope, extents, vec!["rows", "cols"]))
-        }
-        Preset::Hf => {
-            let method = presets::method_by_name(&args.method).map_err(err)?;
-            let a = AxisConfig::scaled(128, 5e5, 4096.0).map_err(err)?;
-            Ok((
-                AxialRope::new(&[a], method, policy).map_err(err)?,
-                vec![h],
-                vec!["positions"],
-            ))
-        }
-    }
+        Preset::Hf => (
+            vec![AxisConfig::scaled(128, 5e5, 4096.0).map_err(err)?],
+            vec![h],
+            vec!["positions"],
+        ),
+    };
+    let rope = recipe.rope(&axes, AxisPolicy::PerAxis).map_err(err)?;
+    Ok((rope, extents, names))
 }
 
 /// Pairs that keep their native frequency (relative difference ≤ 1e-12): with L in tokens, paper
@@ -172,6 +165,7 @@ struct Step {
 
 fn main() {
     let args = Args::parse();
+    common::exit_if_list(&args.method);
     if let Err(e) = run(&args) {
         eprintln!("error: {e}");
         std::process::exit(2);

@@ -43,14 +43,19 @@ pub fn official_flux(
     axes_dim: &[usize],
     base_tokens: f64,
 ) -> Result<AxialRope> {
-    let method = match method {
+    let method = official_flux_method(method, dype);
+    flux_layout(theta, axes_dim, base_tokens, method, AxisPolicy::PerAxis)
+}
+
+/// The method of an official DyPE FLUX `--method` (as [`official_flux`] puts on its scaled axes).
+pub fn official_flux_method(method: OfficialMethod, dype: bool) -> Method {
+    match method {
         OfficialMethod::Base => Method::Base,
         OfficialMethod::Ntk => Method::Ntk {
             dynamic: dype.then_some((KappaSchedule::PAPER, NtkKappa::Exponential)),
         },
         OfficialMethod::Yarn => official_ntk_by_parts(dype),
-    };
-    flux_layout(theta, axes_dim, base_tokens, method, AxisPolicy::PerAxis)
+    }
 }
 
 /// The official code's "yarn": NTK-by-parts with the official clamps, thresholds `× t²` with DyPE.
@@ -298,139 +303,330 @@ pub fn fit_method(freqs: FitFreqs) -> (Method, AttentionFactor) {
     }
 }
 
-/// One entry of the method registry: a name, what it is, and what it builds.
+/// What a registry name builds: a method plus, where the reference fixes them, the axis policy and
+/// the attention-factor rule. Applied to a model's axes by [`Recipe::rope`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Recipe {
+    /// The per-axis method.
+    pub method: Method,
+    /// The axis policy the reference uses (`None`: the model's own, e.g. FiT's `decouple`).
+    pub policy: Option<AxisPolicy>,
+    /// The attention-factor rule (usually [`AttentionFactor::FromMethod`]).
+    pub attention: AttentionFactor,
+}
+
+impl Recipe {
+    /// A method with the model's policy and its own attention factor.
+    pub const fn method(method: Method) -> Self {
+        Recipe {
+            method,
+            policy: None,
+            attention: AttentionFactor::FromMethod,
+        }
+    }
+
+    /// The rope over `axes` (a model's layout) with this recipe; `default_policy` where the recipe
+    /// leaves it to the model.
+    pub fn rope(&self, axes: &[AxisConfig], default_policy: AxisPolicy) -> Result<AxialRope> {
+        Ok(
+            AxialRope::new(axes, self.method, self.policy.unwrap_or(default_policy))?
+                .with_attention(self.attention),
+        )
+    }
+}
+
+/// One entry of the method registry: a name, where it comes from, what it is, and what it builds.
 #[derive(Debug, Clone, Copy)]
 pub struct MethodEntry {
     /// The name (`--method` in the examples).
     pub name: &'static str,
-    /// One line on what it is and where it comes from.
+    /// Where the method comes from (`paper`, `official DyPE`, `ComfyUI-DyPE`, `FiT`, `HF`, `Lumina`).
+    pub family: &'static str,
+    /// One line on what it is.
     pub summary: &'static str,
-    build: fn() -> Method,
+    build: fn() -> Recipe,
 }
 
 impl MethodEntry {
-    /// The method this name stands for.
-    pub fn method(&self) -> Method {
+    /// What this name stands for.
+    pub fn recipe(&self) -> Recipe {
         (self.build)()
+    }
+
+    /// The method alone.
+    pub fn method(&self) -> Method {
+        self.recipe().method
     }
 }
 
-const fn entry(name: &'static str, summary: &'static str, build: fn() -> Method) -> MethodEntry {
+const fn entry(
+    name: &'static str,
+    family: &'static str,
+    summary: &'static str,
+    build: fn() -> Recipe,
+) -> MethodEntry {
     MethodEntry {
         name,
+        family,
         summary,
         build,
     }
 }
 
-/// Every named method, in the order `--method list` prints them: the paper's (DyPE §2.2, §3.2),
-/// its App. D variants, the official DyPE FLUX forms and Lumina-Next's time-aware RoPE.
+fn fit_recipe(freqs: FitFreqs) -> Recipe {
+    let (method, attention) = fit_method(freqs);
+    Recipe {
+        method,
+        policy: None,
+        attention,
+    }
+}
+
+/// ComfyUI-DyPE v2.3 with its node defaults (dype_scale 2, dype_exponent 2, start σ 1).
+fn comfy_recipe(kind: u8) -> Recipe {
+    // The node defaults are valid by construction.
+    let yarn = |aggressive| match comfy_yarn(true, 2.0, 2.0, aggressive) {
+        Ok(m) => m,
+        Err(_) => Method::Base,
+    };
+    match kind {
+        0 => Recipe {
+            method: yarn(false),
+            policy: Some(AxisPolicy::Isotropic),
+            attention: AttentionFactor::FromMethod,
+        },
+        1 => Recipe {
+            method: yarn(true),
+            policy: Some(AxisPolicy::PerAxis),
+            attention: AttentionFactor::FromMethod,
+        },
+        _ => Recipe {
+            method: comfy_vision_yarn(true, 2.0, 2.0, 1.0).unwrap_or(Method::Base),
+            policy: Some(AxisPolicy::VisionYarn),
+            attention: AttentionFactor::FromMethod,
+        },
+    }
+}
+
+/// Every named method, in the order `--method list` prints them: the paper's (DyPE §2.2, §3.2) and
+/// its App. D variants, the official DyPE FLUX forms, ComfyUI-DyPE's, FiT's `custom_freqs`, HF's
+/// YaRN and Lumina-Next's time-aware RoPE. One vocabulary for every model and example.
 pub const METHODS: &[MethodEntry] = &[
-    entry("base", "native RoPE", || Method::Base),
-    entry("pi", "position interpolation, ω/s (Eq. 5)", || {
-        paper_method(PaperMethod::Pi, false)
-    }),
-    entry("ntk", "NTK-aware, θ·s^(d/(d−2)) (Eq. 6)", || {
-        paper_method(PaperMethod::Ntk, false)
+    entry("base", "paper", "native RoPE", || {
+        Recipe::method(Method::Base)
     }),
     entry(
+        "pi",
+        "paper",
+        "position interpolation, ω/s (Eq. 5)",
+        || Recipe::method(paper_method(PaperMethod::Pi, false)),
+    ),
+    entry(
+        "ntk",
+        "paper",
+        "NTK-aware, θ·s^(d/(d−2)) (Eq. 6)",
+        || Recipe::method(paper_method(PaperMethod::Ntk, false)),
+    ),
+    entry(
         "yarn",
-        "paper YaRN, α = 1, β = 32 rotations, τ(s) = 0.1·ln s + 1 (Eq. 7–9)",
-        || paper_method(PaperMethod::Yarn, false),
+        "paper",
+        "YaRN, α = 1, β = 32 rotations, τ(s) = 0.1·ln s + 1 (Eq. 7–9)",
+        || Recipe::method(paper_method(PaperMethod::Yarn, false)),
     ),
     entry(
         "ntk-by-parts",
+        "paper",
         "NTK-by-parts, β 1.25/0.75, γ 16/2, well-defined clamps",
-        || Method::NtkByParts(NtkByParts::default()),
+        || Recipe::method(Method::NtkByParts(NtkByParts::default())),
     ),
-    entry("dy-pi", "Dy-PI, ω/s^κ(t), κ = 2t² (Eq. 14)", || {
-        paper_method(PaperMethod::Pi, true)
-    }),
+    entry(
+        "dy-pi",
+        "paper",
+        "Dy-PI, ω/s^κ(t), κ = 2t² (Eq. 14)",
+        || Recipe::method(paper_method(PaperMethod::Pi, true)),
+    ),
     entry(
         "dy-ntk",
+        "paper",
         "Dy-NTK, θ·s^(κ(t)·d/(d−2)), κ = 2t² (Eq. 15)",
-        || paper_method(PaperMethod::Ntk, true),
+        || Recipe::method(paper_method(PaperMethod::Ntk, true)),
     ),
     entry(
         "dy-ntk-mult",
+        "paper",
         "Dy-NTK, multiplicative form 1 + (s−1)·κ(t) (Eq. 19)",
-        || Method::Ntk {
-            dynamic: Some((KappaSchedule::PAPER, NtkKappa::Multiplicative)),
+        || {
+            Recipe::method(Method::Ntk {
+                dynamic: Some((KappaSchedule::PAPER, NtkKappa::Multiplicative)),
+            })
         },
     ),
     entry(
         "dy-yarn",
+        "paper",
         "Dy-YaRN, thresholds × t², static τ(s) (Eq. 16–17, 9)",
-        || paper_method(PaperMethod::Yarn, true),
+        || Recipe::method(paper_method(PaperMethod::Yarn, true)),
     ),
     entry(
         "dy-yarn-decay",
+        "paper",
         "Dy-YaRN with τ evaluated at s^κ(t), fading to 1 (variant)",
-        Method::dy_yarn_decaying,
+        || Recipe::method(Method::dy_yarn_decaying()),
     ),
     entry(
         "dy-ntk-by-parts",
+        "paper",
         "NTK-by-parts with thresholds × t² (App. D), well-defined clamps",
         || {
-            Method::NtkByParts(NtkByParts {
+            Recipe::method(Method::NtkByParts(NtkByParts {
                 thresholds: Some((KappaSchedule::DY_YARN, ThresholdKappa::Multiply)),
                 ..NtkByParts::default()
-            })
+            }))
         },
     ),
-    entry("official-ntk", "official DyPE FLUX: static NTK", || {
-        Method::Ntk { dynamic: None }
+    entry("official-base", "official DyPE", "native RoPE", || Recipe {
+        policy: Some(AxisPolicy::PerAxis),
+        ..Recipe::method(Method::Base)
     }),
     entry(
+        "official-ntk",
+        "official DyPE",
+        "static NTK, per axis",
+        || Recipe {
+            policy: Some(AxisPolicy::PerAxis),
+            ..Recipe::method(Method::Ntk { dynamic: None })
+        },
+    ),
+    entry(
         "official-yarn",
-        "official DyPE FLUX: NTK-by-parts with its clamps",
-        || official_ntk_by_parts(false),
+        "official DyPE",
+        "NTK-by-parts with its clamps, per axis, static 0.1·ln s + 1",
+        || Recipe {
+            policy: Some(AxisPolicy::PerAxis),
+            ..Recipe::method(official_ntk_by_parts(false))
+        },
     ),
     entry(
         "official-dy-ntk",
-        "official DyPE FLUX: Dy-NTK, (s^(d/(d−2)))^(2t²)",
-        || Method::Ntk {
-            dynamic: Some((KappaSchedule::PAPER, NtkKappa::Exponential)),
+        "official DyPE",
+        "Dy-NTK, (s^(d/(d−2)))^(2t²), per axis",
+        || Recipe {
+            policy: Some(AxisPolicy::PerAxis),
+            ..Recipe::method(Method::Ntk {
+                dynamic: Some((KappaSchedule::PAPER, NtkKappa::Exponential)),
+            })
         },
     ),
     entry(
         "official-dy-yarn",
-        "official DyPE FLUX: NTK-by-parts, thresholds × t², its clamps",
-        || official_ntk_by_parts(true),
+        "official DyPE",
+        "NTK-by-parts, thresholds × t², its clamps, per axis (the FLUX default)",
+        || Recipe {
+            policy: Some(AxisPolicy::PerAxis),
+            ..Recipe::method(official_ntk_by_parts(true))
+        },
+    ),
+    entry(
+        "comfy-yarn",
+        "ComfyUI-DyPE",
+        "thresholds ^(2t²), isotropic, 1 + 0.1·ln s/√s (node default)",
+        || comfy_recipe(0),
+    ),
+    entry(
+        "comfy-yarn-anisotropic",
+        "ComfyUI-DyPE",
+        "thresholds ^(2t²), per axis, 0.1·ln s + 1",
+        || comfy_recipe(1),
+    ),
+    entry(
+        "comfy-vision-yarn",
+        "ComfyUI-DyPE",
+        "PI per axis, NTK at the global scale, the node's decaying mscale",
+        || comfy_recipe(2),
+    ),
+    entry("normal", "FiT", "custom_freqs normal (native)", || {
+        fit_recipe(FitFreqs::Normal)
+    }),
+    entry(
+        "linear",
+        "FiT",
+        "custom_freqs linear (PI), no factor",
+        || fit_recipe(FitFreqs::Linear),
+    ),
+    entry(
+        "ntk-aware",
+        "FiT",
+        "custom_freqs ntk-aware, no factor",
+        || fit_recipe(FitFreqs::NtkAware),
+    ),
+    entry(
+        "ntk-aware-pro1",
+        "FiT",
+        "ntk-aware with proportional attention over max(H, W)",
+        || fit_recipe(FitFreqs::NtkAwarePro1),
+    ),
+    entry(
+        "ntk-aware-pro2",
+        "FiT",
+        "ntk-aware with proportional attention over H·W",
+        || fit_recipe(FitFreqs::NtkAwarePro2),
+    ),
+    entry(
+        "fit-ntk-by-parts",
+        "FiT",
+        "custom_freqs ntk-by-parts (HF clamps, no factor)",
+        || fit_recipe(FitFreqs::NtkByParts),
+    ),
+    entry(
+        "fit-yarn",
+        "FiT",
+        "custom_freqs yarn (β_fast 32, β_slow 1, mscale at max(H, W))",
+        || fit_recipe(FitFreqs::Yarn),
+    ),
+    entry(
+        "hf-yarn",
+        "HF",
+        "transformers' yarn rope type (β_fast 32, β_slow 1, truncate, 0.1·ln s + 1)",
+        || Recipe::method(Method::YarnLlm(YarnLlm::default())),
     ),
     entry(
         "lumina-time-aware",
-        "Lumina-Next time-aware: PI, then NTK θ·s from Lumina time 0.3; proportional attention",
+        "Lumina",
+        "PI, then NTK θ·s from Lumina time 0.3; proportional attention",
         || {
-            Method::Lumina(Lumina {
+            Recipe::method(Method::Lumina(Lumina {
                 watershed: 0.3,
                 proportional_attention: true,
-            })
+            }))
         },
     ),
     entry(
         "lumina-time-aware-diffusers",
-        "Lumina-Next time-aware with diffusers' default watershed 1.0 (PI until the last step)",
+        "Lumina",
+        "as lumina-time-aware with diffusers' default watershed 1.0",
         || {
-            Method::Lumina(Lumina {
+            Recipe::method(Method::Lumina(Lumina {
                 watershed: 1.0,
                 proportional_attention: true,
-            })
+            }))
         },
     ),
 ];
 
 /// The names of [`METHODS`], comma-separated (what an unknown name's error lists).
 pub const METHOD_NAMES_LIST: &str = "base, pi, ntk, yarn, ntk-by-parts, dy-pi, dy-ntk, dy-ntk-mult, \
-dy-yarn, dy-yarn-decay, dy-ntk-by-parts, official-ntk, official-yarn, official-dy-ntk, \
-official-dy-yarn, lumina-time-aware, lumina-time-aware-diffusers";
+dy-yarn, dy-yarn-decay, dy-ntk-by-parts, official-base, official-ntk, official-yarn, \
+official-dy-ntk, official-dy-yarn, comfy-yarn, comfy-yarn-anisotropic, comfy-vision-yarn, normal, \
+linear, ntk-aware, ntk-aware-pro1, ntk-aware-pro2, fit-ntk-by-parts, fit-yarn, hf-yarn, \
+lumina-time-aware, lumina-time-aware-diffusers";
 
 /// Every name [`method_by_name`] accepts, in registry order.
 pub fn method_names() -> impl Iterator<Item = &'static str> {
     METHODS.iter().map(|e| e.name)
 }
 
-/// The registry entry of a name.
+/// The registry entry of a name; an unknown name is [`DypeError::UnknownName`] listing the known
+/// ones.
 pub fn method_entry(name: &str) -> Result<&'static MethodEntry> {
     METHODS
         .iter()
@@ -442,7 +638,12 @@ pub fn method_entry(name: &str) -> Result<&'static MethodEntry> {
         })
 }
 
-/// The method of a registry name ([`METHODS`]); an unknown name is [`DypeError::UnknownName`].
+/// The recipe (method, policy, attention rule) of a registry name.
+pub fn recipe_by_name(name: &str) -> Result<Recipe> {
+    method_entry(name).map(MethodEntry::recipe)
+}
+
+/// The method of a registry name ([`METHODS`]).
 pub fn method_by_name(name: &str) -> Result<Method> {
     method_entry(name).map(MethodEntry::method)
 }

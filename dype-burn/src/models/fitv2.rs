@@ -510,31 +510,29 @@ impl<B: Backend> FitV2<B> {
     }
 }
 
-/// The positional method of a FiT run: FiT's own `custom_freqs` (static), or any dype-core method
-/// (static or DyPE-dynamic) on FiT's axes.
+/// The positional method of a FiT run: FiT's own `custom_freqs` as the reference implements them,
+/// or any registry recipe ([`dype_core::presets::METHODS`]: the paper's, official DyPE, ComfyUI,
+/// FiT's, HF's, Lumina's) on FiT's axes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum FitPosition {
-    /// FiT's `custom_freqs` (`normal`, `linear`, `ntk-aware`, `ntk-aware-pro1/2`, `ntk-by-parts`, `yarn`).
+    /// FiT's `custom_freqs` through [`dype_core::presets::fit`].
     Fit(dype_core::presets::FitFreqs),
-    /// A dype-core method (e.g. `Method::dy_yarn()`), with FiT's scale against `ori_max_pe_len`.
-    Method(dype_core::Method),
+    /// A registry recipe; its policy, when it fixes one, overrides `decouple`.
+    Recipe(dype_core::presets::Recipe),
+}
+
+impl From<dype_core::Method> for FitPosition {
+    fn from(m: dype_core::Method) -> Self {
+        FitPosition::Recipe(dype_core::presets::Recipe::method(m))
+    }
 }
 
 impl core::str::FromStr for FitPosition {
     type Err = DypeError;
-    /// FiT names (`normal`, `linear`, `ntk-aware`, `ntk-aware-pro1`, `ntk-aware-pro2`,
-    /// `ntk-by-parts`, `fit-yarn`) or any [`dype_core::presets::method_by_name`] name (`base`, `pi`,
-    /// `ntk`, `yarn`, `dy-pi`, `dy-ntk`, `dy-yarn`, …).
+    /// Any registry name ([`dype_core::presets::METHODS`]); an unknown one is
+    /// [`DypeError::UnknownName`] with the list.
     fn from_str(s: &str) -> Result<Self, DypeError> {
-        use dype_core::presets::FitFreqs;
-        Ok(match s {
-            "normal" | "linear" | "ntk-aware" | "ntk-aware-pro1" | "ntk-aware-pro2" => {
-                FitPosition::Fit(s.parse::<FitFreqs>()?)
-            }
-            "fit-ntk-by-parts" => FitPosition::Fit(FitFreqs::NtkByParts),
-            "fit-yarn" => FitPosition::Fit(FitFreqs::Yarn),
-            other => FitPosition::Method(dype_core::presets::method_by_name(other)?),
-        })
+        dype_core::presets::recipe_by_name(s).map(FitPosition::Recipe)
     }
 }
 
@@ -550,7 +548,7 @@ pub fn fit_rope(
         FitPosition::Fit(f) => {
             dype_core::presets::fit(f, decouple, config.head_dim(), config.rope_theta, ori)
         }
-        FitPosition::Method(m) => {
+        FitPosition::Recipe(r) => {
             let axis =
                 dype_core::AxisConfig::scaled(config.head_dim() / 2, config.rope_theta, ori)?;
             let policy = if decouple {
@@ -558,7 +556,7 @@ pub fn fit_rope(
             } else {
                 dype_core::AxisPolicy::Isotropic
             };
-            dype_core::AxialRope::new(&[axis, axis], m, policy)
+            r.rope(&[axis, axis], policy)
         }
     }
 }

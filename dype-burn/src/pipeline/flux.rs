@@ -67,103 +67,40 @@ pub enum FluxPipelineError {
     Weights(#[from] WeightsError),
 }
 
-/// The positional method of a FLUX run.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FluxMethod {
-    /// The official DyPE `FluxPosEmbed` ([`presets::official_flux`]): first axis never scaled,
-    /// the others per axis, static `0.1·ln s + 1` mscale on YaRN axes.
-    Official {
-        /// base / ntk / yarn.
-        method: OfficialMethod,
-        /// DyPE (time-dependent) or static.
-        dype: bool,
-    },
-    /// A dype-core method on the FLUX layout ([`presets::paper_flux`] for FLUX.1's axes).
-    Paper(Method),
-    /// A ComfyUI-DyPE v2.3 variant: method, axis policy and attention factor rule
-    /// (`comfy-yarn`, `comfy-yarn-anisotropic`, `comfy-vision-yarn`; see [`FluxMethod::by_name`]).
-    Comfy {
-        /// The 1-D method (exponent-form thresholds).
-        method: Method,
-        /// Isotropic (the node's default), per-axis (`yarn_alt_scaling`) or vision_yarn.
-        policy: dype_core::AxisPolicy,
-        /// The attention factor rule.
-        attention: dype_core::AttentionFactor,
-    },
-}
+/// The positional method of a FLUX run: a registry recipe ([`presets::METHODS`]) on FLUX's axes
+/// (first axis never scaled, per-axis scales unless the recipe fixes a policy).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FluxMethod(pub presets::Recipe);
 
 impl Default for FluxMethod {
-    /// The official DyPE FLUX preset: Dy-YaRN.
+    /// The official DyPE FLUX preset: Dy-YaRN (`official-dy-yarn`).
     fn default() -> Self {
-        FluxMethod::Official {
-            method: OfficialMethod::Yarn,
-            dype: true,
-        }
+        FluxMethod(presets::Recipe {
+            policy: Some(dype_core::AxisPolicy::PerAxis),
+            ..presets::Recipe::method(presets::official_flux_method(OfficialMethod::Yarn, true))
+        })
+    }
+}
+
+impl From<Method> for FluxMethod {
+    fn from(m: Method) -> Self {
+        FluxMethod(presets::Recipe::method(m))
     }
 }
 
 impl FluxMethod {
-    /// By name: `official-dy-yarn`, `official-yarn`, `official-dy-ntk`, `official-ntk` and
-    /// `official-base` select the official preset; `comfy-yarn` (isotropic, `1 + 0.1·ln s/√s`),
-    /// `comfy-yarn-anisotropic` (per axis, `0.1·ln s + 1`) and `comfy-vision-yarn` (PI per axis,
-    /// NTK global, time-decaying mscale) the ComfyUI-DyPE v2.3 forms; every other [`presets::METHODS`] entry
-    /// (`base`, `pi`, `dy-yarn`, …) is a [`FluxMethod::Paper`] method.
+    /// Any registry name ([`presets::METHODS`]); an unknown one is
+    /// [`DypeError::UnknownName`] with the list.
     pub fn by_name(name: &str) -> Result<Self, DypeError> {
-        let official = |method, dype| FluxMethod::Official { method, dype };
-        Ok(match name {
-            "official-dy-yarn" => official(OfficialMethod::Yarn, true),
-            "official-yarn" => official(OfficialMethod::Yarn, false),
-            "official-dy-ntk" => official(OfficialMethod::Ntk, true),
-            "official-ntk" => official(OfficialMethod::Ntk, false),
-            "official-base" => official(OfficialMethod::Base, false),
-            // ComfyUI-DyPE v2.3 with its node defaults (dype_scale 2, dype_exponent 2, start σ 1).
-            "comfy-yarn" => FluxMethod::Comfy {
-                method: presets::comfy_yarn(true, 2.0, 2.0, false)?,
-                policy: dype_core::AxisPolicy::Isotropic,
-                attention: dype_core::AttentionFactor::FromMethod,
-            },
-            "comfy-yarn-anisotropic" => FluxMethod::Comfy {
-                method: presets::comfy_yarn(true, 2.0, 2.0, true)?,
-                policy: dype_core::AxisPolicy::PerAxis,
-                attention: dype_core::AttentionFactor::FromMethod,
-            },
-            "comfy-vision-yarn" => FluxMethod::Comfy {
-                method: presets::comfy_vision_yarn(true, 2.0, 2.0, 1.0)?,
-                policy: dype_core::AxisPolicy::VisionYarn,
-                attention: dype_core::AttentionFactor::FromMethod,
-            },
-            other => FluxMethod::Paper(presets::method_by_name(other)?),
-        })
+        presets::recipe_by_name(name).map(FluxMethod)
     }
 
     /// The rope for `config` against `base_tokens` trained tokens per axis. For FLUX.1's axes,
-    /// θ and 64 tokens a paper method is exactly [`presets::paper_flux`]; other (e.g. tiny test)
-    /// configurations get the same layout with their own axes.
+    /// θ and 64 tokens a paper method is exactly [`presets::paper_flux`] and an official one
+    /// [`presets::official_flux`].
     pub fn rope(&self, config: &FluxConfig, base_tokens: f64) -> Result<AxialRope, DypeError> {
-        match self {
-            FluxMethod::Official { method, dype } => flux_rope(config, *method, *dype, base_tokens),
-            FluxMethod::Paper(m) => {
-                if config.axes_dim == presets::FLUX_AXES
-                    && config.theta == presets::FLUX_THETA
-                    && base_tokens == presets::FLUX_TRAIN_TOKENS
-                {
-                    presets::paper_flux(*m)
-                } else {
-                    Ok(
-                        flux_rope(config, OfficialMethod::Base, false, base_tokens)?
-                            .with_method(*m),
-                    )
-                }
-            }
-            FluxMethod::Comfy {
-                method,
-                policy,
-                attention,
-            } => {
-                let layout = flux_rope(config, OfficialMethod::Base, false, base_tokens)?;
-                Ok(AxialRope::new(layout.axes(), *method, *policy)?.with_attention(*attention))
-            }
-        }
+        let layout = flux_rope(config, OfficialMethod::Base, false, base_tokens)?;
+        self.0.rope(layout.axes(), dype_core::AxisPolicy::PerAxis)
     }
 }
 
@@ -503,6 +440,7 @@ mod tests {
             FluxMethod::default()
         );
         for name in presets::method_names() {
+            // Every registry name works on FLUX.
             let m = FluxMethod::by_name(name).expect("name");
             m.rope(&FluxConfig::dev(), FLUX_BASE_TOKENS).expect("rope");
         }
