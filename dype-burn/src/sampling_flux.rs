@@ -1,7 +1,7 @@
 //! Flow-matching schedule and Euler sampler as FLUX uses them (diffusers
 //! `FlowMatchEulerDiscreteScheduler` with dynamic shifting; BFL `get_schedule`), plus 2×2 latent
-//! packing. Model-agnostic: the velocity function is the caller's. Porting spec:
-//! `spec/models.md` §3.5–3.7.
+//! packing. Model-agnostic: the velocity function is the caller's. References:
+//! the BFL and diffusers FLUX pipelines.
 //!
 //! * σ_i = `time_shift(μ, linspace(1, 1/N, N)_i)` for i < N, then σ_N = 0;
 //! * `time_shift(μ, σ) = e^μ / (e^μ + (1/σ − 1))`;

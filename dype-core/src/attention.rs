@@ -1,6 +1,6 @@
 //! Attention factors ("mscale"): numbers that multiply cos **and** sin once, so the attention logits
 //! of the rotated dimensions are multiplied by their square. They never touch the frequencies
-//! (InvokeAI's early DyPE multiplied the frequencies — spec/landscape.md §1.6.6).
+//! (InvokeAI's early DyPE multiplied the frequencies — a known peer bug).
 //!
 //! Each function validates its inputs and returns a finite, positive factor or a typed error.
 

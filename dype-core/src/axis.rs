@@ -136,7 +136,7 @@ pub fn ntk_base(theta: f64, dim: usize, scale: f64) -> Result<f64> {
 }
 
 /// How the bounds of an index-domain ramp are rounded and clamped. The references differ here, and
-/// the differences matter at small thresholds (spec/landscape.md §1.6).
+/// the differences matter at small thresholds; see docs/math.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RampClamp {

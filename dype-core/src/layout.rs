@@ -46,7 +46,7 @@ impl AxisConfig {
     }
 }
 
-/// How per-axis scale factors are chosen from the target extents (spec/landscape.md §1.6.8).
+/// How per-axis scale factors are chosen from the target extents (docs/math.md).
 /// [`AxisScales::area`] is the same under every policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

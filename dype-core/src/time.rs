@@ -3,7 +3,7 @@
 //! DyPE's `t` (paper §3.2) runs from 1 (pure noise) to 0 (clean image). That is FLUX's flow-matching
 //! σ ([`Sigma`]). FiT's transport runs the other way, from 0 (noise) to 1 (data) ([`FitTime`]:
 //! `t_dype = 1 − t_fit`), and diffusers passes FLUX a 1000-scaled timestep ([`Timestep1000`]:
-//! `σ = timestep / 1000`). Mixing these up silently turns DyPE static (spec/landscape.md §1.6.3).
+//! `σ = timestep / 1000`). Mixing these up silently turns DyPE static (a known peer bug).
 
 use crate::error::{DypeError, Result, finite};
 

@@ -1,7 +1,7 @@
 //! FiTv2 (Lu et al., "FiTv2: Scalable and Improved Flexible Vision Transformer for Diffusion
 //! Model", 2024): a class-conditional DiT with SwiGLU, affine-free per-head q/k LayerNorm,
 //! adaLN-LoRA with a shared global modulation, 2-D interleaved RoPE (rows then columns) and
-//! velocity output. Porting spec: `spec/models.md` §1 (whlzy/FiT @b22b7b0 `fit/model/*.py`).
+//! velocity output. Reference: whlzy/FiT @b22b7b0 `fit/model/*.py`.
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};

@@ -2,8 +2,8 @@
 //! separate text/image weights, fused single-stream blocks, RMS-normalised q/k, adaLN-Zero
 //! modulation from `vec = time_in(1000·σ) + guidance_in(1000·g) + vector_in(pooled)`, 3-axis
 //! interleaved RoPE over `[text; image]` tokens and a velocity (noise − data) output.
-//! Porting spec: `spec/models.md` §3 (BFL `src/flux/{model,modules/layers}.py`, diffusers
-//! `FluxTransformer2DModel`, official DyPE `flux/transformer_flux.py`).
+//! Reference: BFL `src/flux/{model,modules/layers}.py`, diffusers
+//! `FluxTransformer2DModel`, official DyPE `flux/transformer_flux.py`.
 //!
 //! The model never computes RoPE: [`flux_rope`] and [`flux_positions`] give the dype-core rope and
 //! the token ids for a [`crate::rotary::RotaryEmbedding`], whose tables are passed to

@@ -1,6 +1,6 @@
 //! FLUX.1 text-to-image generation from precomputed text embeddings: seeded noise → 2×2 packing
 //! → flow-match Euler with the DyPE rotary embedding refreshed at every step's σ → unpacking →
-//! FLUX VAE decode (tiled for large latents) → RGB8. Porting spec: `spec/models.md` §3.5–3.7.
+//! FLUX VAE decode (tiled for large latents) → RGB8. Sampler conventions: docs/weights.md and the BFL/diffusers FLUX pipelines.
 //!
 //! Text encoders are not part of this module: the caller provides the T5 hidden states and the
 //! pooled CLIP vector ([`FluxConditioning`], e.g. from [`load_embeddings`]).
