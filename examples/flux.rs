@@ -323,7 +323,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         width,
         steps: args.steps,
         guidance: args.guidance,
-        method: method.clone(),
+        method,
         base_tokens,
         mu,
         seed: args.seed,

@@ -34,6 +34,7 @@ pub(crate) fn modulate<B: Backend>(
 }
 
 /// Casts every float parameter of `module` to `dtype` (random-weight models for timing).
+#[cfg(feature = "text")]
 pub(crate) fn cast_params<B: Backend, M: burn::module::Module<B>>(
     module: M,
     dtype: burn::tensor::FloatDType,

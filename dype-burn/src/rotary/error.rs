@@ -17,7 +17,7 @@ pub enum RotaryError {
         /// Why.
         reason: String,
     },
-    /// Rows given for a [`RotaryIndex`] built for other row counts.
+    /// Rows given for a [`RotaryIndex`](super::RotaryIndex) built for other row counts.
     #[error("sample {sample}, axis {axis}: {found} rows, the index was built for {expected}")]
     RowCountMismatch {
         /// Which sample.
