@@ -8,7 +8,7 @@ use crate::axis::{
     yarn_ramp,
 };
 use crate::error::{DypeError, Result, factor, finite, length, non_negative, positive, produced};
-use crate::math::{ln, pow, sqrt};
+use crate::math::{pow, sqrt};
 use crate::schedule::{KappaSchedule, ThresholdKappa, start_sigma_mscale};
 use crate::time::Sigma;
 
@@ -302,26 +302,12 @@ pub fn lumina_factors(scale: f64, sigma: Sigma, watershed: f64) -> Result<(f64, 
 pub fn lumina_attention_factor(area_scale: f64, train_len: f64) -> Result<f64> {
     positive("area_scale", area_scale)?;
     positive("train_len", train_len)?;
-    if area_scale == 1.0 {
-        return Ok(1.0);
-    }
-    let l = ln(train_len);
-    if l <= 0.0 {
-        return Err(DypeError::OutOfRange {
-            name: "train_len",
-            value: train_len,
-            expected: "> 1 for proportional attention (ln N_base is the denominator)",
-        });
-    }
-    let ratio = 1.0 + ln(area_scale) / l;
-    if ratio.is_nan() || ratio <= 0.0 {
-        return Err(DypeError::OutOfRange {
-            name: "area_scale",
-            value: area_scale,
-            expected: "more than one token in the target (ln N > 0)",
-        });
-    }
-    factor("attention_factor", sqrt(sqrt(ratio)))
+    // ln N / ln N_base = ln(s·L) / ln L: the logit factor of `proportional_attention`, whose
+    // square root goes on cos and sin.
+    let tokens = produced("tokens", area_scale * train_len)?;
+    Ok(sqrt(crate::attention::proportional_attention(
+        tokens, train_len,
+    )?))
 }
 
 /// A positional-extrapolation method for one axis, static or dynamic. Parameters are validated
