@@ -11,12 +11,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::tensor::FloatDType;
+use anyhow::{Context, anyhow};
 use burn::tensor::backend::Backend;
 use clap::{Parser, ValueEnum};
+use common::{Dtype, OnBackend};
 use dype::burn::backend::BackendKind;
 use dype::burn::models::fitv2::{
     FitConfig, FitPosition, FitV2, GuidedChannels, imagenet_class, imagenet_classes,
@@ -31,13 +32,6 @@ enum Sampler {
     Euler,
     Heun,
     Dopri5,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Dtype {
-    F32,
-    Bf16,
-    F16,
 }
 
 /// FiTv2 + DyPE: class-conditional ImageNet images above the training resolution.
@@ -97,88 +91,53 @@ struct Args {
     demo: bool,
 }
 
-fn parse_size(s: &str) -> Result<(usize, usize), String> {
-    let p = |x: &str| {
-        x.trim()
-            .parse::<usize>()
-            .map_err(|e| format!("bad --size `{s}`: {e}"))
-    };
-    match s.split_once(['x', 'X']) {
-        Some((h, w)) => Ok((p(h)?, p(w)?)),
-        None => p(s).map(|v| (v, v)),
-    }
-}
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// The tiny fixture model's configuration.
-fn demo_config() -> Result<FitConfig, String> {
-    let v = read_json(&fixtures().join("fitv2_tiny.json"))?;
-    FitConfig::from_json(&v["config"]).map_err(|e| format!("fitv2_tiny.json: {e}"))
+fn demo_config() -> anyhow::Result<FitConfig> {
+    let v = common::read_json(&common::fixtures().join("fitv2_tiny.json"))?;
+    FitConfig::from_json(&v["config"]).context("fitv2_tiny.json")
 }
 
-fn demo_vae_config() -> Result<VaeConfig, String> {
-    let v = read_json(&fixtures().join("vae_tiny.json"))?;
-    let sd = v["vaes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["kind"] == "sd"))
-        .ok_or("vae_tiny.json: no sd entry")?;
-    VaeConfig::from_diffusers_json(&sd["config"]).map_err(|e| e.to_string())
+fn demo_vae_config() -> anyhow::Result<VaeConfig> {
+    VaeConfig::from_diffusers_json(&common::demo_vae_json("sd")?).context("vae_tiny.json (sd)")
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    common::exit_code(try_main())
+}
+
+fn try_main() -> anyhow::Result<()> {
     let args = Args::parse();
     common::exit_if_list(&args.method);
     if args.class == "list" {
         for (i, name) in imagenet_classes() {
             println!("{i:4}  {name}");
         }
-        return;
+        return Ok(());
     }
-    let result = match args.backend {
-        #[cfg(feature = "cpu")]
-        BackendKind::Cpu => run::<dype::burn::backend::Cpu>(&args, Default::default()),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => run::<dype::burn::backend::Wgpu>(&args, Default::default()),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run::<dype::burn::backend::Cuda>(&args, Default::default()),
-        #[allow(unreachable_patterns)]
-        other => Err(format!(
-            "backend `{other}` is not compiled in: rebuild with `--features {}`",
-            other.name()
-        )),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    common::on_backend(args.backend, Job(&args))
+}
+
+struct Job<'a>(&'a Args);
+
+impl OnBackend for Job<'_> {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        run::<B>(self.0, device)
     }
 }
 
-fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
-    dype::burn::backend::check_backend::<B>(&device).map_err(|e| e.to_string())?;
-    let dtype = match args.dtype {
-        Dtype::F32 => FloatDType::F32,
-        Dtype::Bf16 => FloatDType::BF16,
-        Dtype::F16 => FloatDType::F16,
-    };
-    let (height, width) = parse_size(&args.size)?;
+fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
+    let dtype = args.dtype.float();
+    let (height, width) = common::parse_size::<usize>(&args.size).context("--size")?;
     let position: FitPosition = args
         .method
         .parse()
-        .map_err(|e| format!("--method {}: {e}", args.method))?;
+        .map_err(|e| anyhow!("--method {}: {e}", args.method))?;
     let (config, vae_config) = if args.demo {
         (demo_config()?, demo_vae_config()?)
     } else {
         (FitConfig::xl_2(), VaeConfig::sd_vae_ft_ema())
     };
-    let class = imagenet_class(&args.class)?;
+    let class = imagenet_class(&args.class).map_err(anyhow::Error::msg)?;
     let class = if args.demo {
         class % config.num_classes
     } else {
@@ -197,17 +156,16 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
     let t0 = Instant::now();
     let weights = match (&args.weights, args.demo) {
         (Some(p), _) => p.clone(),
-        (None, true) => fixtures().join("fitv2_tiny.safetensors"),
-        (None, false) => dype::hub::fetch(dype::hub::FITV2_XL).map_err(|e| e.to_string())?,
+        (None, true) => common::fixtures().join("fitv2_tiny.safetensors"),
+        (None, false) => dype::hub::fetch(dype::hub::FITV2_XL)?,
     };
-    let model = FitV2::<B>::load(&weights, &config, dtype, &device).map_err(|e| e.to_string())?;
+    let model = FitV2::<B>::load(&weights, &config, dtype, &device)?;
     let vae_path = match (&args.vae, args.demo) {
         (Some(p), _) => p.clone(),
-        (None, true) => fixtures().join("vae_sd_tiny.safetensors"),
-        (None, false) => dype::hub::fetch(dype::hub::SD_VAE_FT_EMA).map_err(|e| e.to_string())?,
+        (None, true) => common::fixtures().join("vae_sd_tiny.safetensors"),
+        (None, false) => dype::hub::fetch(dype::hub::SD_VAE_FT_EMA)?,
     };
-    let vae =
-        VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device).map_err(|e| e.to_string())?;
+    let vae = VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device)?;
     eprintln!(
         "loaded {} and {} in {:.1}s",
         weights.display(),
@@ -239,8 +197,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         },
         seed: args.seed,
     };
-    let rope = dype::burn::models::fitv2::fit_rope(&config, position, request.decouple)
-        .map_err(|e| e.to_string())?;
+    let rope = dype::burn::models::fitv2::fit_rope(&config, position, request.decouple)?;
     eprintln!(
         "method `{}` resolves to {:?}, policy {:?}, attention {:?}",
         args.method,
@@ -283,8 +240,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
             p.report.max_scale(),
             p.report.max_attention_factor()
         ));
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     bar.finish();
     let metadata = vec![
         (
@@ -313,7 +269,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         ("dype:seed".to_string(), args.seed.to_string()),
         ("dype:backend".to_string(), args.backend.to_string()),
     ];
-    write_png(&args.out, &image, &metadata).map_err(|e| e.to_string())?;
+    write_png(&args.out, &image, &metadata)?;
     eprintln!(
         "wrote {} ({}×{}) in {:.1}s",
         args.out.display(),

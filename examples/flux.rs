@@ -23,9 +23,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::{Context, anyhow, bail};
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+use common::{Dtype, OnBackend};
 use dype::burn::backend::BackendKind;
 use dype::burn::models::clip::{ClipConfig, ClipTextModel};
 use dype::burn::models::flux::{Flux, FluxConfig, FluxDenoiser, FluxLayout, StreamedFlux};
@@ -39,13 +41,6 @@ use dype::burn::text::{CLIP_MAX_LENGTH, ClipTokenizer, T5_MAX_LENGTH, T5Tokenize
 use dype::burn::vae::{VaeConfig, VaeDecoder};
 use dype::burn::weights::Checkpoint;
 use indicatif::{ProgressBar, ProgressStyle};
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Dtype {
-    F32,
-    Bf16,
-    F16,
-}
 
 /// FLUX.1-dev + DyPE: text-to-image above the training resolution, from a prompt or embeddings.
 #[derive(Parser, Debug)]
@@ -131,60 +126,43 @@ struct Args {
     stream_blocks: bool,
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")
-}
-
-fn read_json(path: &Path) -> Result<serde_json::Value, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
-}
-
 /// The tiny fixture model's configuration and its trained extent in tokens.
-fn demo_config() -> Result<(FluxConfig, f64), String> {
-    let v = read_json(&fixtures().join("flux_tiny.json"))?;
-    let cfg = FluxConfig::from_json(&v["config"]).map_err(|e| e.to_string())?;
+fn demo_config() -> anyhow::Result<(FluxConfig, f64)> {
+    let v = common::read_json(&common::fixtures().join("flux_tiny.json"))?;
+    let cfg = FluxConfig::from_json(&v["config"]).context("flux_tiny.json")?;
     let base = v["config"]["base_tokens"]
         .as_f64()
-        .ok_or("flux_tiny.json: config.base_tokens missing")?;
+        .context("flux_tiny.json: config.base_tokens missing")?;
     Ok((cfg, base))
 }
 
-fn demo_vae_config() -> Result<VaeConfig, String> {
-    let v = read_json(&fixtures().join("vae_tiny.json"))?;
-    let flux = v["vaes"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["kind"] == "flux"))
-        .ok_or("vae_tiny.json: no flux entry")?;
-    VaeConfig::from_diffusers_json(&flux["config"]).map_err(|e| e.to_string())
+fn demo_vae_config() -> anyhow::Result<VaeConfig> {
+    VaeConfig::from_diffusers_json(&common::demo_vae_json("flux")?).context("vae_tiny.json (flux)")
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    common::exit_code(try_main())
+}
+
+fn try_main() -> anyhow::Result<()> {
     let args = Args::parse();
     common::exit_if_list(&args.method);
-    let result = match args.backend {
-        #[cfg(feature = "cpu")]
-        BackendKind::Cpu => run::<dype::burn::backend::Cpu>(&args, Default::default()),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => run::<dype::burn::backend::Wgpu>(&args, Default::default()),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run::<dype::burn::backend::Cuda>(&args, Default::default()),
-        #[allow(unreachable_patterns)]
-        other => Err(format!(
-            "backend `{other}` is not compiled in: rebuild with `--features {}`",
-            other.name()
-        )),
-    };
-    if let Err(e) = result {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    common::on_backend(args.backend, Job(&args))
+}
+
+struct Job<'a>(&'a Args);
+
+impl OnBackend for Job<'_> {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        run::<B>(self.0, device)
     }
 }
 
-fn gated_hint(e: impl std::fmt::Display) -> String {
-    format!(
-        "{e}\nFLUX.1-dev is gated: accept its licence at https://huggingface.co/black-forest-labs/FLUX.1-dev \
-         and set HF_TOKEN to a token with read access (or pass local files with --weights/--vae)"
+/// Adds how to get access to the gated FLUX.1-dev repository to a download error.
+fn gated_hint<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
+    anyhow::Error::new(e).context(
+        "FLUX.1-dev is gated: accept its licence at https://huggingface.co/black-forest-labs/FLUX.1-dev \
+         and set HF_TOKEN to a token with read access (or pass local files with --weights/--vae)",
     )
 }
 
@@ -203,12 +181,9 @@ fn out_path(out: &Path, i: usize, batch: usize) -> PathBuf {
     out.with_file_name(format!("{stem}_{i}.{ext}"))
 }
 
-fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
-    dype::burn::backend::check_backend::<B>(&device).map_err(|e| e.to_string())?;
+fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     let dtype = match (args.dtype, args.backend) {
-        (Some(Dtype::F32), _) => FloatDType::F32,
-        (Some(Dtype::Bf16), _) => FloatDType::BF16,
-        (Some(Dtype::F16), _) => FloatDType::F16,
+        (Some(d), _) => d.float(),
         (None, BackendKind::Cuda) => FloatDType::BF16,
         (None, _) => FloatDType::F32,
     };
@@ -219,14 +194,13 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         );
     }
     if args.embeddings.is_none() && args.prompt.is_none() && !args.demo {
-        return Err(
+        bail!(
             "give --prompt \"…\" (T5-XXL + CLIP-L encode it), or --embeddings PATH (a safetensors \
              file with `t5` [1|B, L, 4096] and `pooled` [1|B, 768]); --demo runs a smoke test"
-                .into(),
         );
     }
     let method =
-        FluxMethod::by_name(&args.method).map_err(|e| format!("--method {}: {e}", args.method))?;
+        FluxMethod::by_name(&args.method).map_err(|e| anyhow!("--method {}: {e}", args.method))?;
     let ((config, base_tokens), vae_config) = if args.demo {
         (demo_config()?, demo_vae_config()?)
     } else {
@@ -243,32 +217,29 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
 
     // Cheap checks first, so that a typo does not cost a 24 GB download.
     if height == 0 || width == 0 || !height.is_multiple_of(unit) || !width.is_multiple_of(unit) {
-        return Err(format!(
-            "--height {height} --width {width}: both must be positive multiples of {unit}"
-        ));
+        bail!("--height {height} --width {width}: both must be positive multiples of {unit}");
     }
     if args.steps == 0 || args.batch == 0 {
-        return Err("--steps and --batch must be at least 1".into());
+        bail!("--steps and --batch must be at least 1");
     }
     if let Some(p) = &args.embeddings
         && !p.is_file()
     {
-        return Err(format!("--embeddings {}: no such file", p.display()));
+        bail!("--embeddings {}: no such file", p.display());
     }
 
     // Open and validate the DiT checkpoint before anything else is loaded or downloaded.
     let t0 = Instant::now();
     let weights = match (&args.weights, args.demo) {
         (Some(p), _) => p.clone(),
-        (None, true) => fixtures().join("flux_tiny_bfl.safetensors"),
+        (None, true) => common::fixtures().join("flux_tiny_bfl.safetensors"),
         (None, false) => dype::hub::fetch(dype::hub::FLUX_DEV).map_err(gated_hint)?,
     };
     // Validate the DiT checkpoint (keys, shapes, dtypes; no tensors built) before anything else.
     {
-        let ckpt = Checkpoint::open(&weights).map_err(|e| e.to_string())?;
-        let layout = FluxLayout::detect(&ckpt).map_err(|e| e.to_string())?;
-        ckpt.validate(&config.key_map(layout))
-            .map_err(|e| e.to_string())?;
+        let ckpt = Checkpoint::open(&weights)?;
+        let layout = FluxLayout::detect(&ckpt)?;
+        ckpt.validate(&config.key_map(layout))?;
     }
     // Encode the prompt first, so the encoders can be freed before the DiT is built.
     // `_kept_encoders` (not `_`) keeps them alive to the end of the run with --keep-encoders.
@@ -280,27 +251,25 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         None => (None, None),
     };
     let model: Box<dyn FluxDenoiser<B>> = if args.stream_blocks {
-        let model = StreamedFlux::<B>::load(&weights, &config, dtype, &device)
-            .map_err(|e| e.to_string())?;
+        let model = StreamedFlux::<B>::load(&weights, &config, dtype, &device)?;
         eprintln!(
             "streaming the DiT blocks: {:.1} MB in host memory, uploaded block by block every step",
             model.host_bytes() as f64 / 1e6
         );
         Box::new(model)
     } else {
-        Box::new(Flux::<B>::load(&weights, &config, dtype, &device).map_err(|e| e.to_string())?)
+        Box::new(Flux::<B>::load(&weights, &config, dtype, &device)?)
     };
     let vae_path = match (&args.vae, args.demo) {
         (Some(p), _) => p.clone(),
-        (None, true) => fixtures().join("vae_flux_tiny.safetensors"),
+        (None, true) => common::fixtures().join("vae_flux_tiny.safetensors"),
         (None, false) => dype::hub::fetch(dype::hub::FLUX_AE).map_err(gated_hint)?,
     };
-    let vae =
-        VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device).map_err(|e| e.to_string())?;
+    let vae = VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device)?;
     let cond = match (&args.embeddings, prompt_cond) {
         (_, Some(c)) => c,
         (Some(p), None) => load_embeddings::<B>(p, &device)
-            .map_err(|e| format!("--embeddings {}: {e}", p.display()))?,
+            .with_context(|| format!("--embeddings {}", p.display()))?,
         (None, None) => FluxConditioning {
             t5: seeded_noise::<B, 3>(1, [1, 8, config.context_in_dim], &device),
             pooled: seeded_noise::<B, 2>(2, [1, config.vec_in_dim], &device),
@@ -330,9 +299,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
         batch: args.batch,
         ..FluxGenerate::new(height, width)
     };
-    let rope = method
-        .rope(&config, base_tokens)
-        .map_err(|e| e.to_string())?;
+    let rope = method.rope(&config, base_tokens)?;
     eprintln!(
         "method `{}` resolves to {:?}, policy {:?}, attention {:?}",
         args.method,
@@ -369,8 +336,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
             "σ {:.4}  κ {k}  s {:.2}  attn {:.4}",
             p.sigma, p.max_scale, p.attention_factor
         ));
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     bar.set_position(args.steps as u64);
     bar.finish();
     let elapsed = t1.elapsed().as_secs_f64();
@@ -412,7 +378,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> Result<(), String> {
             ("dype:dtype".to_string(), format!("{dtype:?}")),
         ];
         let path = out_path(&args.out, i, images.len());
-        write_png(&path, image, &metadata).map_err(|e| e.to_string())?;
+        write_png(&path, image, &metadata)?;
         eprintln!(
             "wrote {} ({}×{})",
             path.display(),
@@ -441,24 +407,24 @@ fn encode_prompt<B: Backend>(
     config: &FluxConfig,
     dtype: FloatDType,
     device: &B::Device,
-) -> Result<(FluxConditioning<B>, Encoders<B>), String> {
+) -> anyhow::Result<(FluxConditioning<B>, Encoders<B>)> {
     let t0 = Instant::now();
     let fetch = |given: &Option<PathBuf>,
                  demo: &str,
                  hub: dype::hub::HubFile,
                  sharded: bool|
-     -> Result<PathBuf, String> {
+     -> anyhow::Result<PathBuf> {
         match (given, args.demo) {
             (Some(p), _) => Ok(p.clone()),
-            (None, true) => Ok(fixtures().join(demo)),
+            (None, true) => Ok(common::fixtures().join(demo)),
             (None, false) if sharded => dype::hub::fetch_sharded(hub).map_err(gated_hint),
             (None, false) => dype::hub::fetch(hub).map_err(gated_hint),
         }
     };
     let (t5_cfg, clip_cfg, t5_len) = if args.demo {
-        let v = read_json(&fixtures().join("text_tiny.json"))?;
-        let t5 = T5Config::from_json(&v["t5"]["config"]).map_err(|e| e.to_string())?;
-        let clip = ClipConfig::from_json(&v["clip"]["config"]).map_err(|e| e.to_string())?;
+        let v = common::read_json(&common::fixtures().join("text_tiny.json"))?;
+        let t5 = T5Config::from_json(&v["t5"]["config"])?;
+        let clip = ClipConfig::from_json(&v["clip"]["config"])?;
         (t5, clip, 16)
     } else {
         (T5Config::xxl(), ClipConfig::vit_l_14(), T5_MAX_LENGTH)
@@ -469,20 +435,18 @@ fn encode_prompt<B: Backend>(
         dype::hub::FLUX_T5_TOKENIZER,
         false,
     )?)
-    .map_err(|e| format!("T5 tokenizer: {e}"))?;
+    .context("T5 tokenizer")?;
     let clip_tok = ClipTokenizer::from_file(fetch(
         &args.clip_tokenizer,
         "clip_tiny_tokenizer.json",
         dype::hub::CLIP_TOKENIZER,
         false,
     )?)
-    .map_err(|e| format!("CLIP tokenizer: {e}"))?;
-    let t5_ids = t5_tok
-        .encode(prompt, t5_len)
-        .map_err(|e| format!("T5 tokenizer: {e}"))?;
+    .context("CLIP tokenizer")?;
+    let t5_ids = t5_tok.encode(prompt, t5_len).context("T5 tokenizer")?;
     let clip_ids = clip_tok
         .encode(prompt, CLIP_MAX_LENGTH)
-        .map_err(|e| format!("CLIP tokenizer: {e}"))?;
+        .context("CLIP tokenizer")?;
     eprintln!(
         "prompt: {} T5 tokens (of {t5_len}), {} CLIP tokens (of {CLIP_MAX_LENGTH})",
         t5_ids.len, clip_ids.len
@@ -507,7 +471,7 @@ fn encode_prompt<B: Backend>(
         text_dtype,
         device,
     )
-    .map_err(|e| format!("T5 encoder: {e}"))?;
+    .context("T5 encoder")?;
     let clip = ClipTextModel::<B>::load(
         fetch(
             &args.clip,
@@ -519,17 +483,17 @@ fn encode_prompt<B: Backend>(
         text_dtype,
         device,
     )
-    .map_err(|e| format!("CLIP text encoder: {e}"))?;
+    .context("CLIP text encoder")?;
     let ids = |t: &dype::burn::text::Tokens| {
         Tensor::<B, 2, Int>::from_data(TensorData::new(t.ids_i64(), [1, t.ids.len()]), device)
     };
     let hidden = t5
         .forward(ids(&t5_ids))
-        .map_err(|e| format!("T5 encoder: {e}"))?
+        .context("T5 encoder")?
         .cast(burn::tensor::DType::F32);
     let pooled = clip
         .forward(ids(&clip_ids))
-        .map_err(|e| format!("CLIP text encoder: {e}"))?
+        .context("CLIP text encoder")?
         .pooled
         .cast(burn::tensor::DType::F32);
     let fit3 = |x: Tensor<B, 3>, c: usize| {

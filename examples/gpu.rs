@@ -9,12 +9,17 @@
 //! gpu [--backend …] flux-step [--dtype bf16|f32]           # one FLUX.1-dev DiT step, 1024²–4096²
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::{Context, anyhow, bail};
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, FloatDType, Int, Tensor, TensorData};
 use clap::{Parser, Subcommand};
+use common::{Dtype, OnBackend};
 use dype::burn::backend::BackendKind;
 use dype::burn::models::fitv2::{
     FitConfig, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope,
@@ -49,43 +54,46 @@ enum Cmd {
     /// 1024², 2048², 4096², printing device memory in use (nvidia-smi) after each size.
     FluxStep {
         /// Weight dtype: bf16 (default) or f32.
-        #[arg(long, default_value = "bf16")]
-        dtype: String,
+        #[arg(long, value_enum, default_value = "bf16")]
+        dtype: Dtype,
     },
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    common::exit_code(try_main())
+}
+
+fn try_main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let r = match args.backend {
-        #[cfg(feature = "cpu")]
-        BackendKind::Cpu => run::<dype::burn::backend::Cpu>(&args.cmd, Default::default()),
-        #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => run::<dype::burn::backend::Wgpu>(&args.cmd, Default::default()),
-        #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run::<dype::burn::backend::Cuda>(&args.cmd, Default::default()),
-        #[allow(unreachable_patterns)]
-        other => Err(format!("backend {other} not compiled in")),
-    };
-    if let Err(e) = r {
-        eprintln!("error: {e}");
-        std::process::exit(1);
+    common::on_backend(args.backend, args.cmd)
+}
+
+impl OnBackend for Cmd {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        match self {
+            Cmd::ParityFitv2 { fixtures } => parity::<B>(&fixtures, &device),
+            Cmd::Fitv2Forward => forward_timings::<B>(&device),
+            Cmd::Fitv2Sample => sample_timing::<B>(&device),
+            Cmd::FluxStep { dtype } => flux_step::<B>(dtype, &device),
+            Cmd::TextEncoders => text_encoders::<B>(&device),
+            Cmd::All { fixtures } => {
+                parity::<B>(&fixtures, &device)?;
+                forward_timings::<B>(&device)?;
+                sample_timing::<B>(&device)
+            }
+        }
     }
 }
 
-fn run<B: Backend>(cmd: &Cmd, device: B::Device) -> Result<(), String> {
-    dype::burn::backend::check_backend::<B>(&device).map_err(|e| e.to_string())?;
-    match cmd {
-        Cmd::ParityFitv2 { fixtures } => parity::<B>(fixtures, &device),
-        Cmd::Fitv2Forward => forward_timings::<B>(&device),
-        Cmd::Fitv2Sample => sample_timing::<B>(&device),
-        Cmd::FluxStep { dtype } => flux_step::<B>(dtype, &device),
-        Cmd::TextEncoders => text_encoders::<B>(&device),
-        Cmd::All { fixtures } => {
-            parity::<B>(fixtures, &device)?;
-            forward_timings::<B>(&device)?;
-            sample_timing::<B>(&device)
+/// Casts every float parameter of a module to `dtype`.
+fn cast_module<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
+    struct Caster(FloatDType);
+    impl<B: Backend> ModuleMapper<B> for Caster {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            param.map(|t| t.cast(self.0))
         }
     }
+    module.map(&mut Caster(dtype))
 }
 
 fn sync<B: Backend>(t: Tensor<B, 3>) -> f32 {
@@ -101,27 +109,22 @@ impl<E: burn::tensor::ElementConversion> IntoF32 for E {
     }
 }
 
-fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<(), String> {
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures.join("models/fitv2_tiny.json"))
-            .map_err(|e| e.to_string())?,
-    )
-    .map_err(|e| e.to_string())?;
-    let cfg = FitConfig::from_json(&json["config"]).map_err(|e| e.to_string())?;
+fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> anyhow::Result<()> {
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        fixtures.join("models/fitv2_tiny.json"),
+    )?)?;
+    let cfg = FitConfig::from_json(&json["config"])?;
     let model = FitV2::<B>::load(
         fixtures.join("models/fitv2_tiny.safetensors"),
         &cfg,
         FloatDType::F32,
         device,
-    )
-    .map_err(|e| e.to_string())?;
-    let cases = Checkpoint::open(fixtures.join("models/fitv2_tiny_cases.safetensors"))
-        .map_err(|e| e.to_string())?;
-    let bytes = std::fs::read(fixtures.join("models/fitv2_tiny_cases.safetensors"))
-        .map_err(|e| e.to_string())?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| e.to_string())?;
-    let ints = |k: &str| -> Result<Vec<i64>, String> {
-        let v = st.tensor(k).map_err(|e| e.to_string())?;
+    )?;
+    let cases = Checkpoint::open(fixtures.join("models/fitv2_tiny_cases.safetensors"))?;
+    let bytes = std::fs::read(fixtures.join("models/fitv2_tiny_cases.safetensors"))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes)?;
+    let ints = |k: &str| -> anyhow::Result<Vec<i64>> {
+        let v = st.tensor(k)?;
         Ok(v.data()
             .chunks_exact(8)
             .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
@@ -133,21 +136,14 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<
             continue;
         }
         let k = case["case"].as_u64().unwrap_or(0);
-        let (x, xs) = cases
-            .read_f32(&format!("case{k}.x"))
-            .map_err(|e| e.to_string())?;
+        let (x, xs) = cases.read_f32(&format!("case{k}.x"))?;
         let (b, n) = (xs[0], xs[1]);
-        let freqs: FitFreqs = case["custom_freqs"]
-            .as_str()
-            .unwrap_or("normal")
-            .parse()
-            .map_err(|e: dype_core::DypeError| e.to_string())?;
+        let freqs: FitFreqs = case["custom_freqs"].as_str().unwrap_or("normal").parse()?;
         let rope = fit_rope(
             &cfg,
             FitPosition::Fit(freqs),
             case["decouple"].as_bool().unwrap_or(true),
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let grid = ints(&format!("case{k}.grid"))?;
         let sizes: Vec<[f64; 2]> = match case.get("padded_sizes").and_then(|p| p.as_array()) {
             Some(p) => p
@@ -169,23 +165,17 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<
                     .collect();
                 SamplePositions::with_extents(&ids, 2, sizes[s].to_vec())
             })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let mut rot = RotaryEmbedding::<B>::batch(rope, samples, PairLayout::Interleaved, device)
-            .map_err(|e| e.to_string())?;
-        rot.set_static().map_err(|e| e.to_string())?;
-        let (mask, _) = cases
-            .read_f32(&format!("case{k}.mask"))
-            .map_err(|e| e.to_string())?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut rot = RotaryEmbedding::<B>::batch(rope, samples, PairLayout::Interleaved, device)?;
+        rot.set_static()?;
+        let (mask, _) = cases.read_f32(&format!("case{k}.mask"))?;
         let mask = (!mask.iter().all(|m| *m > 0.5)).then(|| {
             Tensor::<B, 2, Bool>::from_data(
                 TensorData::new(mask.iter().map(|m| *m > 0.5).collect::<Vec<_>>(), [b, n]),
                 device,
             )
         });
-        let (t, _) = cases
-            .read_f32(&format!("case{k}.t"))
-            .map_err(|e| e.to_string())?;
+        let (t, _) = cases.read_f32(&format!("case{k}.t"))?;
         let y = ints(&format!("case{k}.y"))?;
         let xt = Tensor::<B, 3>::from_data(TensorData::new(x, [b, n, xs[2]]), device);
         let tt = Tensor::<B, 1>::from_data(TensorData::new(t, [b]), device);
@@ -196,16 +186,13 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<
                 model.forward_with_cfg(xt, tt, yt, tables, mask, s, GuidedChannels::Reference)
             }
             None => model.forward(xt, tt, yt, tables, mask),
-        }
-        .map_err(|e| e.to_string())?;
+        }?;
         let got: Vec<f32> = out
             .into_data()
             .convert::<f32>()
             .into_vec()
-            .map_err(|e| format!("{e:?}"))?;
-        let (want, _) = cases
-            .read_f32(&format!("case{k}.out"))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| anyhow!("{e:?}"))?;
+        let (want, _) = cases.read_f32(&format!("case{k}.out"))?;
         let num: f64 = got
             .iter()
             .zip(&want)
@@ -223,40 +210,31 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> Result<
         "parity fitv2_tiny.json (device forward): {n_cases} cases, {failed} failed, max err {worst:e}"
     );
     if failed > 0 || n_cases == 0 {
-        Err("device parity failed".into())
+        Err(anyhow!("device parity failed"))
     } else {
         Ok(())
     }
 }
 
-fn forward_timings<B: Backend>(device: &B::Device) -> Result<(), String> {
+fn forward_timings<B: Backend>(device: &B::Device) -> anyhow::Result<()> {
     let cfg = FitConfig::xl_2();
     println!("| FiTv2-XL/2 forward, batch 2 | dtype | ms (median of 5) |\n|---|---|---|");
     for dtype in [FloatDType::F32, FloatDType::BF16] {
-        let model = FitV2::<B>::random(&cfg, device).map_err(|e| e.to_string())?;
+        let model = FitV2::<B>::random(&cfg, device)?;
         let model = match dtype {
-            FloatDType::BF16 => model.cast_float(dtype),
+            FloatDType::BF16 => cast_module(model, dtype),
             _ => model,
         };
         for px in [256usize, 320, 384] {
             let h = px / 16;
             let n = h * h;
             let mut rot = RotaryEmbedding::<B>::batch(
-                fit_rope(
-                    &cfg,
-                    "dy-yarn"
-                        .parse()
-                        .map_err(|e: dype_core::DypeError| e.to_string())?,
-                    true,
-                )
-                .map_err(|e| e.to_string())?,
-                vec![fit_grid(h, h, n).map_err(|e| e.to_string())?],
+                fit_rope(&cfg, "dy-yarn".parse()?, true)?,
+                vec![fit_grid(h, h, n)?],
                 PairLayout::Interleaved,
                 device,
-            )
-            .map_err(|e| e.to_string())?;
-            rot.set_timestep(dype_core::Sigma::new(0.5).map_err(|e| e.to_string())?)
-                .map_err(|e| e.to_string())?;
+            )?;
+            rot.set_timestep(dype_core::Sigma::new(0.5)?)?;
             let x = dype::burn::pipeline::seeded_noise::<B, 3>(0, [2, n, cfg.token_dim()], device)
                 .cast(dtype);
             let t = Tensor::<B, 1>::from_data(TensorData::new(vec![0.5f32; 2], [2]), device)
@@ -266,9 +244,7 @@ fn forward_timings<B: Backend>(device: &B::Device) -> Result<(), String> {
             let mut times = Vec::new();
             for _ in 0..6 {
                 let t0 = Instant::now();
-                let out = model
-                    .forward(x.clone(), t.clone(), y.clone(), rot.tables(), None)
-                    .map_err(|e| e.to_string())?;
+                let out = model.forward(x.clone(), t.clone(), y.clone(), rot.tables(), None)?;
                 sync(out);
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
             }
@@ -283,44 +259,17 @@ fn forward_timings<B: Backend>(device: &B::Device) -> Result<(), String> {
     Ok(())
 }
 
-trait CastFloat {
-    fn cast_float(self, dtype: FloatDType) -> Self;
-}
-impl<B: Backend> CastFloat for FitV2<B> {
-    fn cast_float(self, dtype: FloatDType) -> Self {
-        use burn::module::Module;
-        struct Caster(FloatDType);
-        impl<B: Backend> burn::module::ModuleMapper<B> for Caster {
-            fn map_float<const D: usize>(
-                &mut self,
-                param: burn::module::Param<Tensor<B, D>>,
-            ) -> burn::module::Param<Tensor<B, D>> {
-                param.map(|t| t.cast(self.0))
-            }
-        }
-        self.map(&mut Caster(dtype))
-    }
-}
-
-fn sample_timing<B: Backend>(device: &B::Device) -> Result<(), String> {
+fn sample_timing<B: Backend>(device: &B::Device) -> anyhow::Result<()> {
     let cfg = FitConfig::xl_2();
-    let model = FitV2::<B>::random(&cfg, device).map_err(|e| e.to_string())?;
+    let model = FitV2::<B>::random(&cfg, device)?;
     let h = 384 / 16;
     let n = h * h;
     let mut rot = RotaryEmbedding::<B>::batch(
-        fit_rope(
-            &cfg,
-            "dy-yarn"
-                .parse()
-                .map_err(|e: dype_core::DypeError| e.to_string())?,
-            true,
-        )
-        .map_err(|e| e.to_string())?,
-        vec![fit_grid(h, h, n).map_err(|e| e.to_string())?],
+        fit_rope(&cfg, "dy-yarn".parse()?, true)?,
+        vec![fit_grid(h, h, n)?],
         PairLayout::Interleaved,
         device,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let z = dype::burn::pipeline::seeded_noise::<B, 3>(0, [1, n, cfg.token_dim()], device);
     let state = Tensor::cat(vec![z.clone(), z], 0);
     let y = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![207i64, 1000], [2]), device);
@@ -328,31 +277,23 @@ fn sample_timing<B: Backend>(device: &B::Device) -> Result<(), String> {
     let ts: Vec<f64> = (0..=steps).map(|i| i as f64 / steps as f64).collect();
     let t0 = Instant::now();
     let traj = dype::burn::sampling::euler(
-        |t: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, String> {
-            rot.set_timestep(
-                dype_core::FitTime::new(t.clamp(0.0, 1.0))
-                    .map_err(|e| e.to_string())?
-                    .into(),
-            )
-            .map_err(|e| e.to_string())?;
+        |t: f64, x: &Tensor<B, 3>| -> anyhow::Result<Tensor<B, 3>> {
+            rot.set_timestep(dype_core::FitTime::new(t.clamp(0.0, 1.0))?.into())?;
             let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; 2], [2]), device);
-            model
-                .forward_with_cfg(
-                    x.clone(),
-                    tt,
-                    y.clone(),
-                    rot.tables(),
-                    None,
-                    1.5,
-                    GuidedChannels::Reference,
-                )
-                .map_err(|e| e.to_string())
+            Ok(model.forward_with_cfg(
+                x.clone(),
+                tt,
+                y.clone(),
+                rot.tables(),
+                None,
+                1.5,
+                GuidedChannels::Reference,
+            )?)
         },
         state,
         &ts,
-    )
-    .map_err(|e| e.to_string())?;
-    let last = traj.into_iter().last().ok_or("no states")?;
+    )?;
+    let last = traj.into_iter().last().context("no states")?;
     sync(last);
     println!(
         "| FiTv2-XL/2 28-step Euler sample, 384², CFG 1.5 (batch 2), f32 | {:.2} s |",
@@ -377,32 +318,19 @@ fn nvidia_smi_used_mib() -> Option<u64> {
         .ok()
 }
 
-fn flux_step<B: Backend>(dtype: &str, device: &B::Device) -> Result<(), String> {
+fn flux_step<B: Backend>(dtype: Dtype, device: &B::Device) -> anyhow::Result<()> {
     use dype::burn::models::flux::{Flux, FluxConfig, flux_positions, flux_rope};
     use dype_core::presets::OfficialMethod;
-    let dtype = match dtype {
-        "bf16" => FloatDType::BF16,
-        "f32" => FloatDType::F32,
-        other => return Err(format!("flux-step --dtype {other}: use bf16 or f32")),
-    };
+    if dtype == Dtype::F16 {
+        bail!("flux-step --dtype f16: FLUX activations overflow f16; use bf16 or f32");
+    }
+    let dtype = dtype.float();
     let cfg = FluxConfig::dev();
     let t0 = Instant::now();
-    let model = Flux::<B>::random(&cfg, device).map_err(|e| e.to_string())?;
+    let model = Flux::<B>::random(&cfg, device)?;
     let model = match dtype {
         FloatDType::F32 => model,
-        _ => {
-            use burn::module::Module;
-            struct Caster(FloatDType);
-            impl<B: Backend> burn::module::ModuleMapper<B> for Caster {
-                fn map_float<const D: usize>(
-                    &mut self,
-                    param: burn::module::Param<Tensor<B, D>>,
-                ) -> burn::module::Param<Tensor<B, D>> {
-                    param.map(|t| t.cast(self.0))
-                }
-            }
-            model.map(&mut Caster(dtype))
-        }
+        _ => cast_module(model, dtype),
     };
     println!(
         "FLUX.1-dev random weights ({dtype:?}) built in {:.1}s; device memory in use: {}",
@@ -420,14 +348,12 @@ fn flux_step<B: Backend>(dtype: &str, device: &B::Device) -> Result<(), String> 
         let h = px / 16;
         let n = h * h;
         let mut rot = RotaryEmbedding::<B>::batch(
-            flux_rope(&cfg, OfficialMethod::Yarn, true, 64.0).map_err(|e| e.to_string())?,
-            vec![flux_positions(txt_len, h, h).map_err(|e| e.to_string())?],
+            flux_rope(&cfg, OfficialMethod::Yarn, true, 64.0)?,
+            vec![flux_positions(txt_len, h, h)?],
             PairLayout::Interleaved,
             device,
-        )
-        .map_err(|e| e.to_string())?;
-        rot.set_timestep(dype_core::Sigma::new(0.9).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
+        )?;
+        rot.set_timestep(dype_core::Sigma::new(0.9)?)?;
         let wdt: burn::tensor::DType = dtype.into();
         let img = dype::burn::pipeline::seeded_noise::<B, 3>(0, [1, n, cfg.in_channels], device)
             .cast(wdt);
@@ -441,16 +367,14 @@ fn flux_step<B: Backend>(dtype: &str, device: &B::Device) -> Result<(), String> 
         let mut times = Vec::new();
         for _ in 0..2 {
             let t0 = Instant::now();
-            let out = model
-                .forward(
-                    img.clone(),
-                    txt.clone(),
-                    t.clone(),
-                    y.clone(),
-                    Some(g.clone()),
-                    rot.tables(),
-                )
-                .map_err(|e| e.to_string())?;
+            let out = model.forward(
+                img.clone(),
+                txt.clone(),
+                t.clone(),
+                y.clone(),
+                Some(g.clone()),
+                rot.tables(),
+            )?;
             sync(out);
             times.push(t0.elapsed().as_secs_f64());
         }
@@ -466,11 +390,11 @@ fn flux_step<B: Backend>(dtype: &str, device: &B::Device) -> Result<(), String> 
     Ok(())
 }
 
-fn text_encoders<B: Backend>(device: &B::Device) -> Result<(), String> {
+fn text_encoders<B: Backend>(device: &B::Device) -> anyhow::Result<()> {
     use dype::burn::models::clip::{ClipConfig, ClipTextModel};
     use dype::burn::models::t5::{T5Config, T5Encoder};
     println!("| text encoder (random bf16 weights) | tokens | ms (median of 5) |\n|---|---|---|");
-    let time = |f: &mut dyn FnMut() -> Result<(), String>| -> Result<f64, String> {
+    let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
         let mut t = Vec::new();
         for _ in 0..6 {
             let t0 = Instant::now();
@@ -490,19 +414,17 @@ fn text_encoders<B: Backend>(device: &B::Device) -> Result<(), String> {
             device,
         )
     };
-    let clip = ClipTextModel::<B>::random(&ClipConfig::vit_l_14(), FloatDType::BF16, device)
-        .map_err(|e| e.to_string())?;
+    let clip = ClipTextModel::<B>::random(&ClipConfig::vit_l_14(), FloatDType::BF16, device)?;
     let ms = time(&mut || {
-        let out = clip.forward(ids(77)).map_err(|e| e.to_string())?;
+        let out = clip.forward(ids(77))?;
         let _ = out.pooled.sum().into_scalar().into_f32_lossy();
         Ok(())
     })?;
     println!("| CLIP ViT-L/14 text | 77 | {ms:.1} |");
     drop(clip);
-    let t5 = T5Encoder::<B>::random(&T5Config::xxl(), FloatDType::BF16, device)
-        .map_err(|e| e.to_string())?;
+    let t5 = T5Encoder::<B>::random(&T5Config::xxl(), FloatDType::BF16, device)?;
     let ms = time(&mut || {
-        let out = t5.forward(ids(512)).map_err(|e| e.to_string())?;
+        let out = t5.forward(ids(512))?;
         let _ = out.sum().into_scalar().into_f32_lossy();
         Ok(())
     })?;

@@ -13,6 +13,7 @@ mod common;
 use std::f64::consts::PI;
 use std::path::PathBuf;
 
+use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use dype_core::presets;
 use dype_core::{AxialRope, AxisConfig, AxisPolicy, Method, Sigma, StepInfo};
@@ -69,18 +70,6 @@ struct Args {
     plot: Option<PathBuf>,
 }
 
-fn parse_size(s: &str) -> Result<(f64, f64), String> {
-    let parse = |x: &str| {
-        x.trim()
-            .parse::<f64>()
-            .map_err(|e| format!("bad size `{s}`: {e}"))
-    };
-    match s.split_once(['x', 'X']) {
-        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
-        None => parse(s).map(|v| (v, v)),
-    }
-}
-
 fn schedule(kind: Schedule, n: usize, mu: f64) -> Vec<f64> {
     let n = n.max(1);
     let mut s: Vec<f64> = (0..n).map(|i| 1.0 - i as f64 / n as f64).collect();
@@ -93,30 +82,24 @@ fn schedule(kind: Schedule, n: usize, mu: f64) -> Vec<f64> {
     s
 }
 
-fn build(args: &Args) -> Result<(AxialRope, Vec<f64>, Vec<&'static str>), String> {
-    let (h, w) = parse_size(&args.size)?;
+fn build(args: &Args) -> anyhow::Result<(AxialRope, Vec<f64>, Vec<&'static str>)> {
+    let (h, w) = common::parse_size::<f64>(&args.size).context("--size")?;
     let policy = match args.policy.as_deref() {
         None => None,
         Some("per-axis") => Some(AxisPolicy::PerAxis),
         Some("isotropic") => Some(AxisPolicy::Isotropic),
         Some("vision-yarn") => Some(AxisPolicy::VisionYarn),
         Some(p) => {
-            return Err(format!(
-                "unknown policy `{p}` (per-axis, isotropic, vision-yarn)"
-            ));
+            bail!("unknown policy `{p}` (per-axis, isotropic, vision-yarn)");
         }
     };
-    let err = |e: dype_core::DypeError| e.to_string();
-    let mut recipe = common::recipe(&args.method).map_err(|e| e.to_string())?;
+    let mut recipe = common::recipe(&args.method)?;
     if policy.is_some() {
         recipe.policy = policy;
     }
     let (axes, extents, names) = match args.preset {
         Preset::Flux => (
-            presets::paper_flux(Method::Base)
-                .map_err(err)?
-                .axes()
-                .to_vec(),
+            presets::paper_flux(Method::Base)?.axes().to_vec(),
             vec![1.0, (h / 16.0).ceil(), (w / 16.0).ceil()],
             vec!["axis0", "rows", "cols"],
         ),
@@ -125,8 +108,7 @@ fn build(args: &Args) -> Result<(AxialRope, Vec<f64>, Vec<&'static str>), String
                 presets::FITV2_HEAD_DIM / 2,
                 1e4,
                 presets::FITV2_TRAIN_TOKENS,
-            )
-            .map_err(err)?;
+            )?;
             (
                 vec![a, a],
                 vec![(h / 16.0).ceil(), (w / 16.0).ceil()],
@@ -134,12 +116,12 @@ fn build(args: &Args) -> Result<(AxialRope, Vec<f64>, Vec<&'static str>), String
             )
         }
         Preset::Hf => (
-            vec![AxisConfig::scaled(128, 5e5, 4096.0).map_err(err)?],
+            vec![AxisConfig::scaled(128, 5e5, 4096.0)?],
             vec![h],
             vec!["positions"],
         ),
     };
-    let rope = recipe.rope(&axes, AxisPolicy::PerAxis).map_err(err)?;
+    let rope = recipe.rope(&axes, AxisPolicy::PerAxis)?;
     Ok((rope, extents, names))
 }
 
@@ -157,52 +139,70 @@ fn native_pairs(axis: &dype_core::Axis, freqs: &[f64]) -> usize {
         .count()
 }
 
+/// `println!` into a `String` (written to stdout at once by `common::write_stdout`).
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
 struct Step {
     sigma: f64,
     info: StepInfo,
     freqs: Vec<f64>,
 }
 
-fn main() {
-    let args = Args::parse();
-    common::exit_if_list(&args.method);
-    if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(2);
-    }
+fn main() -> std::process::ExitCode {
+    common::exit_code(try_main())
 }
 
-fn run(args: &Args) -> Result<(), String> {
+fn try_main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    common::exit_if_list(&args.method);
+    run(&args)
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
     let (rope, extents, names) = build(args)?;
     let mut steps = Vec::new();
     for sigma in schedule(args.schedule, args.steps, args.mu) {
         let mut freqs = vec![0.0; rope.pairs()];
-        let t = Sigma::new(sigma.clamp(0.0, 1.0)).map_err(|e| e.to_string())?;
-        let info = rope
-            .step(&extents, Some(t), &mut freqs)
-            .map_err(|e| e.to_string())?;
+        let t = Sigma::new(sigma.clamp(0.0, 1.0))?;
+        let info = rope.step(&extents, Some(t), &mut freqs)?;
         steps.push(Step { sigma, info, freqs });
     }
+    let mut out = String::new();
     if args.json {
-        print_json(args, &rope, &extents, &names, &steps);
+        print_json(&mut out, args, &rope, &extents, &names, &steps);
     } else {
-        print_text(args, &rope, &extents, &names, &steps);
+        print_text(&mut out, args, &rope, &extents, &names, &steps);
     }
+    common::write_stdout(&out)?;
     if let Some(path) = &args.plot {
-        plot(path, &rope, &names, &steps).map_err(|e| format!("plot: {e}"))?;
+        plot(path, &rope, &names, &steps).context("plot")?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
 }
 
-fn print_text(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], steps: &[Step]) {
-    println!(
+fn print_text(
+    out: &mut String,
+    args: &Args,
+    rope: &AxialRope,
+    extents: &[f64],
+    names: &[&str],
+    steps: &[Step],
+) {
+    say!(
+        out,
         "preset {:?}, method `{}` = {:?}",
         args.preset,
         args.method,
         rope.method()
     );
-    println!(
+    say!(
+        out,
         "policy {:?}, attention {:?}, extents {:?}",
         rope.policy(),
         rope.attention(),
@@ -214,13 +214,14 @@ fn print_text(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], st
             None if rope.method().is_dynamic() => "none (time-aware without κ)".into(),
             None => "static".into(),
         };
-        println!("\nstep {k}: σ = t = {:.4}, κ(t) = {kappa}", s.sigma);
+        say!(out, "\nstep {k}: σ = t = {:.4}, κ(t) = {kappa}", s.sigma);
         let mut off = 0;
         for (a, (ax, name)) in rope.axes().iter().zip(names).enumerate() {
             let st = s.info.axes()[a];
             let n = ax.axis.pairs();
             let native = native_pairs(&ax.axis, &s.freqs[off..off + n]);
-            println!(
+            say!(
+                out,
                 "  {name:>9}: dim {:3}, s_lin {:.4}, s_ntk {:.4}, attention {:.6}, native pairs {native}/{n} ({:.0} %)",
                 ax.axis.dim(),
                 st.scales.linear,
@@ -232,13 +233,20 @@ fn print_text(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], st
                 .iter()
                 .map(|w| format!("{w:.4e}"))
                 .collect();
-            println!("             ω = [{}]", f.join(", "));
+            say!(out, "             ω = [{}]", f.join(", "));
             off += n;
         }
     }
 }
 
-fn print_json(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], steps: &[Step]) {
+fn print_json(
+    text: &mut String,
+    args: &Args,
+    rope: &AxialRope,
+    extents: &[f64],
+    names: &[&str],
+    steps: &[Step],
+) {
     let steps: Vec<serde_json::Value> = steps
         .iter()
         .map(|s| {
@@ -268,7 +276,11 @@ fn print_json(args: &Args, rope: &AxialRope, extents: &[f64], names: &[&str], st
         "preset": format!("{:?}", args.preset), "method": args.method, "resolved": format!("{:?}", rope.method()),
         "extents": extents, "steps": steps,
     });
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    say!(
+        text,
+        "{}",
+        serde_json::to_string_pretty(&out).unwrap_or_default()
+    );
 }
 
 fn plot(
@@ -276,7 +288,7 @@ fn plot(
     rope: &AxialRope,
     names: &[&str],
     steps: &[Step],
-) -> Result<(), Box<dyn std::error::Error>> {
+) -> anyhow::Result<()> {
     use plotters::prelude::*;
     let fonts = [
         "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -300,7 +312,7 @@ fn plot(
         .enumerate()
         .filter(|(_, a)| a.scaled)
         .max_by_key(|(_, a)| a.axis.pairs())
-        .ok_or("no scaled axis")?;
+        .context("no scaled axis")?;
     let off: usize = rope.axes()[..a].iter().map(|x| x.axis.pairs()).sum();
     let n = ax.axis.pairs();
     let lam = |w: f64| (2.0 * PI / w).log10();

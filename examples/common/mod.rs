@@ -1,7 +1,130 @@
-//! Helpers shared by the examples: the one method vocabulary (`--method list`), size parsing.
+//! Helpers shared by the examples: backend dispatch, the weight dtype flag, size parsing, the
+//! bundled demo fixtures and the one method vocabulary (`--method list`).
 #![allow(dead_code)]
 
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, anyhow};
+use burn::tensor::FloatDType;
+use burn::tensor::backend::Backend;
+use dype::burn::backend::{BackendError, BackendKind, check_backend};
 use dype_core::presets::{self, METHODS, Recipe};
+
+/// Work that runs on whichever backend `--backend` names (a generic method, so one
+/// implementation serves every backend compiled in).
+pub trait OnBackend {
+    /// Runs on backend `B` with its default device (already probed with `check_backend`).
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()>;
+}
+
+/// Probes the backend `kind` and runs `job` on it; a backend whose cargo feature is off is an
+/// error that names the feature to enable.
+pub fn on_backend(kind: BackendKind, job: impl OnBackend) -> anyhow::Result<()> {
+    fn go<B: Backend>(job: impl OnBackend, device: B::Device) -> anyhow::Result<()> {
+        check_backend::<B>(&device)?;
+        job.run::<B>(device)
+    }
+    match kind {
+        #[cfg(feature = "cpu")]
+        BackendKind::Cpu => go::<dype::burn::backend::Cpu>(job, Default::default()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => go::<dype::burn::backend::Wgpu>(job, Default::default()),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => go::<dype::burn::backend::Cuda>(job, Default::default()),
+        #[allow(unreachable_patterns)]
+        kind => Err(BackendError::NotCompiled { kind }.into()),
+    }
+}
+
+/// The `--dtype` flag: the float type weights are stored in on the device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dtype {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
+impl Dtype {
+    /// burn's float dtype.
+    pub fn float(self) -> FloatDType {
+        match self {
+            Dtype::F32 => FloatDType::F32,
+            Dtype::Bf16 => FloatDType::BF16,
+            Dtype::F16 => FloatDType::F16,
+        }
+    }
+}
+
+/// `N` (square) or `HxW`, as numbers of any type (`usize` pixels, `f64` positions).
+pub fn parse_size<T>(s: &str) -> anyhow::Result<(T, T)>
+where
+    T: FromStr + Copy,
+    T::Err: Display,
+{
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<T>()
+            .map_err(|e| anyhow!("size `{s}`: {e} (expected `N` or `HxW`)"))
+    };
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
+        None => {
+            let n = parse(s)?;
+            Ok((n, n))
+        }
+    }
+}
+
+/// Writes `text` to stdout; a closed pipe (`inspect … | head`) ends the output quietly.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("writing to stdout"),
+    }
+}
+
+/// `main`'s exit: prints `error: …` with its causes on one line (no backtrace) and exits 1.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The tiny random-weight models bundled for `--demo` (the test fixtures).
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")
+}
+
+/// A JSON file, with its path in any error.
+pub fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// The `config` object of the `kind` entry (`sd` or `flux`) of the bundled `vae_tiny.json`.
+pub fn demo_vae_json(kind: &str) -> anyhow::Result<serde_json::Value> {
+    let mut v = read_json(&fixtures().join("vae_tiny.json"))?;
+    v["vaes"]
+        .as_array_mut()
+        .and_then(|a| a.iter_mut().find(|x| x["kind"] == kind))
+        .map(|x| x["config"].take())
+        .ok_or_else(|| anyhow!("vae_tiny.json: no `{kind}` entry"))
+}
 
 /// `--method list`: every registry name with where it comes from and what it is — the same list in
 /// every example.
@@ -30,21 +153,5 @@ pub fn exit_if_list(name: &str) {
 
 /// A registry recipe by name, with the same error in every example.
 pub fn recipe(name: &str) -> anyhow::Result<Recipe> {
-    presets::recipe_by_name(name).map_err(|e| anyhow::anyhow!("--method {name}: {e}"))
-}
-
-/// `N` (square) or `HxW` as numbers.
-pub fn parse_size(s: &str) -> anyhow::Result<(usize, usize)> {
-    let parse = |v: &str| {
-        v.trim()
-            .parse::<usize>()
-            .map_err(|e| anyhow::anyhow!("size `{s}`: {e}"))
-    };
-    match s.split_once(['x', 'X']) {
-        Some((h, w)) => Ok((parse(h)?, parse(w)?)),
-        None => {
-            let n = parse(s)?;
-            Ok((n, n))
-        }
-    }
+    presets::recipe_by_name(name).map_err(|e| anyhow!("--method {name}: {e}"))
 }
