@@ -19,12 +19,10 @@ use burn::tensor::backend::Backend;
 use clap::{Parser, ValueEnum};
 use common::{Dtype, OnBackend};
 use dype::burn::backend::BackendKind;
-use dype::burn::models::fitv2::{
-    FitConfig, FitPosition, FitV2, GuidedChannels, imagenet_class, imagenet_classes,
-};
+use dype::burn::models::fitv2::{FitConfig, FitPosition, FitV2, GuidedChannels};
+use dype::burn::models::vae::{VaeConfig, VaeDecoder};
 use dype::burn::pipeline::fitv2::{FitGenerate, FitSampler, generate};
-use dype::burn::pipeline::write_png;
-use dype::burn::vae::{VaeConfig, VaeDecoder};
+use dype::burn::pipeline::{imagenet_class, imagenet_classes, write_png};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -137,7 +135,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     } else {
         (FitConfig::xl_2(), VaeConfig::sd_vae_ft_ema())
     };
-    let class = imagenet_class(&args.class).map_err(anyhow::Error::msg)?;
+    let class = imagenet_class(&args.class)?;
     let class = if args.demo {
         class % config.num_classes
     } else {
@@ -217,7 +215,8 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     let bar = ProgressBar::new(match sampler {
         FitSampler::Heun { steps } => 2 * steps as u64,
         FitSampler::Euler { steps } => steps as u64,
-        FitSampler::Dopri5 { .. } => 0,
+        // Adaptive (dopri5) and any future solver: no known evaluation count.
+        _ => 0,
     });
     bar.set_style(
         ProgressStyle::with_template(

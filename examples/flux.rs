@@ -25,20 +25,21 @@ use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{FloatDType, Tensor};
 use clap::Parser;
 use common::{Dtype, OnBackend};
 use dype::burn::backend::BackendKind;
-use dype::burn::models::clip::{ClipConfig, ClipTextModel};
 use dype::burn::models::flux::{Flux, FluxConfig, FluxDenoiser, FluxLayout, StreamedFlux};
-use dype::burn::models::t5::{T5Config, T5Encoder};
+use dype::burn::models::text::ClipConfig;
+use dype::burn::models::text::T5Config;
+use dype::burn::models::text::{CLIP_MAX_LENGTH, T5_MAX_LENGTH};
+use dype::burn::models::vae::{VaeConfig, VaeDecoder};
 use dype::burn::pipeline::flux::{
     FLUX_BASE_TOKENS, FluxConditioning, FluxGenerate, FluxMethod, OFFICIAL_DYPE_MU, generate,
     load_embeddings,
 };
+use dype::burn::pipeline::prompt::{PromptEncoder, PromptFiles};
 use dype::burn::pipeline::{seeded_noise, write_png};
-use dype::burn::text::{CLIP_MAX_LENGTH, ClipTokenizer, T5_MAX_LENGTH, T5Tokenizer};
-use dype::burn::vae::{VaeConfig, VaeDecoder};
 use dype::burn::weights::Checkpoint;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -396,18 +397,16 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     Ok(())
 }
 
-type Encoders<B> = (T5Encoder<B>, ClipTextModel<B>);
-
-/// Tokenizes and encodes `prompt` with T5 and CLIP. In `--demo` the tiny fixture encoders are used
-/// and their outputs are cut or zero-padded to the tiny DiT's widths (their sizes differ; the
-/// image is noise anyway).
+/// Tokenizes and encodes `prompt` with T5 and CLIP ([`PromptEncoder`]). In `--demo` the tiny
+/// fixture encoders are used and their outputs are cut or zero-padded to the tiny DiT's widths
+/// (their sizes differ; the image is noise anyway).
 fn encode_prompt<B: Backend>(
     args: &Args,
     prompt: &str,
     config: &FluxConfig,
     dtype: FloatDType,
     device: &B::Device,
-) -> anyhow::Result<(FluxConditioning<B>, Encoders<B>)> {
+) -> anyhow::Result<(FluxConditioning<B>, PromptEncoder<B>)> {
     let t0 = Instant::now();
     let fetch = |given: &Option<PathBuf>,
                  demo: &str,
@@ -429,24 +428,30 @@ fn encode_prompt<B: Backend>(
     } else {
         (T5Config::xxl(), ClipConfig::vit_l_14(), T5_MAX_LENGTH)
     };
-    let t5_tok = T5Tokenizer::from_file(fetch(
-        &args.t5_tokenizer,
-        "t5_tiny_tokenizer.json",
-        dype::hub::FLUX_T5_TOKENIZER,
-        false,
-    )?)
-    .context("T5 tokenizer")?;
-    let clip_tok = ClipTokenizer::from_file(fetch(
-        &args.clip_tokenizer,
-        "clip_tiny_tokenizer.json",
-        dype::hub::CLIP_TOKENIZER,
-        false,
-    )?)
-    .context("CLIP tokenizer")?;
-    let t5_ids = t5_tok.encode(prompt, t5_len).context("T5 tokenizer")?;
-    let clip_ids = clip_tok
-        .encode(prompt, CLIP_MAX_LENGTH)
-        .context("CLIP tokenizer")?;
+    let files = PromptFiles {
+        t5: fetch(&args.t5, "t5_tiny.safetensors", dype::hub::FLUX_T5, true)?,
+        t5_tokenizer: fetch(
+            &args.t5_tokenizer,
+            "t5_tiny_tokenizer.json",
+            dype::hub::FLUX_T5_TOKENIZER,
+            false,
+        )?,
+        clip: fetch(
+            &args.clip,
+            "clip_tiny.safetensors",
+            dype::hub::FLUX_CLIP,
+            false,
+        )?,
+        clip_tokenizer: fetch(
+            &args.clip_tokenizer,
+            "clip_tiny_tokenizer.json",
+            dype::hub::CLIP_TOKENIZER,
+            false,
+        )?,
+    };
+    let encoder = PromptEncoder::<B>::load(&files, &t5_cfg, &clip_cfg, t5_len, dtype, device)?;
+    let encoded = encoder.encode(prompt)?;
+    let (t5_ids, clip_ids) = (&encoded.t5_tokens, &encoded.clip_tokens);
     eprintln!(
         "prompt: {} T5 tokens (of {t5_len}), {} CLIP tokens (of {CLIP_MAX_LENGTH})",
         t5_ids.len, clip_ids.len
@@ -459,43 +464,7 @@ fn encode_prompt<B: Backend>(
             "warning: CLIP sees only {CLIP_MAX_LENGTH} tokens; dropped from its pooled embedding: \"{d}\""
         );
     }
-    // T5 overflows in f16: run it in f32 unless bf16 was chosen.
-    let text_dtype = if dtype == FloatDType::F16 {
-        FloatDType::F32
-    } else {
-        dtype
-    };
-    let t5 = T5Encoder::<B>::load(
-        fetch(&args.t5, "t5_tiny.safetensors", dype::hub::FLUX_T5, true)?,
-        &t5_cfg,
-        text_dtype,
-        device,
-    )
-    .context("T5 encoder")?;
-    let clip = ClipTextModel::<B>::load(
-        fetch(
-            &args.clip,
-            "clip_tiny.safetensors",
-            dype::hub::FLUX_CLIP,
-            false,
-        )?,
-        &clip_cfg,
-        text_dtype,
-        device,
-    )
-    .context("CLIP text encoder")?;
-    let ids = |t: &dype::burn::text::Tokens| {
-        Tensor::<B, 2, Int>::from_data(TensorData::new(t.ids_i64(), [1, t.ids.len()]), device)
-    };
-    let hidden = t5
-        .forward(ids(&t5_ids))
-        .context("T5 encoder")?
-        .cast(burn::tensor::DType::F32);
-    let pooled = clip
-        .forward(ids(&clip_ids))
-        .context("CLIP text encoder")?
-        .pooled
-        .cast(burn::tensor::DType::F32);
+    let FluxConditioning { t5: hidden, pooled } = encoded.conditioning;
     let fit3 = |x: Tensor<B, 3>, c: usize| {
         let [b, l, w] = x.dims();
         if w >= c {
@@ -526,6 +495,6 @@ fn encode_prompt<B: Backend>(
             t5: t5_out,
             pooled: pooled_out,
         },
-        (t5, clip),
+        encoder,
     ))
 }

@@ -14,7 +14,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{anyhow, bail};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, FloatDType, Int, Tensor, TensorData};
@@ -276,7 +276,7 @@ fn sample_timing<B: Backend>(device: &B::Device) -> anyhow::Result<()> {
     let steps = 28;
     let ts: Vec<f64> = (0..=steps).map(|i| i as f64 / steps as f64).collect();
     let t0 = Instant::now();
-    let traj = dype::burn::sampling::euler(
+    let last = dype::burn::sampling::euler(
         |t: f64, x: &Tensor<B, 3>| -> anyhow::Result<Tensor<B, 3>> {
             rot.set_timestep(dype_core::FitTime::new(t.clamp(0.0, 1.0))?.into())?;
             let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; 2], [2]), device);
@@ -292,8 +292,8 @@ fn sample_timing<B: Backend>(device: &B::Device) -> anyhow::Result<()> {
         },
         state,
         &ts,
+        |_| {},
     )?;
-    let last = traj.into_iter().last().context("no states")?;
     sync(last);
     println!(
         "| FiTv2-XL/2 28-step Euler sample, 384², CFG 1.5 (batch 2), f32 | {:.2} s |",
@@ -319,7 +319,7 @@ fn nvidia_smi_used_mib() -> Option<u64> {
 }
 
 fn flux_step<B: Backend>(dtype: Dtype, device: &B::Device) -> anyhow::Result<()> {
-    use dype::burn::models::flux::{Flux, FluxConfig, flux_positions, flux_rope};
+    use dype::burn::models::flux::{Flux, FluxConfig, flux_rope};
     use dype_core::presets::OfficialMethod;
     if dtype == Dtype::F16 {
         bail!("flux-step --dtype f16: FLUX activations overflow f16; use bf16 or f32");
@@ -349,7 +349,7 @@ fn flux_step<B: Backend>(dtype: Dtype, device: &B::Device) -> anyhow::Result<()>
         let n = h * h;
         let mut rot = RotaryEmbedding::<B>::batch(
             flux_rope(&cfg, OfficialMethod::Yarn, true, 64.0)?,
-            vec![flux_positions(txt_len, h, h)?],
+            vec![SamplePositions::flux(txt_len, h, h)?],
             PairLayout::Interleaved,
             device,
         )?;
@@ -391,8 +391,8 @@ fn flux_step<B: Backend>(dtype: Dtype, device: &B::Device) -> anyhow::Result<()>
 }
 
 fn text_encoders<B: Backend>(device: &B::Device) -> anyhow::Result<()> {
-    use dype::burn::models::clip::{ClipConfig, ClipTextModel};
-    use dype::burn::models::t5::{T5Config, T5Encoder};
+    use dype::burn::models::text::{ClipConfig, ClipTextModel};
+    use dype::burn::models::text::{T5Config, T5Encoder};
     println!("| text encoder (random bf16 weights) | tokens | ms (median of 5) |\n|---|---|---|");
     let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
         let mut t = Vec::new();

@@ -32,7 +32,8 @@ enum Preset {
 enum Schedule {
     /// σ evenly spaced from 1 to 0.
     Linear,
-    /// FLUX's shifted schedule σ' = e^μ / (e^μ + 1/σ − 1) over σ = linspace(1, 1/N, N), then 0.
+    /// FLUX's shifted schedule σ' = e^μ / (e^μ + 1/σ − 1) over σ = linspace(1, 1/N, N), then 0
+    /// (`dype_core::flow::flux_sigmas`).
     FluxShift,
 }
 
@@ -70,16 +71,13 @@ struct Args {
     plot: Option<PathBuf>,
 }
 
-fn schedule(kind: Schedule, n: usize, mu: f64) -> Vec<f64> {
+/// The σ of each step, from 1 (noise) to a final 0.
+fn schedule(kind: Schedule, n: usize, mu: f64) -> anyhow::Result<Vec<f64>> {
     let n = n.max(1);
-    let mut s: Vec<f64> = (0..n).map(|i| 1.0 - i as f64 / n as f64).collect();
-    if let Schedule::FluxShift = kind {
-        for v in &mut s {
-            *v = mu.exp() / (mu.exp() + (1.0 / *v - 1.0));
-        }
-    }
-    s.push(0.0);
-    s
+    Ok(match kind {
+        Schedule::Linear => (0..=n).map(|i| 1.0 - i as f64 / n as f64).collect(),
+        Schedule::FluxShift => dype_core::flux_sigmas(n, mu).context("--mu")?.collect(),
+    })
 }
 
 fn build(args: &Args) -> anyhow::Result<(AxialRope, Vec<f64>, Vec<&'static str>)> {
@@ -166,7 +164,7 @@ fn try_main() -> anyhow::Result<()> {
 fn run(args: &Args) -> anyhow::Result<()> {
     let (rope, extents, names) = build(args)?;
     let mut steps = Vec::new();
-    for sigma in schedule(args.schedule, args.steps, args.mu) {
+    for sigma in schedule(args.schedule, args.steps, args.mu)? {
         let mut freqs = vec![0.0; rope.pairs()];
         let t = Sigma::new(sigma.clamp(0.0, 1.0))?;
         let info = rope.step(&extents, Some(t), &mut freqs)?;

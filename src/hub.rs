@@ -29,46 +29,62 @@ pub const SD_VAE_FT_EMA: HubFile = HubFile {
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum HubError {
-    /// The Hub could not be reached or refused the file.
+    /// The Hub could not be reached or refused a file.
     #[error(
-        "could not download `{file}` from the Hugging Face Hub repository `{repo}`: {reason}\n\
-         (offline? pass a local copy with {flag} PATH; gated repository? accept its licence on the Hub and set HF_TOKEN)"
+        "could not download `{path}` from the Hugging Face Hub repository `{}`: {source}\n\
+         (offline? pass a local copy with {} PATH; gated repository? accept its licence on the Hub and set HF_TOKEN)",
+        file.repo,
+        file.flag
     )]
     Download {
-        /// Repository.
-        repo: String,
-        /// File.
-        file: String,
-        /// Flag for a local copy.
-        flag: String,
-        /// The client's message.
-        reason: String,
+        /// The file asked for (repository, path, flag for a local copy).
+        file: HubFile,
+        /// The path that failed: the file itself or one of its shards.
+        path: String,
+        /// The Hub client's error.
+        #[source]
+        source: hf_hub::api::sync::ApiError,
+    },
+    /// A sharded checkpoint's index could not be read.
+    #[error("`{}` from `{}`: {source}", file.file, file.repo)]
+    IndexRead {
+        /// The index file.
+        file: HubFile,
+        /// The read error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sharded checkpoint's index is not JSON with a `weight_map` object.
+    #[error("`{}` from `{}` is not a sharded-checkpoint index (JSON with a `weight_map` object)", file.file, file.repo)]
+    IndexFormat {
+        /// The index file.
+        file: HubFile,
     },
 }
 
 /// A Hub client from the environment (`HF_HOME`, `HF_ENDPOINT`), authenticated with `HF_TOKEN`.
-fn api() -> Result<hf_hub::api::sync::Api, String> {
+fn api() -> Result<hf_hub::api::sync::Api, hf_hub::api::sync::ApiError> {
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
     hf_hub::api::sync::ApiBuilder::from_env()
         .with_token(token)
         .with_progress(true)
         .build()
-        .map_err(|e| e.to_string())
 }
 
 /// Returns the local path of `f`, downloading it into the HF cache first if needed.
 pub fn fetch(f: HubFile) -> Result<PathBuf, HubError> {
-    let err = |reason: String| HubError::Download {
-        repo: f.repo.into(),
-        file: f.file.into(),
-        flag: f.flag.into(),
-        reason,
+    let err = |source| HubError::Download {
+        file: f,
+        path: f.file.to_string(),
+        source,
     };
-    let api = api().map_err(err)?;
-    api.model(f.repo.to_string())
+    api()
+        .map_err(err)?
+        .model(f.repo.to_string())
         .get(f.file)
-        .map_err(|e| err(e.to_string()))
+        .map_err(err)
 }
 
 /// FLUX.1-dev DiT weights, BFL single-file layout (bf16, 23.8 GB). Gated: accept the licence on
@@ -114,33 +130,40 @@ pub const CLIP_TOKENIZER: HubFile = HubFile {
 /// Fetches a sharded checkpoint: its `*.safetensors.index.json` and every shard its `weight_map`
 /// names (they land beside the index in the cache). Returns the local index path.
 pub fn fetch_sharded(index: HubFile) -> Result<PathBuf, HubError> {
-    let err = |reason: String| HubError::Download {
-        repo: index.repo.into(),
-        file: index.file.into(),
-        flag: index.flag.into(),
-        reason,
-    };
     let local = fetch(index)?;
-    let text = std::fs::read_to_string(&local).map_err(|e| err(e.to_string()))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(e.to_string()))?;
+    let text = std::fs::read_to_string(&local).map_err(|source| HubError::IndexRead {
+        file: index,
+        source,
+    })?;
+    let format = || HubError::IndexFormat { file: index };
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| format())?;
     let mut shards: Vec<String> = json["weight_map"]
         .as_object()
-        .ok_or_else(|| err("index has no weight_map".into()))?
+        .ok_or_else(format)?
         .values()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();
     shards.sort();
     shards.dedup();
     let dir = index.file.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-    let api = api().map_err(err)?;
-    let repo = api.model(index.repo.to_string());
+    let err = |path: &str| {
+        let path = path.to_string();
+        move |source| HubError::Download {
+            file: index,
+            path,
+            source,
+        }
+    };
+    let repo = api()
+        .map_err(err(index.file))?
+        .model(index.repo.to_string());
     for shard in shards {
         let path = if dir.is_empty() {
             shard
         } else {
             format!("{dir}/{shard}")
         };
-        repo.get(&path).map_err(|e| err(format!("{path}: {e}")))?;
+        repo.get(&path).map_err(err(&path))?;
     }
     Ok(local)
 }

@@ -6,9 +6,10 @@ mod common;
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use common::{Cases, beside, flag, load_json, num, rel_l2, string};
 use dype_burn::backend::Cpu;
-use dype_burn::models::flux::{Flux, FluxConfig, flux_positions, flux_rope};
+use dype_burn::models::flux::{Flux, FluxConfig, flux_rope};
 use dype_burn::rotary::PairLayout;
 use dype_burn::rotary::RotaryEmbedding;
+use dype_burn::rotary::SamplePositions;
 use dype_core::Sigma;
 use dype_core::presets::OfficialMethod;
 
@@ -42,7 +43,7 @@ fn half_precision_flux_matches_f32_reference() {
         .unwrap_or_else(|| num(&v["config"], "base_tokens"));
     let rope = flux_rope(&cfg, method, flag(case, "dype", false), base_tokens).expect("rope");
     let txt = f32_tensor::<3>(&cases, &format!("case{k}.txt"));
-    let pos = flux_positions(
+    let pos = SamplePositions::flux(
         txt.dims()[1],
         num(case, "height_tokens") as usize,
         num(case, "width_tokens") as usize,

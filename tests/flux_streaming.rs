@@ -7,13 +7,12 @@ mod common;
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use common::{Cases, beside, flag, load_json, num, string};
 use dype_burn::backend::Cpu;
-use dype_burn::models::flux::{
-    Flux, FluxConfig, FluxDenoiser, StreamedFlux, flux_positions, flux_rope,
-};
+use dype_burn::models::flux::{Flux, FluxConfig, FluxDenoiser, StreamedFlux, flux_rope};
 use dype_burn::pipeline::flux::{FluxConditioning, FluxGenerate, sample};
 use dype_burn::pipeline::seeded_noise;
 use dype_burn::rotary::PairLayout;
 use dype_burn::rotary::RotaryEmbedding;
+use dype_burn::rotary::SamplePositions;
 use dype_core::Sigma;
 use dype_core::presets::OfficialMethod;
 use serde_json::Value;
@@ -60,7 +59,7 @@ fn run_case(
         .unwrap_or_else(|| num(&v["config"], "base_tokens"));
     let rope = flux_rope(cfg, method, flag(case, "dype", false), base_tokens).expect("rope");
     let txt = f32_tensor::<3>(cases, &format!("case{k}.txt"));
-    let pos = flux_positions(
+    let pos = SamplePositions::flux(
         txt.dims()[1],
         num(case, "height_tokens") as usize,
         num(case, "width_tokens") as usize,
@@ -154,7 +153,7 @@ fn streamed_from_resident_model_and_sampling_loop_match() {
     let rope = flux_rope(&cfg, OfficialMethod::Base, false, 8.0).expect("rope");
     let mut rot = RotaryEmbedding::<B>::batch(
         rope,
-        vec![flux_positions(5, h, w).expect("ids")],
+        vec![SamplePositions::flux(5, h, w).expect("ids")],
         PairLayout::Interleaved,
         &device,
     )

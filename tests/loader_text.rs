@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::FloatDType;
 use common::{beside, load_json, rewrite, string, tempdir};
 use dype_burn::backend::Cpu;
-use dype_burn::models::clip::{ClipConfig, ClipTextModel};
-use dype_burn::models::t5::{T5Config, T5Encoder};
+use dype_burn::models::text::{ClipConfig, ClipTextModel};
+use dype_burn::models::text::{T5Config, T5Encoder};
 
 #[derive(Clone, Copy)]
 enum Model {

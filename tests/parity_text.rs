@@ -6,9 +6,9 @@ mod common;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use common::{Cases, Tally, beside, load_json, num, rel_l2, string};
 use dype_burn::backend::Cpu;
-use dype_burn::models::clip::{ClipConfig, ClipTextModel};
-use dype_burn::models::t5::{T5Config, T5Encoder, relative_position_bucket};
-use dype_burn::text::{ClipTokenizer, T5Tokenizer};
+use dype_burn::models::text::{ClipConfig, ClipTextModel};
+use dype_burn::models::text::{ClipTokenizer, T5Tokenizer};
+use dype_burn::models::text::{T5Config, T5Encoder, relative_position_bucket};
 
 type B = Cpu;
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use common::{Tally, load_json};
 use dype_burn::backend::Cpu;
-use dype_burn::vae::{VaeConfig, VaeDecoder};
+use dype_burn::models::vae::{VaeConfig, VaeDecoder};
 use dype_burn::weights::Checkpoint;
 use serde_json::Value;
 

@@ -5,8 +5,8 @@ mod common;
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 use common::load_json;
 use dype_burn::backend::Cpu;
-use dype_burn::models::clip::{ClipConfig, ClipTextModel};
-use dype_burn::models::t5::{T5Config, T5Encoder};
+use dype_burn::models::text::{ClipConfig, ClipTextModel};
+use dype_burn::models::text::{T5Config, T5Encoder};
 
 type B = Cpu;
 

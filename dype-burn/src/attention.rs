@@ -51,7 +51,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Bool, DType, Tensor};
+use burn::tensor::{Bool, DType, Tensor, TensorData};
 
 /// Score elements (`batch · heads · chunk · kv_tokens`) per query block of the automatic chunk
 /// size: 2²⁵ elements = 128 MiB of f32 scores.
@@ -59,6 +59,7 @@ pub const DEFAULT_SCORE_BUDGET: usize = 1 << 25;
 
 /// Which implementation [`attention`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum AttentionPath {
     /// Choose by backend (see the [module docs](self)).
     #[default]
@@ -74,6 +75,7 @@ pub enum AttentionPath {
 
 /// The implementation actually run, as resolved by [`resolve_path`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ResolvedPath {
     /// burn's fused `attention` op.
     Fused,
@@ -84,6 +86,20 @@ pub enum ResolvedPath {
     },
 }
 
+/// Where attention leaves the inputs' dtype (for bf16/f16 models; f64 always stays f64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Precision {
+    /// q, k and v are cast to f32 before `q·kᵀ`; scores, softmax and `·v` in f32; the result in
+    /// q's dtype. The DiTs' (FiT, FLUX) and the VAE's rule.
+    #[default]
+    UpcastInputs,
+    /// `q·kᵀ` (and a scale other than 1) in the inputs' dtype; the scores are cast to f32 for the
+    /// bias, the masks and the softmax; the probabilities go back to v's dtype for `·v`; the
+    /// result in v's dtype. HF T5's and CLIP's rule. Always runs the chunked path.
+    UpcastScores,
+}
+
 /// Options of [`attention`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct AttentionOptions {
@@ -91,6 +107,8 @@ pub struct AttentionOptions {
     pub scale: Option<f64>,
     /// Implementation choice.
     pub path: AttentionPath,
+    /// Where the computation leaves the inputs' dtype.
+    pub precision: Precision,
 }
 
 impl AttentionOptions {
@@ -103,6 +121,58 @@ impl AttentionOptions {
     /// Sets the implementation choice.
     pub fn with_path(mut self, path: AttentionPath) -> Self {
         self.path = path;
+        self
+    }
+
+    /// Sets where the computation leaves the inputs' dtype.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+}
+
+/// What restricts or biases the scores of [`attention_masked`]; every part is optional and they
+/// combine (bias, then causal mask, then key padding).
+#[derive(Debug, Clone)]
+pub struct Masks<B: Backend> {
+    /// `[batch, kv_tokens]`, `true` = keep the key (FiT's padding semantics).
+    pub key_padding: Option<Tensor<B, 2, Bool>>,
+    /// Additive score bias broadcast as `[1 or batch, 1 or heads, 1 or q_tokens, kv_tokens]`
+    /// (T5's relative position bias), added in f32.
+    pub bias: Option<Tensor<B, 4>>,
+    /// Each query attends to keys at or before its own position (CLIP's text transformer): −1e30 is
+    /// added above the diagonal. Needs `q_tokens == kv_tokens`.
+    pub causal: bool,
+}
+
+impl<B: Backend> Default for Masks<B> {
+    fn default() -> Self {
+        Masks {
+            key_padding: None,
+            bias: None,
+            causal: false,
+        }
+    }
+}
+
+impl<B: Backend> Masks<B> {
+    /// Only a key-padding mask (or none).
+    pub fn key_padding(mask: Option<Tensor<B, 2, Bool>>) -> Self {
+        Masks {
+            key_padding: mask,
+            ..Masks::default()
+        }
+    }
+
+    /// Adds an additive score bias.
+    pub fn with_bias(mut self, bias: Tensor<B, 4>) -> Self {
+        self.bias = Some(bias);
+        self
+    }
+
+    /// Makes the attention causal.
+    pub fn with_causal(mut self) -> Self {
+        self.causal = true;
         self
     }
 }
@@ -137,6 +207,14 @@ pub enum AttentionError {
     /// `query_chunk` is zero.
     #[error("attention: query_chunk must be at least 1")]
     ZeroChunk,
+    /// A causal mask needs as many queries as keys.
+    #[error("attention: a causal mask needs q_tokens == kv_tokens, got {q_tokens} and {kv_tokens}")]
+    CausalShape {
+        /// Query tokens.
+        q_tokens: usize,
+        /// Key tokens.
+        kv_tokens: usize,
+    },
 }
 
 /// Query rows per block so that one block's scores hold at most [`DEFAULT_SCORE_BUDGET`]
@@ -179,7 +257,8 @@ pub fn resolve_path<B: Backend>(
 /// * `key_padding_mask`: `[batch, kv_tokens]`, `true` = keep the key, `false` = padded;
 /// * returns `[batch, q_tokens, heads · v_dim]` in the dtype of `q`.
 ///
-/// See the [module docs](self) for the implementation paths and masked-row behaviour.
+/// See the [module docs](self) for the implementation paths and masked-row behaviour;
+/// [`attention_masked`] adds score biases and causal masks.
 pub fn attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -187,7 +266,20 @@ pub fn attention<B: Backend>(
     key_padding_mask: Option<Tensor<B, 2, Bool>>,
     options: AttentionOptions,
 ) -> Result<Tensor<B, 3>, AttentionError> {
-    let out = attention_heads(q, k, v, key_padding_mask, options)?;
+    attention_masked(q, k, v, Masks::key_padding(key_padding_mask), options)
+}
+
+/// [`attention`] with every kind of mask: a key-padding mask, an additive score bias and a causal
+/// mask ([`Masks`]), merged heads out (`[batch, q_tokens, heads · v_dim]`). A bias, a causal mask
+/// or [`Precision::UpcastScores`] always run the chunked path (under the same memory budget).
+pub fn attention_masked<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    masks: Masks<B>,
+    options: AttentionOptions,
+) -> Result<Tensor<B, 3>, AttentionError> {
+    let out = heads_masked(q, k, v, masks, options)?;
     let [batch, heads, tokens, v_dim] = out.dims();
     Ok(out.swap_dims(1, 2).reshape([batch, tokens, heads * v_dim]))
 }
@@ -198,6 +290,16 @@ pub fn attention_heads<B: Backend>(
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
     key_padding_mask: Option<Tensor<B, 2, Bool>>,
+    options: AttentionOptions,
+) -> Result<Tensor<B, 4>, AttentionError> {
+    heads_masked(q, k, v, Masks::key_padding(key_padding_mask), options)
+}
+
+fn heads_masked<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    masks: Masks<B>,
     options: AttentionOptions,
 ) -> Result<Tensor<B, 4>, AttentionError> {
     let (qd, kd, vd) = (q.dims(), k.dims(), v.dims());
@@ -226,7 +328,7 @@ pub fn attention_heads<B: Backend>(
             found: vd.to_vec(),
         });
     }
-    if let Some(mask) = &key_padding_mask {
+    if let Some(mask) = &masks.key_padding {
         let md = mask.dims();
         if md != [batch, kv_tokens] {
             return Err(AttentionError::ShapeMismatch {
@@ -236,24 +338,58 @@ pub fn attention_heads<B: Backend>(
             });
         }
     }
+    if let Some(bias) = &masks.bias {
+        let bd = bias.dims();
+        let fits = |got: usize, full: usize| got == 1 || got == full;
+        if !(fits(bd[0], batch) && fits(bd[1], heads) && fits(bd[2], q_tokens))
+            || bd[3] != kv_tokens
+        {
+            return Err(AttentionError::ShapeMismatch {
+                what: "bias",
+                expected: vec![batch, heads, q_tokens, kv_tokens],
+                found: bd.to_vec(),
+            });
+        }
+    }
+    if masks.causal && q_tokens != kv_tokens {
+        return Err(AttentionError::CausalShape {
+            q_tokens,
+            kv_tokens,
+        });
+    }
     let default_scale = 1.0 / (head_dim as f64).sqrt();
     let scale = options.scale.unwrap_or(default_scale);
     if !(scale.is_finite() && scale > 0.0) {
         return Err(AttentionError::InvalidScale(scale));
     }
-    let path = resolve_path::<B>(
-        options.path,
-        &q.device(),
-        key_padding_mask.is_some(),
-        [batch, heads, q_tokens, kv_tokens],
-    );
+    let needs_chunked =
+        masks.bias.is_some() || masks.causal || options.precision == Precision::UpcastScores;
+    let path = match (options.path, needs_chunked) {
+        (AttentionPath::Chunked { .. }, _) | (_, false) => resolve_path::<B>(
+            options.path,
+            &q.device(),
+            masks.key_padding.is_some(),
+            [batch, heads, q_tokens, kv_tokens],
+        ),
+        (_, true) => ResolvedPath::Chunked {
+            query_chunk: default_query_chunk(batch, heads, q_tokens, kv_tokens),
+        },
+    };
     match path {
-        ResolvedPath::Fused => Ok(fused(q, k, v, key_padding_mask, scale, default_scale)),
+        ResolvedPath::Fused => Ok(fused(q, k, v, masks.key_padding, scale, default_scale)),
         ResolvedPath::Chunked { query_chunk } => {
             if query_chunk == 0 {
                 return Err(AttentionError::ZeroChunk);
             }
-            Ok(chunked(q, k, v, key_padding_mask, scale, query_chunk))
+            Ok(chunked(
+                q,
+                k,
+                v,
+                masks,
+                scale,
+                query_chunk,
+                options.precision,
+            ))
         }
     }
 }
@@ -305,18 +441,43 @@ fn fused<B: Backend>(
     }
 }
 
+/// `[1, 1, n, n]` f32 additive causal mask: −1e30 above the diagonal (a large finite value keeps a
+/// softmax row NaN-free), 0 elsewhere.
+fn causal_bias<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
+    let mask: Vec<f32> = (0..n)
+        .flat_map(|q| (0..n).map(move |k| if k > q { -1e30 } else { 0.0 }))
+        .collect();
+    Tensor::<B, 2>::from_data(TensorData::new(mask, [n, n]), device)
+        .cast(DType::F32)
+        .unsqueeze::<4>()
+}
+
+/// Rows `start..start + len` of a `[.., .., q_tokens or 1, kv_tokens]` bias.
+fn bias_rows<B: Backend>(bias: &Tensor<B, 4>, start: usize, len: usize) -> Tensor<B, 4> {
+    if bias.dims()[2] == 1 || (start == 0 && len == bias.dims()[2]) {
+        bias.clone()
+    } else {
+        bias.clone().narrow(2, start, len)
+    }
+}
+
 fn chunked<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
-    keep: Option<Tensor<B, 2, Bool>>,
+    masks: Masks<B>,
     scale: f64,
     query_chunk: usize,
+    precision: Precision,
 ) -> Tensor<B, 4> {
     let [batch, heads, q_tokens, _] = q.dims();
     let kv_tokens = k.dims()[2];
-    let in_dtype = q.dtype();
-    let compute = if in_dtype == DType::F64 {
+    let device = q.device();
+    let out_dtype = match precision {
+        Precision::UpcastScores => v.dtype(),
+        _ => q.dtype(),
+    };
+    let compute = if q.dtype() == DType::F64 {
         DType::F64
     } else {
         DType::F32
@@ -328,24 +489,48 @@ fn chunked<B: Backend>(
             t.cast(compute)
         }
     };
-    let q = cast(q).mul_scalar(scale);
-    let k_t = cast(k).swap_dims(2, 3);
-    let v = cast(v);
+    let upcast_scores = precision == Precision::UpcastScores;
+    let (q, k_t, v) = if upcast_scores {
+        (q, k.swap_dims(2, 3), v)
+    } else {
+        (cast(q).mul_scalar(scale), cast(k).swap_dims(2, 3), cast(v))
+    };
+    let v_dtype = v.dtype();
+    let keep = masks.key_padding;
     let padded = keep
         .clone()
         .map(|keep| keep.bool_not().reshape([batch, 1, 1, kv_tokens]));
+    let bias = masks.bias.map(cast);
+    let causal = masks.causal.then(|| causal_bias::<B>(q_tokens, &device));
 
     let mut blocks = Vec::with_capacity(q_tokens.div_ceil(query_chunk));
     let mut start = 0;
     while start < q_tokens {
         let len = query_chunk.min(q_tokens - start);
-        let scores = q.clone().narrow(2, start, len).matmul(k_t.clone());
-        let scores = match &padded {
+        let mut scores = q.clone().narrow(2, start, len).matmul(k_t.clone());
+        if upcast_scores {
+            if scale != 1.0 {
+                scores = scores.mul_scalar(scale);
+            }
+            scores = scores.cast(compute);
+        }
+        if let Some(b) = &bias {
+            scores = scores + bias_rows(b, start, len);
+        }
+        if let Some(c) = &causal {
+            scores = scores + bias_rows(c, start, len);
+        }
+        if let Some(p) = &padded {
             // Most negative finite value, not -inf: a fully masked row then stays finite.
-            Some(p) => scores.mask_fill(p.clone().expand([batch, heads, len, kv_tokens]), f32::MIN),
-            None => scores,
+            scores = scores.mask_fill(p.clone().expand([batch, heads, len, kv_tokens]), f32::MIN);
+        }
+        let probs = softmax(scores, 3);
+        let probs = if upcast_scores {
+            probs.cast(v_dtype)
+        } else {
+            probs
         };
-        blocks.push(softmax(scores, 3).matmul(v.clone()));
+        blocks.push(probs.matmul(v.clone()));
         start += len;
     }
     let out = Tensor::cat(blocks, 2);
@@ -353,9 +538,9 @@ fn chunked<B: Backend>(
         Some(keep) => zero_empty_samples(out, keep),
         None => out,
     };
-    if out.dtype() == in_dtype {
+    if out.dtype() == out_dtype {
         out
     } else {
-        out.cast(in_dtype)
+        out.cast(out_dtype)
     }
 }

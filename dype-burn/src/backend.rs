@@ -42,6 +42,7 @@ pub type Cuda = burn::backend::Cuda;
 /// assert!("tpu".parse::<BackendKind>().is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum BackendKind {
     /// [`Cpu`] (burn Flex), feature `cpu`.
     Cpu,

@@ -25,9 +25,12 @@
 //!   using burn's fused kernel where it is memory-bounded and a query-chunked one elsewhere.
 //! * [`backend`] — backend aliases per cargo feature (`cpu` = burn Flex, `wgpu`, `cuda`) and a
 //!   probe that reports an unusable backend as an error instead of a panic.
-//! * feature `models`: `models` (FiTv2, FLUX.1), `vae`, `weights` (checkpoint loading by key
-//!   maps), `sampling`, `sampling_flux`, `pipeline`.
-//! * feature `text`: `text` (tokenizers) and the T5/CLIP encoders in `models`.
+//! * feature `models`: `models` (`fitv2`, `flux`, `vae`; model code apart from samplers),
+//!   `weights` (checkpoint reading, key maps, strict validation), `sampling` (ODE solvers that keep
+//!   no trajectory; the flow-match σ schedule is dype-core's [`dype_core::flow`]), `pipeline`
+//!   (FiTv2 and FLUX generation, seeded noise, PNG output, ImageNet labels).
+//! * feature `text`: `models::text` (T5/CLIP encoders and their tokenizers) and prompt encoding in
+//!   `pipeline`.
 //!
 //! The default features are the rotary core on the CPU backend only: no tokenizers, image codecs,
 //! checkpoint readers or extra RNGs.
@@ -39,16 +42,12 @@ pub mod backend;
 #[cfg(feature = "models")]
 pub mod models;
 #[cfg(feature = "models")]
+pub(crate) mod nn;
+#[cfg(feature = "models")]
 pub mod pipeline;
 pub mod rotary;
 #[cfg(feature = "models")]
 pub mod sampling;
-#[cfg(feature = "models")]
-pub mod sampling_flux;
-#[cfg(feature = "text")]
-pub mod text;
-#[cfg(feature = "models")]
-pub mod vae;
 #[cfg(feature = "models")]
 pub mod weights;
 

@@ -141,7 +141,14 @@ fn check(case: &Case, keep: Option<&[bool]>, scale: Option<f64>) {
     let s = scale.unwrap_or(1.0 / (case.dh as f64).sqrt());
     let expected = case.reference(keep, s);
     for path in paths(case.nq) {
-        let got = case.run(keep, AttentionOptions { scale, path });
+        let got = case.run(
+            keep,
+            AttentionOptions {
+                scale,
+                path,
+                ..Default::default()
+            },
+        );
         assert!(
             got.iter().all(|x| x.is_finite()),
             "{path:?}: non-finite output"
@@ -211,7 +218,14 @@ fn long_sequence_uses_flex_tiled_path_and_matches() {
         AttentionPath::Fused,
         AttentionPath::Chunked { query_chunk: 128 },
     ] {
-        let got = case.run(None, AttentionOptions { scale: None, path });
+        let got = case.run(
+            None,
+            AttentionOptions {
+                scale: None,
+                path,
+                ..Default::default()
+            },
+        );
         let err = rel_err(&got, &expected);
         assert!(err <= 1e-5, "{path:?}: rel err {err}");
     }
@@ -236,7 +250,11 @@ fn half_precision_inputs_keep_dtype_and_stay_close() {
                 k.cast(dtype),
                 v.cast(dtype),
                 None,
-                AttentionOptions { scale: None, path },
+                AttentionOptions {
+                    scale: None,
+                    path,
+                    ..Default::default()
+                },
             )
             .unwrap();
             assert_eq!(out.dtype(), dtype);
@@ -366,4 +384,130 @@ fn errors_are_typed() {
         .unwrap_err(),
         AttentionError::ZeroChunk
     );
+}
+
+/// f64 reference of `softmax(q kᵀ · scale + bias [+ causal]) v`, output `[B, Nq, H·dv]`;
+/// `bias` is `[H, Nq, Nk]` (broadcast over the batch).
+fn biased_reference(case: &Case, bias: &[f32], causal: bool, scale: f64) -> Vec<f32> {
+    let (b, h, nq, nk, dh, dv) = (case.batch, case.heads, case.nq, case.nk, case.dh, case.dv);
+    let mut out = vec![0.0f32; b * nq * h * dv];
+    for bi in 0..b {
+        for hi in 0..h {
+            for i in 0..nq {
+                let keys: Vec<usize> = (0..nk).filter(|&j| !causal || j <= i).collect();
+                let qrow = &case.q[((bi * h + hi) * nq + i) * dh..][..dh];
+                let scores: Vec<f64> = keys
+                    .iter()
+                    .map(|&j| {
+                        let krow = &case.k[((bi * h + hi) * nk + j) * dh..][..dh];
+                        let dot: f64 = qrow
+                            .iter()
+                            .zip(krow)
+                            .map(|(a, b)| *a as f64 * *b as f64)
+                            .sum();
+                        dot * scale + bias[(hi * nq + i) * nk + j] as f64
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for c in 0..dv {
+                    let acc: f64 = keys
+                        .iter()
+                        .zip(&e)
+                        .map(|(&j, w)| w * case.v[((bi * h + hi) * nk + j) * dv + c] as f64)
+                        .sum();
+                    out[(bi * nq + i) * h * dv + hi * dv + c] = (acc / z) as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn score_bias_and_causal_masks_match_the_reference_on_every_chunking() {
+    use dype_burn::attention::{Masks, Precision, attention_masked};
+    let case = Case::new(11, 2, 3, 9, 9, 8, 5);
+    let bias: Vec<f32> = Rng::new(5).vec(3 * 9 * 9);
+    let scale = 1.0 / 8f64.sqrt();
+    for causal in [false, true] {
+        let want = biased_reference(&case, &bias, causal, scale);
+        for precision in [Precision::UpcastInputs, Precision::UpcastScores] {
+            for path in [
+                AttentionPath::Auto,
+                AttentionPath::Fused,
+                AttentionPath::Chunked { query_chunk: 1 },
+                AttentionPath::Chunked { query_chunk: 4 },
+                AttentionPath::Chunked { query_chunk: 9 },
+            ] {
+                let (q, k, v) = case.tensors();
+                let mut masks =
+                    Masks::default().with_bias(tensor4::<B>(&bias, [1, 3, 9, 9], &device()));
+                if causal {
+                    masks = masks.with_causal();
+                }
+                let options = AttentionOptions::default()
+                    .with_precision(precision)
+                    .with_path(path);
+                let got = to_vec(attention_masked(q, k, v, masks, options).unwrap());
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    err < 2e-5,
+                    "causal {causal}, {precision:?}, {path:?}: max error {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bias_and_causal_shapes_are_checked() {
+    use dype_burn::attention::{Masks, attention_masked};
+    let z = |dims: [usize; 4]| Tensor::<B, 4>::zeros(dims, &device());
+    let opts = AttentionOptions::default();
+    assert_eq!(
+        attention_masked(
+            z([1, 2, 3, 4]),
+            z([1, 2, 5, 4]),
+            z([1, 2, 5, 4]),
+            Masks::default().with_causal(),
+            opts
+        )
+        .map(|_| ())
+        .unwrap_err(),
+        AttentionError::CausalShape {
+            q_tokens: 3,
+            kv_tokens: 5
+        }
+    );
+    for bad in [[1, 2, 3, 4], [2, 1, 3, 5], [1, 3, 3, 5], [1, 1, 2, 5]] {
+        assert!(matches!(
+            attention_masked(
+                z([1, 2, 3, 4]),
+                z([1, 2, 5, 4]),
+                z([1, 2, 5, 4]),
+                Masks::default().with_bias(z(bad)),
+                opts
+            ),
+            Err(AttentionError::ShapeMismatch { what: "bias", .. })
+        ));
+    }
+    // Broadcast biases of every allowed shape are accepted.
+    for good in [[1, 1, 1, 5], [1, 2, 3, 5], [1, 1, 3, 5]] {
+        assert!(
+            attention_masked(
+                z([1, 2, 3, 4]),
+                z([1, 2, 5, 4]),
+                z([1, 2, 5, 4]),
+                Masks::default().with_bias(z(good)),
+                opts
+            )
+            .is_ok()
+        );
+    }
 }

@@ -427,7 +427,7 @@ fn embedding_uploads_only_when_frequencies_change() {
             PairLayout::Interleaved,
             &device()
         ),
-        Err(RotaryError::Positions { sample: 1, .. })
+        Err(RotaryError::SampleTokens { sample: 1, .. })
     ));
     assert!(matches!(
         RotaryEmbedding::<B>::batch(rope, vec![], PairLayout::Interleaved, &device()),
@@ -436,7 +436,7 @@ fn embedding_uploads_only_when_frequencies_change() {
     let flux_positions = SamplePositions::flux(1, 2, 2).unwrap();
     assert!(matches!(
         RotaryEmbedding::<B>::new(rope, flux_positions, PairLayout::Interleaved, &device()),
-        Err(RotaryError::Positions { .. })
+        Err(RotaryError::SampleAxes { sample: 0, .. })
     ));
 }
 

@@ -35,6 +35,7 @@ extern crate alloc;
 pub mod attention;
 pub mod axis;
 mod error;
+pub mod flow;
 pub mod hf;
 pub mod layout;
 mod math;
@@ -49,6 +50,7 @@ pub mod time;
 
 pub use axis::{Axis, RampClamp};
 pub use error::{DypeError, Result, ShortName};
+pub use flow::{FlowShift, flux_sigmas, time_shift};
 pub use layout::{
     AttentionFactor, AxialRope, AxisConfig, AxisPolicy, AxisStep, MAX_AXES, PairLayout, StepInfo,
     rotate, write_axis_rows, write_token_table,

@@ -24,3 +24,7 @@ pub(crate) fn ceil(x: f64) -> f64 {
 pub(crate) fn sin_cos(x: f64) -> (f64, f64) {
     libm::sincos(x)
 }
+#[inline]
+pub(crate) fn exp(x: f64) -> f64 {
+    libm::exp(x)
+}

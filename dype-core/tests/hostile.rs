@@ -113,6 +113,25 @@ fn scalars(a: f64, b: f64, c: f64, d: f64, n: usize) -> Check {
     prop_assert!(axis::yarn_ramp(a, b, c).is_finite());
     num("llama3", hf::llama3_inv_freq(a, b, c, d, 8192.0))?;
     num("llama3", hf::llama3_inv_freq(0.01, a, 1.0, 4.0, b))?;
+    num("time_shift", dype_core::time_shift(a, b))?;
+    let shift = dype_core::FlowShift {
+        base_image_seq_len: a,
+        max_image_seq_len: b,
+        base_shift: c,
+        max_shift: d,
+    };
+    num("FlowShift::mu", shift.mu(n))?;
+    num("FlowShift::mu", dype_core::FlowShift::FLUX_DEV.mu(n))?;
+    if let Ok(sigmas) = dype_core::flux_sigmas(n % 4096, a) {
+        let len = sigmas.len();
+        let mut count = 0;
+        for s in sigmas {
+            prop_assert!((0.0..=1.0).contains(&s), "flux_sigmas gave {s}");
+            count += 1;
+        }
+        prop_assert_eq!(count, len);
+    }
+    prop_assert!(dype_core::flux_sigmas(n, a).is_err() || n <= dype_core::flow::MAX_STEPS);
     Ok(())
 }
 

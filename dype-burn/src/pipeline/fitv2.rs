@@ -2,41 +2,20 @@
 //! and timestep-aware RoPE → SD-VAE decode → RGB8.
 
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
-use dype_core::{DypeError, FitTime};
+use dype_core::FitTime;
 
-use crate::models::fitv2::{
-    FitError, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope, patchify, unpatchify,
-};
+use super::PipelineError;
+use crate::models::fitv2::{FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope};
+use crate::models::vae::VaeDecoder;
+use crate::nn::{patchify, unpatchify};
+use crate::pipeline::image::{Rgb8Image, to_rgb8_fit};
 use crate::rotary::PairLayout;
-use crate::rotary::{RotaryEmbedding, RotaryError, StepReport};
-use crate::sampling::{Dopri5Options, SamplingError, dopri5, euler, heun};
-use crate::vae::{Rgb8Image, VaeDecoder, VaeError, to_rgb8_fit};
-
-/// Errors of a FiTv2 generation.
-#[derive(Debug, thiserror::Error)]
-pub enum FitPipelineError {
-    /// A parameter is invalid.
-    #[error("{0}")]
-    Invalid(String),
-    /// Positional math rejected the configuration.
-    #[error(transparent)]
-    Math(#[from] DypeError),
-    /// The rotary embedding failed.
-    #[error(transparent)]
-    Rotary(#[from] RotaryError),
-    /// The model failed.
-    #[error(transparent)]
-    Model(#[from] FitError),
-    /// The sampler failed.
-    #[error(transparent)]
-    Sampling(#[from] SamplingError),
-    /// The VAE failed.
-    #[error(transparent)]
-    Vae(#[from] VaeError),
-}
+use crate::rotary::{RotaryEmbedding, StepReport};
+use crate::sampling::{Dopri5Options, dopri5, euler, heun};
 
 /// The ODE solver of a FiT run (time from 0 = noise to 1 = data).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum FitSampler {
     /// Euler with `steps` uniform steps (`steps` evaluations).
     Euler {
@@ -102,7 +81,7 @@ pub fn generate<B: Backend>(
     request: &FitGenerate,
     device: &B::Device,
     mut progress: impl FnMut(&FitProgress),
-) -> Result<Rgb8Image, FitPipelineError> {
+) -> Result<Rgb8Image, PipelineError> {
     let cfg = model.config();
     let unit = vae.config().upscale() * cfg.patch_size;
     if request.height == 0
@@ -110,22 +89,24 @@ pub fn generate<B: Backend>(
         || !request.height.is_multiple_of(unit)
         || !request.width.is_multiple_of(unit)
     {
-        return Err(FitPipelineError::Invalid(format!(
-            "image size {}×{} must be positive multiples of {unit}",
-            request.height, request.width
-        )));
+        return Err(PipelineError::Size {
+            height: request.height,
+            width: request.width,
+            unit,
+        });
     }
     if request.class >= cfg.num_classes {
-        return Err(FitPipelineError::Invalid(format!(
-            "class {} is out of range (0..{})",
-            request.class, cfg.num_classes
-        )));
+        return Err(PipelineError::Class {
+            class: request.class,
+            classes: cfg.num_classes,
+        });
     }
     if !(request.cfg_scale.is_finite() && request.cfg_scale >= 0.0) {
-        return Err(FitPipelineError::Invalid(format!(
-            "cfg scale {} must be finite and >= 0",
-            request.cfg_scale
-        )));
+        return Err(PipelineError::Parameter {
+            name: "cfg_scale",
+            value: request.cfg_scale,
+            rule: "finite and >= 0",
+        });
     }
     let (steps, expected) = match request.sampler {
         FitSampler::Euler { steps } => (steps, Some(steps)),
@@ -133,7 +114,7 @@ pub fn generate<B: Backend>(
         FitSampler::Dopri5 { steps, .. } => (steps, None),
     };
     if steps == 0 {
-        return Err(FitPipelineError::Invalid("steps must be at least 1".into()));
+        return Err(PipelineError::Zero { name: "steps" });
     }
     let (h, w) = (request.height / unit, request.width / unit);
     let n = h * w;
@@ -162,7 +143,7 @@ pub fn generate<B: Backend>(
         device,
     )?;
     let mut evaluation = 0;
-    let velocity = |t: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, FitPipelineError> {
+    let velocity = |t: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, PipelineError> {
         let t = t.clamp(0.0, 1.0);
         let report = rotary.set_timestep(FitTime::new(t)?.into())?.clone();
         evaluation += 1;
@@ -189,32 +170,23 @@ pub fn generate<B: Backend>(
         })
     };
     let ts: Vec<f64> = (0..=steps).map(|i| i as f64 / steps as f64).collect();
-    let traj = match request.sampler {
-        FitSampler::Euler { .. } => euler(velocity, state, &ts)?,
-        FitSampler::Heun { .. } => heun(velocity, state, &ts)?,
+    let last = match request.sampler {
+        FitSampler::Euler { .. } => euler(velocity, state, &ts, |_| {})?,
+        FitSampler::Heun { .. } => heun(velocity, state, &ts, |_| {})?,
         FitSampler::Dopri5 { atol, rtol, .. } => {
-            dopri5(
-                velocity,
-                state,
-                &ts,
-                Dopri5Options {
-                    atol,
-                    rtol,
-                    ..Dopri5Options::default()
-                },
-            )?
-            .0
+            let options = Dopri5Options {
+                atol,
+                rtol,
+                ..Dopri5Options::default()
+            };
+            dopri5(velocity, state, &ts, options, |_| {})?.0
         }
     };
-    let last = traj
-        .into_iter()
-        .last()
-        .ok_or_else(|| FitPipelineError::Invalid("sampler returned no states".into()))?;
     let tokens = last.narrow(0, 0, 1);
     let latent = unpatchify(tokens, h, w, cfg.patch_size);
     let image = vae.decode(latent)?;
     to_rgb8_fit(image)?
         .into_iter()
         .next()
-        .ok_or_else(|| FitPipelineError::Invalid("VAE returned no image".into()))
+        .ok_or(PipelineError::NoImage)
 }

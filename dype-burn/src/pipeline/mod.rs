@@ -1,11 +1,17 @@
 //! Glue for the examples and for Rust callers: configuration in, image out, with a per-step
 //! progress callback. Models, samplers and the VAE stay in their own modules.
 
+mod error;
 pub mod fitv2;
 pub mod flux;
 pub mod image;
+pub mod imagenet;
+#[cfg(feature = "text")]
+pub mod prompt;
 
-pub use image::{PngError, write_png};
+pub use error::PipelineError;
+pub use image::{ImageError, Rgb8Image, write_png};
+pub use imagenet::{ImageNetError, imagenet_class, imagenet_classes};
 
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use rand::SeedableRng;

@@ -147,15 +147,17 @@ impl<B: Backend> RotaryEmbedding<B> {
             .ok_or(RotaryError::EmptyBatch)?;
         for (i, s) in samples.iter().enumerate() {
             if s.positions.axes().len() != n_axes || s.extents.len() != n_axes {
-                return Err(RotaryError::Positions {
+                return Err(RotaryError::SampleAxes {
                     sample: i,
-                    reason: format!("{n_axes} axes expected"),
+                    expected: n_axes,
+                    found: s.positions.axes().len().max(s.extents.len()),
                 });
             }
             if s.tokens() != tokens {
-                return Err(RotaryError::Positions {
+                return Err(RotaryError::SampleTokens {
                     sample: i,
-                    reason: format!("{} tokens, the first sample has {tokens}", s.tokens()),
+                    expected: tokens,
+                    found: s.tokens(),
                 });
             }
         }

@@ -9,13 +9,25 @@ pub enum RotaryError {
     /// The positional math rejected an input (dype-core).
     #[error(transparent)]
     Math(#[from] DypeError),
-    /// A sample's positions do not match the rope's axes or the batch's token count.
-    #[error("sample {sample}: {reason}")]
-    Positions {
+    /// A sample's positions have another number of axes than the rope.
+    #[error("sample {sample}: {found} position axes, the rope has {expected}")]
+    SampleAxes {
         /// Which sample.
         sample: usize,
-        /// Why.
-        reason: String,
+        /// The rope's axes.
+        expected: usize,
+        /// The sample's axes.
+        found: usize,
+    },
+    /// A sample has another token count than the first sample of the batch.
+    #[error("sample {sample}: {found} tokens, the first sample has {expected}")]
+    SampleTokens {
+        /// Which sample.
+        sample: usize,
+        /// The first sample's tokens.
+        expected: usize,
+        /// This sample's tokens.
+        found: usize,
     },
     /// Rows given for a [`RotaryIndex`](super::RotaryIndex) built for other row counts.
     #[error("sample {sample}, axis {axis}: {found} rows, the index was built for {expected}")]

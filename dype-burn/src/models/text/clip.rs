@@ -7,13 +7,38 @@ use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 
-use super::t5::{TextEncoderError, json_float, json_size, scores_attention};
+use serde::Deserialize;
+
+use super::t5::read_ids;
+use crate::attention::{AttentionOptions, Masks, Precision, attention_masked};
+use crate::models::{ConfigError, ModelError};
+use crate::nn::layer_norm_eps;
 use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
+
+/// The model name in errors.
+const MODEL: &str = "clip";
+
+/// The fields of an HF CLIP text `config.json` this port reads; absent or `null` ones take
+/// [`ClipConfig::vit_l_14`]'s values.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ClipJson {
+    vocab_size: Option<usize>,
+    hidden_size: Option<usize>,
+    intermediate_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    max_position_embeddings: Option<usize>,
+    layer_norm_eps: Option<f64>,
+    eos_token_id: Option<u32>,
+    hidden_act: Option<String>,
+}
 
 /// Which position of each sequence gives the pooled output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ClipPooling {
     /// The first position of the highest token id (HF's rule when `eos_token_id == 2`, the legacy
     /// CLIP configs FLUX ships: `<|endoftext|>` is the last vocabulary entry).
@@ -61,35 +86,32 @@ impl ClipConfig {
     /// From an HF `config.json` object (missing fields take [`ClipConfig::vit_l_14`]'s values).
     /// Pooling follows HF: [`ClipPooling::HighestId`] when `eos_token_id` is 2 or absent, else
     /// [`ClipPooling::FirstId`] of `eos_token_id`. Only `quick_gelu` is supported.
-    pub fn from_json(c: &serde_json::Value) -> Result<Self, TextEncoderError> {
-        const M: &str = "clip";
-        if let Some(a) = c.get("hidden_act").and_then(|v| v.as_str())
-            && a != "quick_gelu"
-        {
-            return Err(TextEncoderError::Config {
-                model: M,
-                reason: format!("hidden_act `{a}` is not supported (quick_gelu only)"),
+    pub fn from_json(c: &serde_json::Value) -> Result<Self, ModelError> {
+        let j = ClipJson::deserialize(c).map_err(|e| ModelError::json(MODEL, e))?;
+        if let Some(value) = j.hidden_act.filter(|a| a != "quick_gelu") {
+            return Err(ModelError::Config {
+                model: MODEL,
+                source: ConfigError::Unsupported {
+                    field: "hidden_act",
+                    value,
+                    supported: "quick_gelu only",
+                },
             });
         }
         let d = ClipConfig::vit_l_14();
-        let eos = json_size(M, c, "eos_token_id", 2)?;
         let cfg = ClipConfig {
-            vocab_size: json_size(M, c, "vocab_size", d.vocab_size)?,
-            hidden_size: json_size(M, c, "hidden_size", d.hidden_size)?,
-            intermediate_size: json_size(M, c, "intermediate_size", d.intermediate_size)?,
-            num_hidden_layers: json_size(M, c, "num_hidden_layers", d.num_hidden_layers)?,
-            num_attention_heads: json_size(M, c, "num_attention_heads", d.num_attention_heads)?,
-            max_position_embeddings: json_size(
-                M,
-                c,
-                "max_position_embeddings",
-                d.max_position_embeddings,
-            )?,
-            layer_norm_eps: json_float(M, c, "layer_norm_eps", d.layer_norm_eps)?,
-            pooling: if eos == 2 {
-                ClipPooling::HighestId
-            } else {
-                ClipPooling::FirstId(eos as u32)
+            vocab_size: j.vocab_size.unwrap_or(d.vocab_size),
+            hidden_size: j.hidden_size.unwrap_or(d.hidden_size),
+            intermediate_size: j.intermediate_size.unwrap_or(d.intermediate_size),
+            num_hidden_layers: j.num_hidden_layers.unwrap_or(d.num_hidden_layers),
+            num_attention_heads: j.num_attention_heads.unwrap_or(d.num_attention_heads),
+            max_position_embeddings: j
+                .max_position_embeddings
+                .unwrap_or(d.max_position_embeddings),
+            layer_norm_eps: j.layer_norm_eps.unwrap_or(d.layer_norm_eps),
+            pooling: match j.eos_token_id {
+                None | Some(2) => ClipPooling::HighestId,
+                Some(id) => ClipPooling::FirstId(id),
             },
         };
         cfg.validate()?;
@@ -102,13 +124,8 @@ impl ClipConfig {
     }
 
     /// Checks the configuration is usable.
-    pub fn validate(&self) -> Result<(), TextEncoderError> {
-        let bad = |r: &str| {
-            Err(TextEncoderError::Config {
-                model: "clip",
-                reason: r.into(),
-            })
-        };
+    pub fn validate(&self) -> Result<(), ModelError> {
+        let bad = |rule| Err(ModelError::invalid(MODEL, rule));
         if self.vocab_size == 0
             || self.hidden_size == 0
             || self.intermediate_size == 0
@@ -192,21 +209,14 @@ impl<B: Backend> Norm<B> {
     }
 
     fn forward(&self, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
-        let dtype = x.dtype();
-        let xf = if dtype == DType::F64 {
-            x
-        } else {
-            x.cast(DType::F32)
-        };
-        let (var, mean) = xf.clone().var_mean_bias(2);
-        let n = ((xf - mean) / var.add_scalar(eps).sqrt()).cast(dtype);
-        n * self.weight.val().unsqueeze::<3>() + self.bias.val().unsqueeze::<3>()
+        layer_norm_eps(x, eps) * self.weight.val().unsqueeze::<3>()
+            + self.bias.val().unsqueeze::<3>()
     }
 }
 
 /// One CLIP encoder layer.
 #[derive(Module, Debug)]
-pub struct ClipLayer<B: Backend> {
+pub(crate) struct ClipLayer<B: Backend> {
     ln1: Norm<B>,
     q: Linear<B>,
     k: Linear<B>,
@@ -243,7 +253,7 @@ impl<B: Backend> ClipTextModel<B> {
         config: &ClipConfig,
         dtype: burn::tensor::FloatDType,
         device: &B::Device,
-    ) -> Result<Self, TextEncoderError> {
+    ) -> Result<Self, ModelError> {
         config.validate()?;
         let (d, ff) = (config.hidden_size, config.intermediate_size);
         let lin = |i: usize, o: usize| burn::nn::LinearConfig::new(i, o).init::<B>(device);
@@ -274,7 +284,7 @@ impl<B: Backend> ClipTextModel<B> {
             final_norm: norm(),
             config: config.clone(),
         };
-        Ok(super::common::cast_params(model, dtype))
+        Ok(crate::nn::cast_params(model, dtype))
     }
 
     /// Builds the model from validated weights whose keys are under `prefix` (see
@@ -283,7 +293,7 @@ impl<B: Backend> ClipTextModel<B> {
         config: &ClipConfig,
         w: &Weights<'_, B>,
         prefix: &str,
-    ) -> Result<Self, TextEncoderError> {
+    ) -> Result<Self, ModelError> {
         config.validate()?;
         let p = |k: &str| {
             if prefix.is_empty() {
@@ -327,7 +337,7 @@ impl<B: Backend> ClipTextModel<B> {
         config: &ClipConfig,
         dtype: burn::tensor::FloatDType,
         device: &B::Device,
-    ) -> Result<Self, TextEncoderError> {
+    ) -> Result<Self, ModelError> {
         config.validate()?;
         let ckpt = Checkpoint::open(path)?;
         let prefix = ClipConfig::prefix_of(&ckpt);
@@ -342,33 +352,23 @@ impl<B: Backend> ClipTextModel<B> {
     }
 
     /// Hidden states and pooled output for token ids `[B, N]` (`N ≤ max_position_embeddings`).
-    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Result<ClipOutput<B>, TextEncoderError> {
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Result<ClipOutput<B>, ModelError> {
         let cfg = &self.config;
         let [b, n] = ids.dims();
         if b == 0 || n == 0 || n > cfg.max_position_embeddings {
-            return Err(TextEncoderError::Input {
-                model: "clip",
-                what: format!(
-                    "ids have shape [{b}, {n}], expected [B, N] with 0 < N ≤ {}",
-                    cfg.max_position_embeddings
-                ),
+            return Err(ModelError::Shape {
+                model: MODEL,
+                what: "ids",
+                found: vec![b, n],
+                expected: format!("[B, N] with 0 < N ≤ {}", cfg.max_position_embeddings),
             });
         }
-        let host: Vec<i64> = ids
-            .to_data()
-            .convert::<i64>()
-            .into_vec::<i64>()
-            .map_err(|e| TextEncoderError::Input {
-                model: "clip",
-                what: format!("cannot read ids: {e:?}"),
-            })?;
-        if let Some(bad) = host.iter().find(|&&i| i < 0 || i >= cfg.vocab_size as i64) {
-            return Err(TextEncoderError::Input {
-                model: "clip",
-                what: format!(
-                    "token id {bad} outside the vocabulary of {}",
-                    cfg.vocab_size
-                ),
+        let host = read_ids(MODEL, &ids)?;
+        if let Some(&id) = host.iter().find(|&&i| i < 0 || i >= cfg.vocab_size as i64) {
+            return Err(ModelError::TokenId {
+                model: MODEL,
+                id,
+                vocab: cfg.vocab_size,
             });
         }
         let positions = (0..b)
@@ -379,18 +379,19 @@ impl<B: Backend> ClipTextModel<B> {
                         let max = row.iter().copied().max().unwrap_or(0);
                         Ok(row.iter().position(|&i| i == max).unwrap_or(0))
                     }
-                    ClipPooling::FirstId(id) => row
-                        .iter()
-                        .position(|&i| i == id as i64)
-                        .ok_or_else(|| TextEncoderError::Input {
-                            model: "clip",
-                            what: format!("sequence {r} has no end-of-text token {id}"),
-                        }),
+                    ClipPooling::FirstId(id) => {
+                        row.iter()
+                            .position(|&i| i == id as i64)
+                            .ok_or(ModelError::NoEndToken {
+                                model: MODEL,
+                                sequence: r,
+                                token: id,
+                            })
+                    }
                 }
             })
             .collect::<Result<Vec<usize>, _>>()?;
 
-        let device = ids.device();
         let (h, hd, eps) = (cfg.num_attention_heads, cfg.head_dim(), cfg.layer_norm_eps);
         let d = cfg.hidden_size;
         let pos = self
@@ -400,24 +401,18 @@ impl<B: Backend> ClipTextModel<B> {
             .unsqueeze::<3>();
         let mut x = self.token_embedding.forward(ids) + pos;
         let dtype = x.dtype();
-        // Causal mask: −inf above the diagonal (a large finite value keeps softmax NaN-free).
-        let mask: Vec<f32> = (0..n)
-            .flat_map(|q| (0..n).map(move |k| if k > q { -1e30 } else { 0.0 }))
-            .collect();
-        let mask = Tensor::<B, 2>::from_data(TensorData::new(mask, [n, n]), &device)
-            .cast(DType::F32)
-            .unsqueeze::<4>();
-        let scale = 1.0 / (hd as f64).sqrt();
+        // Causal, scaled by 1/√head_dim on the scores, softmax in f32 (HF CLIP).
+        let options = AttentionOptions::default().with_precision(Precision::UpcastScores);
         for layer in &self.layers {
             let a = layer.ln1.forward(x.clone(), eps);
             let heads = |l: &Linear<B>| l.forward(a.clone()).reshape([b, n, h, hd]).swap_dims(1, 2);
-            let att = scores_attention(
+            let att = attention_masked(
                 heads(&layer.q),
                 heads(&layer.k),
                 heads(&layer.v),
-                Some(mask.clone()),
-                scale,
-            );
+                Masks::default().with_causal(),
+                options,
+            )?;
             x = x + layer.out.forward(att);
             let f = layer.fc1.forward(layer.ln2.forward(x.clone(), eps));
             let f = f.clone() * sigmoid(f.mul_scalar(1.702));

@@ -8,68 +8,33 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Embedding, Linear};
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Int, Tensor, TensorData};
-use thiserror::Error;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::Deserialize;
 
+use crate::attention::{AttentionOptions, Masks, Precision, attention_masked};
+use crate::models::{ConfigError, ModelError};
+use crate::nn::{RmsForm, rms_norm};
 use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
 
-/// Errors of the text encoders.
-#[derive(Debug, Error)]
-pub enum TextEncoderError {
-    /// An input has the wrong shape or content.
-    #[error("{model}: {what}")]
-    Input {
-        /// Which model.
-        model: &'static str,
-        /// What is wrong.
-        what: String,
-    },
-    /// A configuration value is invalid.
-    #[error("{model}: invalid configuration: {reason}")]
-    Config {
-        /// Which model.
-        model: &'static str,
-        /// Why.
-        reason: String,
-    },
-    /// Weight loading failure.
-    #[error(transparent)]
-    Weights(#[from] WeightsError),
-}
+/// The model name in errors.
+const MODEL: &str = "t5";
 
-pub(crate) fn json_size(
-    model: &'static str,
-    c: &serde_json::Value,
-    k: &str,
-    default: usize,
-) -> Result<usize, TextEncoderError> {
-    match c.get(k) {
-        None | Some(serde_json::Value::Null) => Ok(default),
-        Some(v) => v
-            .as_u64()
-            .map(|x| x as usize)
-            .ok_or_else(|| TextEncoderError::Config {
-                model,
-                reason: format!("`{k}` must be a non-negative integer"),
-            }),
-    }
-}
-
-pub(crate) fn json_float(
-    model: &'static str,
-    c: &serde_json::Value,
-    k: &str,
-    default: f64,
-) -> Result<f64, TextEncoderError> {
-    match c.get(k) {
-        None | Some(serde_json::Value::Null) => Ok(default),
-        Some(v) => v.as_f64().ok_or_else(|| TextEncoderError::Config {
-            model,
-            reason: format!("`{k}` must be a number"),
-        }),
-    }
+/// The fields of an HF T5 `config.json` this port reads; absent or `null` ones take
+/// [`T5Config::xxl`]'s values.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct T5Json {
+    vocab_size: Option<usize>,
+    d_model: Option<usize>,
+    d_kv: Option<usize>,
+    d_ff: Option<usize>,
+    num_layers: Option<usize>,
+    num_heads: Option<usize>,
+    relative_attention_num_buckets: Option<usize>,
+    relative_attention_max_distance: Option<usize>,
+    layer_norm_epsilon: Option<f64>,
+    feed_forward_proj: Option<String>,
 }
 
 /// T5 encoder hyper-parameters (HF `T5Config`).
@@ -113,37 +78,33 @@ impl T5Config {
 
     /// From an HF `config.json` object (missing fields take [`T5Config::xxl`]'s values). Only the
     /// gated-GELU v1.1 feed-forward is supported.
-    pub fn from_json(c: &serde_json::Value) -> Result<Self, TextEncoderError> {
-        const M: &str = "t5";
-        if let Some(p) = c.get("feed_forward_proj").and_then(|v| v.as_str())
-            && p != "gated-gelu"
-        {
-            return Err(TextEncoderError::Config {
-                model: M,
-                reason: format!("feed_forward_proj `{p}` is not supported (gated-gelu only)"),
+    pub fn from_json(c: &serde_json::Value) -> Result<Self, ModelError> {
+        let j = T5Json::deserialize(c).map_err(|e| ModelError::json(MODEL, e))?;
+        if let Some(value) = j.feed_forward_proj.filter(|p| p != "gated-gelu") {
+            return Err(ModelError::Config {
+                model: MODEL,
+                source: ConfigError::Unsupported {
+                    field: "feed_forward_proj",
+                    value,
+                    supported: "gated-gelu only",
+                },
             });
         }
         let d = T5Config::xxl();
         let cfg = T5Config {
-            vocab_size: json_size(M, c, "vocab_size", d.vocab_size)?,
-            d_model: json_size(M, c, "d_model", d.d_model)?,
-            d_kv: json_size(M, c, "d_kv", d.d_kv)?,
-            d_ff: json_size(M, c, "d_ff", d.d_ff)?,
-            num_layers: json_size(M, c, "num_layers", d.num_layers)?,
-            num_heads: json_size(M, c, "num_heads", d.num_heads)?,
-            relative_attention_num_buckets: json_size(
-                M,
-                c,
-                "relative_attention_num_buckets",
-                d.relative_attention_num_buckets,
-            )?,
-            relative_attention_max_distance: json_size(
-                M,
-                c,
-                "relative_attention_max_distance",
-                d.relative_attention_max_distance,
-            )?,
-            layer_norm_epsilon: json_float(M, c, "layer_norm_epsilon", d.layer_norm_epsilon)?,
+            vocab_size: j.vocab_size.unwrap_or(d.vocab_size),
+            d_model: j.d_model.unwrap_or(d.d_model),
+            d_kv: j.d_kv.unwrap_or(d.d_kv),
+            d_ff: j.d_ff.unwrap_or(d.d_ff),
+            num_layers: j.num_layers.unwrap_or(d.num_layers),
+            num_heads: j.num_heads.unwrap_or(d.num_heads),
+            relative_attention_num_buckets: j
+                .relative_attention_num_buckets
+                .unwrap_or(d.relative_attention_num_buckets),
+            relative_attention_max_distance: j
+                .relative_attention_max_distance
+                .unwrap_or(d.relative_attention_max_distance),
+            layer_norm_epsilon: j.layer_norm_epsilon.unwrap_or(d.layer_norm_epsilon),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -155,7 +116,7 @@ impl T5Config {
     }
 
     /// Checks the configuration is usable.
-    pub fn validate(&self) -> Result<(), TextEncoderError> {
+    pub fn validate(&self) -> Result<(), ModelError> {
         if self.vocab_size == 0
             || self.d_model == 0
             || self.d_kv == 0
@@ -163,17 +124,14 @@ impl T5Config {
             || self.num_layers == 0
             || self.num_heads == 0
         {
-            return Err(TextEncoderError::Config {
-                model: "t5",
-                reason: "sizes must be non-zero".into(),
-            });
+            return Err(ModelError::invalid(MODEL, "sizes must be non-zero"));
         }
         let b = self.relative_attention_num_buckets;
         if b < 4 || self.relative_attention_max_distance <= b / 4 {
-            return Err(TextEncoderError::Config {
-                model: "t5",
-                reason: "need at least 4 buckets and max_distance > buckets/4".into(),
-            });
+            return Err(ModelError::invalid(
+                MODEL,
+                "need at least 4 buckets and max_distance > buckets/4",
+            ));
         }
         Ok(())
     }
@@ -228,7 +186,7 @@ impl T5Config {
 
 /// One T5 encoder block.
 #[derive(Module, Debug)]
-pub struct T5Block<B: Backend> {
+pub(crate) struct T5Block<B: Backend> {
     attn_norm: Param<Tensor<B, 1>>,
     q: Linear<B>,
     k: Linear<B>,
@@ -252,17 +210,9 @@ pub struct T5Encoder<B: Backend> {
 }
 
 /// T5LayerNorm: `w · x / sqrt(mean(x²) + eps)`, statistics in f32, result in `w`'s dtype.
-fn rms_norm<B: Backend>(x: Tensor<B, 3>, w: &Param<Tensor<B, 1>>, eps: f64) -> Tensor<B, 3> {
+fn t5_norm<B: Backend>(x: Tensor<B, 3>, w: &Param<Tensor<B, 1>>, eps: f64) -> Tensor<B, 3> {
     let w = w.val();
-    let dtype = w.dtype();
-    let xf = if x.dtype() == DType::F64 {
-        x
-    } else {
-        x.cast(DType::F32)
-    };
-    let var = xf.clone().powi_scalar(2).mean_dim(2);
-    let normed = (xf / var.add_scalar(eps).sqrt()).cast(dtype);
-    normed * w.unsqueeze::<3>()
+    rms_norm(x, eps, RmsForm::Divide).cast(w.dtype()) * w.unsqueeze::<3>()
 }
 
 /// GELU, tanh approximation (`gelu_new`).
@@ -272,28 +222,19 @@ pub(crate) fn gelu_tanh<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B
     x.mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
 }
 
-/// `softmax(q kᵀ · scale + bias) v` over `[B, H, N, d]` heads, softmax in f32, result
-/// `[B, N, H·d]` in `v`'s dtype. `bias` broadcasts as `[1 or B, 1 or H, N, N]`.
-pub(crate) fn scores_attention<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    bias: Option<Tensor<B, 4>>,
-    scale: f64,
-) -> Tensor<B, 3> {
-    let [b, h, n, d] = q.dims();
-    let dtype = v.dtype();
-    let mut scores = q.matmul(k.swap_dims(2, 3));
-    if scale != 1.0 {
-        scores = scores.mul_scalar(scale);
-    }
-    let scores = scores.cast(DType::F32);
-    let scores = match bias {
-        Some(bias) => scores + bias.cast(DType::F32),
-        None => scores,
-    };
-    let p = softmax(scores, 3).cast(dtype);
-    p.matmul(v).swap_dims(1, 2).reshape([b, n, h * d])
+/// Token ids on the host, for the vocabulary check (and CLIP's pooling position).
+pub(super) fn read_ids<B: Backend>(
+    model: &'static str,
+    ids: &Tensor<B, 2, Int>,
+) -> Result<Vec<i64>, ModelError> {
+    ids.to_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .map_err(|e| ModelError::ReadBack {
+            model,
+            what: "token ids",
+            reason: format!("{e:?}"),
+        })
 }
 
 /// HF `T5Attention._relative_position_bucket` (bidirectional) for `relative = key − query`,
@@ -320,7 +261,7 @@ impl<B: Backend> T5Encoder<B> {
         config: &T5Config,
         dtype: burn::tensor::FloatDType,
         device: &B::Device,
-    ) -> Result<Self, TextEncoderError> {
+    ) -> Result<Self, ModelError> {
         config.validate()?;
         let (d, inner, ff) = (config.d_model, config.inner_dim(), config.d_ff);
         let lin = |i: usize, o: usize| {
@@ -353,12 +294,12 @@ impl<B: Backend> T5Encoder<B> {
             final_norm: ones(d),
             config: config.clone(),
         };
-        Ok(super::common::cast_params(model, dtype))
+        Ok(crate::nn::cast_params(model, dtype))
     }
 
     /// Builds the encoder from validated weights (see [`T5Config::key_map`]); the token
     /// embedding is `shared.weight`, or `encoder.embed_tokens.weight` when only that is declared.
-    pub fn from_weights(config: &T5Config, w: &Weights<'_, B>) -> Result<Self, TextEncoderError> {
+    pub fn from_weights(config: &T5Config, w: &Weights<'_, B>) -> Result<Self, ModelError> {
         config.validate()?;
         let embed = match w.tensor::<2>("shared.weight") {
             Ok(t) => t,
@@ -405,7 +346,7 @@ impl<B: Backend> T5Encoder<B> {
         config: &T5Config,
         dtype: burn::tensor::FloatDType,
         device: &B::Device,
-    ) -> Result<Self, TextEncoderError> {
+    ) -> Result<Self, ModelError> {
         config.validate()?;
         let ckpt = Checkpoint::open(path)?;
         let map = config.key_map_for(&ckpt);
@@ -443,30 +384,23 @@ impl<B: Backend> T5Encoder<B> {
 
     /// Last hidden states `[B, N, d_model]` (after the final norm) for token ids `[B, N]`; no
     /// attention mask (FLUX attends to the padding too).
-    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, TextEncoderError> {
+    pub fn forward(&self, ids: Tensor<B, 2, Int>) -> Result<Tensor<B, 3>, ModelError> {
         let cfg = &self.config;
         let [b, n] = ids.dims();
         if b == 0 || n == 0 {
-            return Err(TextEncoderError::Input {
-                model: "t5",
-                what: format!("ids have shape [{b}, {n}], expected a non-empty [B, N]"),
+            return Err(ModelError::Shape {
+                model: MODEL,
+                what: "ids",
+                found: vec![b, n],
+                expected: "a non-empty [B, N]".into(),
             });
         }
-        let host: Vec<i64> = ids
-            .to_data()
-            .convert::<i64>()
-            .into_vec::<i64>()
-            .map_err(|e| TextEncoderError::Input {
-                model: "t5",
-                what: format!("cannot read ids: {e:?}"),
-            })?;
-        if let Some(bad) = host.iter().find(|&&i| i < 0 || i >= cfg.vocab_size as i64) {
-            return Err(TextEncoderError::Input {
-                model: "t5",
-                what: format!(
-                    "token id {bad} outside the vocabulary of {}",
-                    cfg.vocab_size
-                ),
+        let host = read_ids(MODEL, &ids)?;
+        if let Some(&id) = host.iter().find(|&&i| i < 0 || i >= cfg.vocab_size as i64) {
+            return Err(ModelError::TokenId {
+                model: MODEL,
+                id,
+                vocab: cfg.vocab_size,
             });
         }
         let device = ids.device();
@@ -475,20 +409,23 @@ impl<B: Backend> T5Encoder<B> {
         let eps = cfg.layer_norm_epsilon;
         let mut x = self.embed.forward(ids);
         for blk in &self.blocks {
-            let a = rms_norm(x.clone(), &blk.attn_norm, eps);
+            let a = t5_norm(x.clone(), &blk.attn_norm, eps);
             let heads = |l: &Linear<B>| l.forward(a.clone()).reshape([b, n, h, d]).swap_dims(1, 2);
-            let att = scores_attention(
+            // Unscaled scores with the shared position bias, softmax in f32 (HF T5).
+            let att = attention_masked(
                 heads(&blk.q),
                 heads(&blk.k),
                 heads(&blk.v),
-                Some(bias.clone()),
-                1.0,
-            );
+                Masks::default().with_bias(bias.clone()),
+                AttentionOptions::default()
+                    .with_scale(1.0)
+                    .with_precision(Precision::UpcastScores),
+            )?;
             x = x + blk.o.forward(att);
-            let f = rms_norm(x.clone(), &blk.ff_norm, eps);
+            let f = t5_norm(x.clone(), &blk.ff_norm, eps);
             let hidden = gelu_tanh(blk.wi_0.forward(f.clone())) * blk.wi_1.forward(f);
             x = x + blk.wo.forward(hidden);
         }
-        Ok(rms_norm(x, &self.final_norm, eps))
+        Ok(t5_norm(x, &self.final_norm, eps))
     }
 }

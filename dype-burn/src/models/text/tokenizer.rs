@@ -21,14 +21,16 @@ pub const T5_MAX_LENGTH: usize = 512;
 
 /// Tokenizer errors.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum TextError {
     /// The tokenizer file could not be read or parsed.
-    #[error("tokenizer {}: {reason}", path.display())]
+    #[error("tokenizer {}: {source}", path.display())]
     Load {
         /// The file.
         path: PathBuf,
-        /// Why.
-        reason: String,
+        /// The tokenizers crate's error.
+        #[source]
+        source: tokenizers::Error,
     },
     /// A special token the encoder needs is not in the vocabulary.
     #[error("tokenizer {}: special token `{token}` is not in the vocabulary", path.display())]
@@ -48,7 +50,7 @@ pub enum TextError {
     },
     /// Encoding or decoding failed.
     #[error("tokenizer: {0}")]
-    Encode(String),
+    Encode(#[source] tokenizers::Error),
 }
 
 /// A tokenized prompt.
@@ -70,9 +72,9 @@ impl Tokens {
 }
 
 fn open(path: &Path) -> Result<Tokenizer, TextError> {
-    Tokenizer::from_file(path).map_err(|e| TextError::Load {
+    Tokenizer::from_file(path).map_err(|source| TextError::Load {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        source,
     })
 }
 
@@ -85,9 +87,7 @@ fn special(t: &Tokenizer, path: &Path, token: &'static str) -> Result<u32, TextE
 
 /// The prompt's ids without special tokens.
 fn content(t: &Tokenizer, prompt: &str) -> Result<Vec<u32>, TextError> {
-    let enc = t
-        .encode(prompt, false)
-        .map_err(|e| TextError::Encode(e.to_string()))?;
+    let enc = t.encode(prompt, false).map_err(TextError::Encode)?;
     Ok(enc.get_ids().to_vec())
 }
 
@@ -101,9 +101,7 @@ fn cut(
         return Ok((ids, None));
     }
     let rest = ids.split_off(room);
-    let text = t
-        .decode(&rest, true)
-        .map_err(|e| TextError::Encode(e.to_string()))?;
+    let text = t.decode(&rest, true).map_err(TextError::Encode)?;
     Ok((ids, Some(text)))
 }
 

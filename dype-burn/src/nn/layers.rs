@@ -1,28 +1,7 @@
-//! Small building blocks shared by the DiT ports (FiTv2, FLUX.1).
+//! Small layers: adaLN modulation, parameter casts.
 
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor};
-
-/// LayerNorm / RMSNorm epsilon of both ports.
-pub(crate) const EPS: f64 = 1e-6;
-
-/// Upcasts half-precision tensors to f32 (f32/f64 unchanged).
-pub(crate) fn to_f32<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    if x.dtype() == DType::F64 {
-        x
-    } else {
-        x.cast(DType::F32)
-    }
-}
-
-/// LayerNorm over the last dimension, eps 1e-6, no affine parameters; statistics in f32 even when
-/// the model runs in bf16/f16, result in the input's dtype.
-pub(crate) fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    let dtype = x.dtype();
-    let x = to_f32(x);
-    let (var, mean) = x.clone().var_mean_bias(D - 1);
-    ((x - mean) / var.add_scalar(EPS).sqrt()).cast(dtype)
-}
 
 /// adaLN modulation `x·(1 + scale) + shift` with `[B, D]` vectors broadcast over tokens.
 pub(crate) fn modulate<B: Backend>(

@@ -1,167 +1,6 @@
-//! Model-agnostic ODE solvers for flow/velocity samplers: Euler, Heun and adaptive Dormand–Prince
-//! (dopri5) with torchdiffeq's step control, over any [`OdeState`] (burn tensors, or `Vec<f64>` in
-//! tests). The velocity function gets the solver's time `t` and the state; time conventions are the
-//! caller's (FiT integrates `t` from 0 = noise to 1 = data, FLUX steps σ from 1 to 0).
-//!
-//! dopri5 follows torchdiffeq's `RKAdaptiveStepsizeODESolver` (rtqichen/torchdiffeq,
-//! `_impl/rk_common.py`, `misc.py`, `interp.py`), which FiT's `ode` sampler calls: Hairer's initial
-//! step selection (one extra evaluation), the Dormand–Prince–Shampine tableau with FSAL, the error
-//! ratio `RMS(err / (atol + rtol·max(|y0|, |y1|)))`, step factor `min(10, max(0.9·ratio^(−1/5), 0.2))`
-//! (no shrink bound when accepted), and 4th-order interpolation at the requested output times.
+//! Adaptive Dormand–Prince 5(4) with torchdiffeq's step control and dense output.
 
-use burn::tensor::{ElementConversion, Tensor, backend::Backend};
-use thiserror::Error;
-
-/// What can go wrong while integrating.
-#[derive(Debug, Error)]
-pub enum SamplingError {
-    /// The output times are not strictly monotonic in the integration direction, or fewer than 2.
-    #[error("output times must hold at least two strictly increasing values")]
-    BadTimes,
-    /// A tolerance or option is not a finite positive number.
-    #[error("solver option `{name}` = {value} is invalid")]
-    BadOption {
-        /// Option name.
-        name: &'static str,
-        /// The value.
-        value: f64,
-    },
-    /// The adaptive solver needed more steps than allowed.
-    #[error("dopri5 exceeded {max} steps before reaching t = {t}")]
-    TooManySteps {
-        /// The step limit.
-        max: usize,
-        /// The time not reached.
-        t: f64,
-    },
-    /// The step size underflowed or the state became non-finite.
-    #[error("integration broke down at t = {t}: {reason}")]
-    Breakdown {
-        /// Where.
-        t: f64,
-        /// Why.
-        reason: &'static str,
-    },
-    /// The velocity function failed.
-    #[error("velocity evaluation failed: {0}")]
-    Velocity(String),
-}
-
-/// A state the solvers can integrate.
-pub trait OdeState: Clone {
-    /// `self + Σ cᵢ·xᵢ`.
-    fn combine(&self, terms: &[(f64, &Self)]) -> Self;
-    /// `RMS(x / (atol + rtol·max(|a|, |b|)))`, with `b = a` when `None` (torchdiffeq's scaled norms).
-    fn scaled_rms(x: &Self, a: &Self, b: Option<&Self>, atol: f64, rtol: f64) -> f64;
-    /// Whether every element is finite.
-    fn all_finite(&self) -> bool;
-}
-
-impl OdeState for Vec<f64> {
-    fn combine(&self, terms: &[(f64, &Self)]) -> Self {
-        let mut out = self.clone();
-        for (c, x) in terms {
-            for (o, v) in out.iter_mut().zip(x.iter()) {
-                *o += c * v;
-            }
-        }
-        out
-    }
-
-    fn scaled_rms(x: &Self, a: &Self, b: Option<&Self>, atol: f64, rtol: f64) -> f64 {
-        let b = b.unwrap_or(a);
-        let n = x.len().max(1) as f64;
-        let s: f64 = x
-            .iter()
-            .zip(a)
-            .zip(b)
-            .map(|((x, a), b)| (x / (atol + rtol * a.abs().max(b.abs()))).powi(2))
-            .sum();
-        (s / n).sqrt()
-    }
-
-    fn all_finite(&self) -> bool {
-        self.iter().all(|v| v.is_finite())
-    }
-}
-
-impl<B: Backend, const D: usize> OdeState for Tensor<B, D> {
-    fn combine(&self, terms: &[(f64, &Self)]) -> Self {
-        terms.iter().fold(self.clone(), |acc, (c, x)| {
-            acc + (*x).clone().mul_scalar(*c)
-        })
-    }
-
-    fn scaled_rms(x: &Self, a: &Self, b: Option<&Self>, atol: f64, rtol: f64) -> f64 {
-        let m = match b {
-            Some(b) => a.clone().abs().max_pair(b.clone().abs()),
-            None => a.clone().abs(),
-        };
-        let scaled = x.clone() / m.mul_scalar(rtol).add_scalar(atol);
-        let ms: f64 = scaled.powi_scalar(2).mean().into_scalar().elem();
-        ms.sqrt()
-    }
-
-    fn all_finite(&self) -> bool {
-        let bad: i64 = self
-            .clone()
-            .is_nan()
-            .bool_or(self.clone().is_inf())
-            .int()
-            .sum()
-            .into_scalar()
-            .elem();
-        bad == 0
-    }
-}
-
-fn check_times(ts: &[f64]) -> Result<(), SamplingError> {
-    if ts.len() < 2 || ts.iter().any(|t| !t.is_finite()) || ts.windows(2).any(|w| w[1] <= w[0]) {
-        return Err(SamplingError::BadTimes);
-    }
-    Ok(())
-}
-
-/// Explicit Euler over the grid `ts` (torchdiffeq `euler` with the output grid as step grid):
-/// returns the state at every `ts[k]`, `ts[0]` being `y0`.
-pub fn euler<S: OdeState, E: std::fmt::Display>(
-    mut f: impl FnMut(f64, &S) -> Result<S, E>,
-    y0: S,
-    ts: &[f64],
-) -> Result<Vec<S>, SamplingError> {
-    check_times(ts)?;
-    let mut out = Vec::with_capacity(ts.len());
-    let mut y = y0;
-    out.push(y.clone());
-    for w in ts.windows(2) {
-        let v = f(w[0], &y).map_err(|e| SamplingError::Velocity(e.to_string()))?;
-        y = y.combine(&[(w[1] - w[0], &v)]);
-        out.push(y.clone());
-    }
-    Ok(out)
-}
-
-/// Heun's second-order method (explicit trapezoid) over the grid `ts`: two evaluations per step.
-pub fn heun<S: OdeState, E: std::fmt::Display>(
-    mut f: impl FnMut(f64, &S) -> Result<S, E>,
-    y0: S,
-    ts: &[f64],
-) -> Result<Vec<S>, SamplingError> {
-    check_times(ts)?;
-    let err = |e: E| SamplingError::Velocity(e.to_string());
-    let mut out = Vec::with_capacity(ts.len());
-    let mut y = y0;
-    out.push(y.clone());
-    for w in ts.windows(2) {
-        let dt = w[1] - w[0];
-        let k1 = f(w[0], &y).map_err(err)?;
-        let pred = y.combine(&[(dt, &k1)]);
-        let k2 = f(w[1], &pred).map_err(err)?;
-        y = y.combine(&[(0.5 * dt, &k1), (0.5 * dt, &k2)]);
-        out.push(y.clone());
-    }
-    Ok(out)
-}
+use super::{OdeState, SamplingError, Step, check_times};
 
 /// dopri5 options (torchdiffeq defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -299,15 +138,21 @@ impl<S: OdeState> Interp<S> {
     }
 }
 
-/// Adaptive Dormand–Prince 5(4) as torchdiffeq runs it; returns the state at every `ts[k]`
-/// (interpolated), `ts[0]` being `y0`, and the run's counters.
-pub fn dopri5<S: OdeState, E: std::fmt::Display>(
+/// Adaptive Dormand–Prince 5(4) as torchdiffeq runs it (`ts` strictly increasing). Calls
+/// `on_step` with the (interpolated) state at every `ts[k]` (`ts[0]`: `y0`) and returns the last
+/// one with the run's counters.
+pub fn dopri5<S, E>(
     mut f: impl FnMut(f64, &S) -> Result<S, E>,
     y0: S,
     ts: &[f64],
     opts: Dopri5Options,
-) -> Result<(Vec<S>, Dopri5Stats), SamplingError> {
-    check_times(ts)?;
+    mut on_step: impl FnMut(Step<'_, S>),
+) -> Result<(S, Dopri5Stats), E>
+where
+    S: OdeState,
+    E: From<SamplingError>,
+{
+    check_times(ts, false)?;
     for (name, value) in [
         ("atol", opts.atol),
         ("rtol", opts.rtol),
@@ -316,13 +161,13 @@ pub fn dopri5<S: OdeState, E: std::fmt::Display>(
         ("dfactor", opts.dfactor),
     ] {
         if !(value.is_finite() && value > 0.0) {
-            return Err(SamplingError::BadOption { name, value });
+            return Err(SamplingError::BadOption { name, value }.into());
         }
     }
     let mut stats = Dopri5Stats::default();
     let mut eval = |t: f64, y: &S, stats: &mut Dopri5Stats| {
         stats.evaluations += 1;
-        f(t, y).map_err(|e| SamplingError::Velocity(e.to_string()))
+        f(t, y)
     };
     let (atol, rtol) = (opts.atol, opts.rtol);
     let t_start = ts[0];
@@ -355,23 +200,29 @@ pub fn dopri5<S: OdeState, E: std::fmt::Display>(
         t1: t,
         coeffs: [y0.clone(), y0.clone(), y0.clone(), y0.clone(), y0.clone()],
     };
-    let mut out = Vec::with_capacity(ts.len());
-    out.push(y0);
+    on_step(Step {
+        index: 0,
+        t: t_start,
+        state: &y0,
+    });
+    drop(y0);
     let mut steps = 0usize;
-    for &next_t in &ts[1..] {
+    for (index, &next_t) in ts.iter().enumerate().skip(1) {
         while next_t > t {
             if steps >= opts.max_steps {
                 return Err(SamplingError::TooManySteps {
                     max: opts.max_steps,
                     t: next_t,
-                });
+                }
+                .into());
             }
             steps += 1;
             if !dt.is_finite() || dt <= 0.0 || t + dt <= t {
                 return Err(SamplingError::Breakdown {
                     t,
                     reason: "step size underflow",
-                });
+                }
+                .into());
             }
             let t1 = t + dt;
             let mut k: Vec<S> = Vec::with_capacity(7);
@@ -399,7 +250,8 @@ pub fn dopri5<S: OdeState, E: std::fmt::Display>(
                 return Err(SamplingError::Breakdown {
                     t,
                     reason: "non-finite error estimate (state diverged)",
-                });
+                }
+                .into());
             }
             let factor = if ratio == 0.0 {
                 opts.ifactor
@@ -419,49 +271,45 @@ pub fn dopri5<S: OdeState, E: std::fmt::Display>(
             }
             dt *= factor;
         }
-        out.push(interp.eval(next_t));
+        // Outputs are interpolated, reported and dropped; only the last one is returned.
+        let state = interp.eval(next_t);
+        on_step(Step {
+            index,
+            t: next_t,
+            state: &state,
+        });
+        if index + 1 == ts.len() {
+            return Ok((state, stats));
+        }
     }
-    Ok((out, stats))
+    // Not reached: `check_times` guarantees an output after `ts[0]`.
+    Err(SamplingError::BadTimes.into())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
+    use super::super::test_support::{Census, Counted, TestError};
     use super::*;
 
     #[allow(clippy::ptr_arg)] // the solver's state type is Vec<f64>
-    fn decay(_t: f64, y: &Vec<f64>) -> Result<Vec<f64>, String> {
+    fn decay(_t: f64, y: &Vec<f64>) -> Result<Vec<f64>, TestError> {
         Ok(y.iter().map(|v| -v).collect())
-    }
-
-    #[test]
-    fn euler_and_heun_converge_at_their_orders() {
-        let exact = (-1.0f64).exp();
-        let err = |n: usize, heun_: bool| {
-            let ts: Vec<f64> = (0..=n).map(|i| i as f64 / n as f64).collect();
-            let traj = if heun_ {
-                heun(decay, vec![1.0], &ts)
-            } else {
-                euler(decay, vec![1.0], &ts)
-            }
-            .expect("runs");
-            (traj[n][0] - exact).abs()
-        };
-        assert!(
-            (err(100, false) / err(200, false) - 2.0).abs() < 0.05,
-            "Euler is first order"
-        );
-        assert!(
-            (err(100, true) / err(200, true) - 4.0).abs() < 0.1,
-            "Heun is second order"
-        );
     }
 
     #[test]
     fn dopri5_meets_its_tolerance_and_interpolates() {
         let ts = [0.0, 0.25, 0.5, 0.75, 1.0];
-        let (traj, stats) =
-            dopri5(decay, vec![1.0, -2.0], &ts, Dopri5Options::default()).expect("runs");
-        for (t, y) in ts.iter().zip(&traj) {
+        let mut traj = Vec::new();
+        let (last, stats) = dopri5(decay, vec![1.0, -2.0], &ts, Dopri5Options::default(), |s| {
+            traj.push((s.index, s.t, s.state.clone()))
+        })
+        .expect("runs");
+        assert_eq!(traj.len(), ts.len());
+        assert_eq!(traj[4].2, last);
+        for (k, (index, t, y)) in traj.iter().enumerate() {
+            assert_eq!((*index, *t), (k, ts[k]));
             // rtol 1e-3 bounds the local error; with two or three big steps the 4th-order
             // interpolant in between is within a few rtol. (Parity with torchdiffeq itself is
             // checked on the FiTv2 fixture's dopri5 trajectory.)
@@ -482,49 +330,77 @@ mod tests {
             rtol: 1e-10,
             ..Dopri5Options::default()
         };
-        let (traj2, stats2) = dopri5(decay, vec![1.0, -2.0], &ts, tight).expect("runs");
+        let (last2, stats2) = dopri5(decay, vec![1.0, -2.0], &ts, tight, |_| {}).expect("runs");
         assert!(stats2.accepted > stats.accepted);
-        assert!((traj2[4][0] - (-1.0f64).exp()).abs() < 1e-9);
+        assert!((last2[0] - (-1.0f64).exp()).abs() < 1e-9);
     }
 
     #[test]
     fn dopri5_rejects_bad_input_without_panicking() {
-        assert!(matches!(
-            dopri5(decay, vec![1.0], &[0.0], Dopri5Options::default()),
-            Err(SamplingError::BadTimes)
-        ));
-        assert!(matches!(
-            dopri5(decay, vec![1.0], &[1.0, 0.0], Dopri5Options::default()),
-            Err(SamplingError::BadTimes)
-        ));
+        let solver = |ts: &[f64], opts| dopri5(decay, vec![1.0], ts, opts, |_| {}).map(|r| r.0);
+        assert_eq!(
+            solver(&[0.0], Dopri5Options::default()),
+            Err(TestError::Solver(SamplingError::BadTimes))
+        );
+        assert_eq!(
+            solver(&[1.0, 0.0], Dopri5Options::default()),
+            Err(TestError::Solver(SamplingError::BadTimes))
+        );
         let bad = Dopri5Options {
             atol: f64::NAN,
             ..Dopri5Options::default()
         };
         assert!(matches!(
-            dopri5(decay, vec![1.0], &[0.0, 1.0], bad),
-            Err(SamplingError::BadOption { .. })
+            solver(&[0.0, 1.0], bad),
+            Err(TestError::Solver(SamplingError::BadOption { .. }))
         ));
-        let blow = |_t: f64, y: &Vec<f64>| -> Result<Vec<f64>, String> {
+        let blow = |_t: f64, y: &Vec<f64>| -> Result<Vec<f64>, TestError> {
             Ok(y.iter().map(|v| v * v * 1e300).collect())
         };
-        assert!(
-            dopri5(
-                blow,
-                vec![1e10],
-                &[0.0, 1.0],
-                Dopri5Options {
-                    max_steps: 50,
-                    ..Dopri5Options::default()
-                }
-            )
-            .is_err()
-        );
-        let failing =
-            |_t: f64, _y: &Vec<f64>| -> Result<Vec<f64>, String> { Err("model failed".into()) };
+        let limited = Dopri5Options {
+            max_steps: 50,
+            ..Dopri5Options::default()
+        };
         assert!(matches!(
-            euler(failing, vec![1.0], &[0.0, 1.0]),
-            Err(SamplingError::Velocity(_))
+            dopri5(blow, vec![1e10], &[0.0, 1.0], limited, |_| {}),
+            Err(TestError::Solver(_))
         ));
+        let failing = |_t: f64, _y: &Vec<f64>| -> Result<Vec<f64>, TestError> {
+            Err(TestError::Model("model failed"))
+        };
+        assert_eq!(
+            dopri5(
+                failing,
+                vec![1.0],
+                &[0.0, 1.0],
+                Dopri5Options::default(),
+                |_| {}
+            )
+            .map(|r| r.0),
+            Err(TestError::Model("model failed"))
+        );
+    }
+
+    #[test]
+    fn live_states_do_not_grow_with_the_output_count() {
+        let peak = |n: usize| {
+            let census = Rc::new(Census::default());
+            let ts: Vec<f64> = (0..=n).map(|i| i as f64 / n as f64).collect();
+            let f = |_t: f64, y: &Counted| -> Result<Counted, TestError> {
+                Ok(y.combine(&[(-2.0, y)]))
+            };
+            let (last, _) = dopri5(
+                f,
+                Counted::new(vec![1.0], &census),
+                &ts,
+                Dopri5Options::default(),
+                |_| {},
+            )
+            .expect("runs");
+            drop(last);
+            assert_eq!(census.live.get(), 0, "every state is dropped");
+            census.peak.get()
+        };
+        assert_eq!(peak(4), peak(400));
     }
 }

@@ -1,0 +1,589 @@
+//! FLUX checkpoints in both layouts from one builder. Every parameter is spelled once: its BFL
+//! name beside its diffusers name(s) and the transform between them (a rename; q/k/v(/mlp)
+//! stacked along the outputs into BFL's fused linears; the final adaLN's (scale, shift) halves
+//! swapped into BFL's (shift, scale)). A [`Source`] either declares what a file of that layout
+//! must hold ([`FluxConfig::key_map`], validated before anything is built) or loads it
+//! ([`Flux::from_weights`], [`super::StreamedFlux`]).
+
+use std::convert::Infallible;
+
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use super::config::{FluxConfig, FluxLayout};
+use super::model::{DoubleBlock, Flux, MlpEmbedder, SingleBlock, StreamWeights};
+use crate::models::ModelError;
+use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
+
+/// Where the builder's parameters come from.
+trait Source {
+    /// A linear layer (or its declaration).
+    type Linear;
+    /// A vector parameter (or its declaration).
+    type Vector;
+    /// Why a parameter cannot be had.
+    type Error;
+    /// The file's key layout.
+    fn layout(&self) -> FluxLayout;
+    /// A stored linear: weight `[d_out, d_in]` and, with `bias`, bias `[d_out]` under `key`.
+    fn linear(
+        &mut self,
+        key: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Self::Linear, Self::Error>;
+    /// A stored vector `[len]` under `key`.
+    fn vector(&mut self, key: &str, len: usize) -> Result<Self::Vector, Self::Error>;
+    /// Linears stacked along their outputs; with `bias`, a part without one gets zeros.
+    fn stack(&mut self, parts: Vec<Self::Linear>, bias: bool) -> Self::Linear;
+    /// The two output halves exchanged.
+    fn swap_halves(&mut self, linear: Self::Linear) -> Self::Linear;
+}
+
+/// A linear stored as `bfl` in BFL files and as `diffusers` in diffusers files.
+fn renamed<S: Source>(
+    s: &mut S,
+    bfl: &str,
+    diffusers: &str,
+    d_in: usize,
+    d_out: usize,
+) -> Result<S::Linear, S::Error> {
+    let key = match s.layout() {
+        FluxLayout::Bfl => bfl,
+        FluxLayout::Diffusers => diffusers,
+    };
+    s.linear(key, d_in, d_out, true)
+}
+
+/// A vector stored as `bfl` or `diffusers`.
+fn vector<S: Source>(
+    s: &mut S,
+    bfl: &str,
+    diffusers: &str,
+    len: usize,
+) -> Result<S::Vector, S::Error> {
+    let key = match s.layout() {
+        FluxLayout::Bfl => bfl,
+        FluxLayout::Diffusers => diffusers,
+    };
+    s.vector(key, len)
+}
+
+/// BFL's fused linear `bfl` (bias iff `bias`) = diffusers' `parts` (key, outputs, bias) stacked
+/// along the outputs.
+fn fused<S: Source>(
+    s: &mut S,
+    bfl: &str,
+    bias: bool,
+    parts: &[(String, usize, bool)],
+    d_in: usize,
+) -> Result<S::Linear, S::Error> {
+    match s.layout() {
+        FluxLayout::Bfl => {
+            let d_out = parts.iter().map(|p| p.1).sum();
+            s.linear(bfl, d_in, d_out, bias)
+        }
+        FluxLayout::Diffusers => {
+            let linears = parts
+                .iter()
+                .map(|(key, d_out, b)| s.linear(key, d_in, *d_out, *b))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(s.stack(linears, bias))
+        }
+    }
+}
+
+/// A two-half modulation: BFL's (shift, scale) `bfl` = diffusers' (scale, shift) `diffusers`.
+fn swapped<S: Source>(
+    s: &mut S,
+    bfl: &str,
+    diffusers: &str,
+    d_in: usize,
+    d_out: usize,
+) -> Result<S::Linear, S::Error> {
+    match s.layout() {
+        FluxLayout::Bfl => s.linear(bfl, d_in, d_out, true),
+        FluxLayout::Diffusers => {
+            let linear = s.linear(diffusers, d_in, d_out, true)?;
+            Ok(s.swap_halves(linear))
+        }
+    }
+}
+
+/// The embedders and the final layer.
+struct Head<L> {
+    img_in: L,
+    txt_in: L,
+    time_in: [L; 2],
+    guidance_in: Option<[L; 2]>,
+    vector_in: [L; 2],
+    final_mod: L,
+    final_linear: L,
+}
+
+/// One stream (image or text) of a double block.
+struct Stream<L, V> {
+    modulation: L,
+    qkv: L,
+    q_scale: V,
+    k_scale: V,
+    proj: L,
+    mlp_in: L,
+    mlp_out: L,
+}
+
+/// A double block's stream as `S` provides it.
+type StreamOf<S> = Stream<<S as Source>::Linear, <S as Source>::Vector>;
+
+/// A single block.
+struct Single<L, V> {
+    modulation: L,
+    linear1: L,
+    q_scale: V,
+    k_scale: V,
+    linear2: L,
+}
+
+/// An MLP embedder: BFL `{bfl}.{in,out}_layer`, diffusers `time_text_embed.{diffusers}.linear_{1,2}`.
+fn embedder<S: Source>(
+    s: &mut S,
+    bfl: &str,
+    diffusers: &str,
+    d_in: usize,
+    d: usize,
+) -> Result<[S::Linear; 2], S::Error> {
+    let e = format!("time_text_embed.{diffusers}");
+    Ok([
+        renamed(
+            s,
+            &format!("{bfl}.in_layer"),
+            &format!("{e}.linear_1"),
+            d_in,
+            d,
+        )?,
+        renamed(
+            s,
+            &format!("{bfl}.out_layer"),
+            &format!("{e}.linear_2"),
+            d,
+            d,
+        )?,
+    ])
+}
+
+fn head<S: Source>(s: &mut S, c: &FluxConfig) -> Result<Head<S::Linear>, S::Error> {
+    let d = c.hidden_size;
+    Ok(Head {
+        img_in: renamed(s, "img_in", "x_embedder", c.in_channels, d)?,
+        txt_in: renamed(s, "txt_in", "context_embedder", c.context_in_dim, d)?,
+        time_in: embedder(s, "time_in", "timestep_embedder", 256, d)?,
+        guidance_in: if c.guidance_embed {
+            Some(embedder(s, "guidance_in", "guidance_embedder", 256, d)?)
+        } else {
+            None
+        },
+        vector_in: embedder(s, "vector_in", "text_embedder", c.vec_in_dim, d)?,
+        final_mod: swapped(
+            s,
+            "final_layer.adaLN_modulation.1",
+            "norm_out.linear",
+            d,
+            2 * d,
+        )?,
+        final_linear: renamed(s, "final_layer.linear", "proj_out", d, c.in_channels)?,
+    })
+}
+
+/// Double block `i`: its image stream (`img` / diffusers' plain names) and its text stream (`txt`
+/// / diffusers' `context` and `added` names).
+fn double<S: Source>(s: &mut S, c: &FluxConfig, i: usize) -> Result<[StreamOf<S>; 2], S::Error> {
+    let (d, hd, mlp, qb) = (c.hidden_size, c.head_dim(), c.mlp_hidden(), c.qkv_bias);
+    let (p, t) = (
+        format!("double_blocks.{i}"),
+        format!("transformer_blocks.{i}"),
+    );
+    let stream =
+        |s: &mut S, bfl: &str, diff: [&str; 6], qkv: [&str; 3]| -> Result<StreamOf<S>, S::Error> {
+            let [modulation, q_norm, k_norm, proj, mlp_in, mlp_out] = diff;
+            let parts: Vec<(String, usize, bool)> = qkv
+                .iter()
+                .map(|n| (format!("{t}.attn.{n}"), d, qb))
+                .collect();
+            Ok(Stream {
+                modulation: renamed(
+                    s,
+                    &format!("{p}.{bfl}_mod.lin"),
+                    &format!("{t}.{modulation}"),
+                    d,
+                    6 * d,
+                )?,
+                qkv: fused(s, &format!("{p}.{bfl}_attn.qkv"), qb, &parts, d)?,
+                q_scale: vector(
+                    s,
+                    &format!("{p}.{bfl}_attn.norm.query_norm.scale"),
+                    &format!("{t}.attn.{q_norm}"),
+                    hd,
+                )?,
+                k_scale: vector(
+                    s,
+                    &format!("{p}.{bfl}_attn.norm.key_norm.scale"),
+                    &format!("{t}.attn.{k_norm}"),
+                    hd,
+                )?,
+                proj: renamed(
+                    s,
+                    &format!("{p}.{bfl}_attn.proj"),
+                    &format!("{t}.attn.{proj}"),
+                    d,
+                    d,
+                )?,
+                mlp_in: renamed(
+                    s,
+                    &format!("{p}.{bfl}_mlp.0"),
+                    &format!("{t}.{mlp_in}"),
+                    d,
+                    mlp,
+                )?,
+                mlp_out: renamed(
+                    s,
+                    &format!("{p}.{bfl}_mlp.2"),
+                    &format!("{t}.{mlp_out}"),
+                    mlp,
+                    d,
+                )?,
+            })
+        };
+    Ok([
+        stream(
+            s,
+            "img",
+            [
+                "norm1.linear",
+                "norm_q.weight",
+                "norm_k.weight",
+                "to_out.0",
+                "ff.net.0.proj",
+                "ff.net.2",
+            ],
+            ["to_q", "to_k", "to_v"],
+        )?,
+        stream(
+            s,
+            "txt",
+            [
+                "norm1_context.linear",
+                "norm_added_q.weight",
+                "norm_added_k.weight",
+                "to_add_out",
+                "ff_context.net.0.proj",
+                "ff_context.net.2",
+            ],
+            ["add_q_proj", "add_k_proj", "add_v_proj"],
+        )?,
+    ])
+}
+
+/// Single block `i`: BFL's `linear1` is diffusers' q, k, v and `proj_mlp` stacked (BFL always
+/// has its bias; without qkv bias the q/k/v part is zero).
+fn single<S: Source>(
+    s: &mut S,
+    c: &FluxConfig,
+    i: usize,
+) -> Result<Single<S::Linear, S::Vector>, S::Error> {
+    let (d, hd, mlp, qb) = (c.hidden_size, c.head_dim(), c.mlp_hidden(), c.qkv_bias);
+    let (p, t) = (
+        format!("single_blocks.{i}"),
+        format!("single_transformer_blocks.{i}"),
+    );
+    let mut parts: Vec<(String, usize, bool)> = ["to_q", "to_k", "to_v"]
+        .iter()
+        .map(|n| (format!("{t}.attn.{n}"), d, qb))
+        .collect();
+    parts.push((format!("{t}.proj_mlp"), mlp, true));
+    Ok(Single {
+        modulation: renamed(
+            s,
+            &format!("{p}.modulation.lin"),
+            &format!("{t}.norm.linear"),
+            d,
+            3 * d,
+        )?,
+        linear1: fused(s, &format!("{p}.linear1"), true, &parts, d)?,
+        q_scale: vector(
+            s,
+            &format!("{p}.norm.query_norm.scale"),
+            &format!("{t}.attn.norm_q.weight"),
+            hd,
+        )?,
+        k_scale: vector(
+            s,
+            &format!("{p}.norm.key_norm.scale"),
+            &format!("{t}.attn.norm_k.weight"),
+            hd,
+        )?,
+        linear2: renamed(
+            s,
+            &format!("{p}.linear2"),
+            &format!("{t}.proj_out"),
+            d + mlp,
+            d,
+        )?,
+    })
+}
+
+/// Declares the stored tensors of a layout (the key map).
+struct Declare {
+    map: KeyMap,
+    layout: FluxLayout,
+}
+
+impl Source for Declare {
+    type Linear = ();
+    type Vector = ();
+    type Error = Infallible;
+
+    fn layout(&self) -> FluxLayout {
+        self.layout
+    }
+
+    fn linear(
+        &mut self,
+        key: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<(), Infallible> {
+        self.map.linear(key, d_in, d_out, bias);
+        Ok(())
+    }
+
+    fn vector(&mut self, key: &str, len: usize) -> Result<(), Infallible> {
+        self.map.tensor(key, &[len]);
+        Ok(())
+    }
+
+    fn stack(&mut self, _parts: Vec<()>, _bias: bool) {}
+
+    fn swap_halves(&mut self, _linear: ()) {}
+}
+
+/// Loads from validated weights of a layout.
+struct Load<'w, 'c, B: Backend> {
+    weights: &'w Weights<'c, B>,
+    layout: FluxLayout,
+}
+
+impl<B: Backend> Source for Load<'_, '_, B> {
+    type Linear = Linear<B>;
+    type Vector = Param<Tensor<B, 1>>;
+    type Error = WeightsError;
+
+    fn layout(&self) -> FluxLayout {
+        self.layout
+    }
+
+    fn linear(
+        &mut self,
+        key: &str,
+        _: usize,
+        _: usize,
+        bias: bool,
+    ) -> Result<Linear<B>, WeightsError> {
+        self.weights.linear(key, bias)
+    }
+
+    fn vector(&mut self, key: &str, _: usize) -> Result<Param<Tensor<B, 1>>, WeightsError> {
+        Ok(Param::from_tensor(self.weights.tensor::<1>(key)?))
+    }
+
+    fn stack(&mut self, mut parts: Vec<Linear<B>>, bias: bool) -> Linear<B> {
+        if bias {
+            for l in parts.iter_mut().filter(|l| l.bias.is_none()) {
+                let w = l.weight.val();
+                let zeros = Tensor::<B, 1>::zeros([w.dims()[1]], &w.device()).cast(w.dtype());
+                l.bias = Some(Param::from_tensor(zeros));
+            }
+        }
+        // burn stores linear weights as [d_in, d_out]: outputs are dimension 1.
+        let has_bias = parts.iter().all(|l| l.bias.is_some());
+        let weight = Tensor::cat(parts.iter().map(|l| l.weight.val()).collect(), 1);
+        let bias = has_bias.then(|| {
+            Param::from_tensor(Tensor::cat(
+                parts
+                    .iter()
+                    .filter_map(|l| l.bias.as_ref().map(|b| b.val()))
+                    .collect(),
+                0,
+            ))
+        });
+        Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        }
+    }
+
+    fn swap_halves(&mut self, l: Linear<B>) -> Linear<B> {
+        let w = l.weight.val();
+        let h = w.dims()[1] / 2;
+        let weight = Tensor::cat(vec![w.clone().narrow(1, h, h), w.narrow(1, 0, h)], 1);
+        let bias = l.bias.map(|b| {
+            let b = b.val();
+            Param::from_tensor(Tensor::cat(
+                vec![b.clone().narrow(0, h, h), b.narrow(0, 0, h)],
+                0,
+            ))
+        });
+        Linear {
+            weight: Param::from_tensor(weight),
+            bias,
+        }
+    }
+}
+
+impl<B: Backend> From<[Linear<B>; 2]> for MlpEmbedder<B> {
+    fn from([in_layer, out_layer]: [Linear<B>; 2]) -> Self {
+        MlpEmbedder {
+            in_layer,
+            out_layer,
+        }
+    }
+}
+
+impl<B: Backend> From<Stream<Linear<B>, Param<Tensor<B, 1>>>> for StreamWeights<B> {
+    fn from(s: Stream<Linear<B>, Param<Tensor<B, 1>>>) -> Self {
+        StreamWeights {
+            modulation: s.modulation,
+            qkv: s.qkv,
+            q_scale: s.q_scale,
+            k_scale: s.k_scale,
+            proj: s.proj,
+            mlp_in: s.mlp_in,
+            mlp_out: s.mlp_out,
+        }
+    }
+}
+
+impl FluxConfig {
+    /// The checkpoint key map of `layout`: every tensor the file must hold, with PyTorch shapes
+    /// (FLUX.1-dev: 780 BFL tensors, 1 160 diffusers tensors).
+    pub fn key_map(&self, layout: FluxLayout) -> KeyMap {
+        let mut s = Declare {
+            map: KeyMap::new(),
+            layout,
+        };
+        let Ok(_) = head(&mut s, self);
+        for i in 0..self.depth {
+            let Ok(_) = double(&mut s, self, i);
+        }
+        for i in 0..self.depth_single_blocks {
+            let Ok(_) = single(&mut s, self, i);
+        }
+        s.map
+    }
+}
+
+impl<B: Backend> Flux<B> {
+    /// Builds the model from validated weights (see [`FluxConfig::key_map`]) in `layout`.
+    pub fn from_weights(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        w: &Weights<'_, B>,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        let mut model = Self::head(config, layout, w)?;
+        model.double_blocks = (0..config.depth)
+            .map(|i| Self::double_block(config, layout, w, i))
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        model.single_blocks = (0..config.depth_single_blocks)
+            .map(|i| Self::single_block(config, layout, w, i))
+            .collect::<Result<Vec<_>, WeightsError>>()?;
+        Ok(model)
+    }
+
+    /// The embedders and final layer of `layout`, without blocks.
+    pub(super) fn head(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        weights: &Weights<'_, B>,
+    ) -> Result<Self, WeightsError> {
+        let h = head(&mut Load { weights, layout }, config)?;
+        Ok(Flux {
+            img_in: h.img_in,
+            txt_in: h.txt_in,
+            time_in: h.time_in.into(),
+            guidance_in: h.guidance_in.map(MlpEmbedder::from),
+            vector_in: h.vector_in.into(),
+            double_blocks: Vec::new(),
+            single_blocks: Vec::new(),
+            final_mod: h.final_mod,
+            final_linear: h.final_linear,
+            config: config.clone(),
+        })
+    }
+
+    /// Double block `i` of `layout`.
+    pub(super) fn double_block(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        weights: &Weights<'_, B>,
+        i: usize,
+    ) -> Result<DoubleBlock<B>, WeightsError> {
+        let [img, txt] = double(&mut Load { weights, layout }, config, i)?;
+        Ok(DoubleBlock {
+            img: img.into(),
+            txt: txt.into(),
+        })
+    }
+
+    /// Single block `i` of `layout`.
+    pub(super) fn single_block(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        weights: &Weights<'_, B>,
+        i: usize,
+    ) -> Result<SingleBlock<B>, WeightsError> {
+        let b = single(&mut Load { weights, layout }, config, i)?;
+        Ok(SingleBlock {
+            modulation: b.modulation,
+            linear1: b.linear1,
+            q_scale: b.q_scale,
+            k_scale: b.k_scale,
+            linear2: b.linear2,
+        })
+    }
+
+    /// Opens `path` (one safetensors file, a sharded `*.safetensors.index.json`, or a folder
+    /// holding either), detects the BFL or diffusers layout from its keys, validates every key,
+    /// shape and dtype against [`FluxConfig::key_map`] before building anything, and builds the
+    /// model on `device` in `dtype` (weights are cast on load, e.g. a bf16 file to f32).
+    pub fn load(
+        path: impl AsRef<std::path::Path>,
+        config: &FluxConfig,
+        dtype: burn::tensor::FloatDType,
+        device: &B::Device,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        let ckpt = Checkpoint::open(path)?;
+        let layout = FluxLayout::detect(&ckpt)?;
+        let map = config.key_map(layout);
+        let w = ckpt.load::<B>(&map, dtype, device)?;
+        Self::from_weights(config, layout, &w)
+    }
+}
+
+#[cfg(all(test, feature = "cpu"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_config_is_valid_and_maps_every_tensor() {
+        let cfg = FluxConfig::dev();
+        cfg.validate().expect("valid");
+        assert_eq!(cfg.head_dim(), 128);
+        assert_eq!(cfg.key_map(FluxLayout::Bfl).specs().len(), 780);
+        assert_eq!(cfg.key_map(FluxLayout::Diffusers).specs().len(), 1160);
+    }
+}

@@ -1,0 +1,15 @@
+//! Building blocks the model ports share: precision casts, normalisations, adaLN modulation,
+//! latent patchify/packing. Internal: models use them, users see the models.
+
+pub(crate) mod layers;
+pub(crate) mod norm;
+pub(crate) mod patch;
+pub(crate) mod precision;
+
+#[cfg(feature = "text")]
+pub(crate) use layers::cast_params;
+pub(crate) use layers::modulate;
+#[cfg(feature = "text")]
+pub(crate) use norm::layer_norm_eps;
+pub(crate) use norm::{EPS, RmsForm, group_norm, layer_norm, rms_norm};
+pub(crate) use patch::{pack_latents, patchify, unpack_latents, unpatchify};
