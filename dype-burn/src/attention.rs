@@ -3,7 +3,10 @@
 //! [`attention`] takes q, k, v as `[batch, heads, tokens, head_dim]` (q/k already normalised and
 //! rotated), an optional key-padding mask `[batch, kv_tokens]` (`true` = keep, FiT semantics:
 //! padded keys are excluded from every query's softmax) and a softmax scale, and returns
-//! `[batch, q_tokens, heads · head_dim]`.
+//! `[batch, q_tokens, heads · head_dim]`. [`attention_masked`] is the same entry point with an
+//! additive score bias (T5's relative positions) and a causal mask (CLIP) beside the key padding
+//! ([`Masks`]); [`Precision`] says where half-precision inputs are upcast. Every model of this
+//! crate calls one of the two.
 //!
 //! # Paths and how one is chosen
 //!
