@@ -76,7 +76,9 @@ fn schedule(kind: Schedule, n: usize, mu: f64) -> anyhow::Result<Vec<f64>> {
     let n = n.max(1);
     Ok(match kind {
         Schedule::Linear => (0..=n).map(|i| 1.0 - i as f64 / n as f64).collect(),
-        Schedule::FluxShift => dype_core::flux_sigmas(n, mu).context("--mu")?.collect(),
+        Schedule::FluxShift => dype_core::flux_sigmas(n, mu)
+            .context("--steps/--mu")?
+            .collect(),
     })
 }
 

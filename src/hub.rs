@@ -61,6 +61,9 @@ pub enum HubError {
     IndexFormat {
         /// The index file.
         file: HubFile,
+        /// The JSON parser's error, when it is not JSON at all.
+        #[source]
+        source: Option<serde_json::Error>,
     },
 }
 
@@ -135,11 +138,17 @@ pub fn fetch_sharded(index: HubFile) -> Result<PathBuf, HubError> {
         file: index,
         source,
     })?;
-    let format = || HubError::IndexFormat { file: index };
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|_| format())?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| HubError::IndexFormat {
+            file: index,
+            source: Some(e),
+        })?;
     let mut shards: Vec<String> = json["weight_map"]
         .as_object()
-        .ok_or_else(format)?
+        .ok_or(HubError::IndexFormat {
+            file: index,
+            source: None,
+        })?
         .values()
         .filter_map(|v| v.as_str().map(str::to_string))
         .collect();

@@ -43,8 +43,9 @@
 //!
 //! # Fully masked rows
 //!
-//! With a key-padding mask a query row is fully masked only if its sample has no kept key at
-//! all. Both paths then return **zeros** for that sample (burn's fallback and Flex already do;
+//! With a key-padding mask alone a query row is fully masked only if its sample has no kept key at
+//! all; with a causal mask too, also a query before its sample's first kept key (left padding),
+//! whose output is zero as well. Both paths then return **zeros** for that sample (burn's fallback and Flex already do;
 //! after the fused op the output of such samples is additionally overwritten with zeros, which
 //! also removes any NaN a GPU kernel might produce; the chunked path masks with the most
 //! negative finite f32 instead of −∞, so it never forms `−∞ − (−∞)`). Queries *at* padded
@@ -76,7 +77,9 @@ pub enum AttentionPath {
     },
 }
 
-/// The implementation actually run, as resolved by [`resolve_path`].
+/// The implementation [`attention`] runs for a key-padding-only call, as resolved by
+/// [`resolve_path`] ([`attention_masked`] with a bias, a causal mask or
+/// [`Precision::UpcastScores`] always runs [`ResolvedPath::Chunked`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ResolvedPath {
@@ -93,8 +96,9 @@ pub enum ResolvedPath {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Precision {
-    /// q, k and v are cast to f32 before `q·kᵀ`; scores, softmax and `·v` in f32; the result in
-    /// q's dtype. The DiTs' (FiT, FLUX) and the VAE's rule.
+    /// On the chunked path, q, k and v are cast to f32 before `q·kᵀ`; scores, softmax and `·v` in
+    /// f32; the result in q's dtype (the DiTs' and the VAE's rule). The fused path runs burn's
+    /// kernel in the inputs' dtype.
     #[default]
     UpcastInputs,
     /// `q·kᵀ` (and a scale other than 1) in the inputs' dtype; the scores are cast to f32 for the
@@ -444,14 +448,21 @@ fn fused<B: Backend>(
     }
 }
 
-/// `[1, 1, n, n]` f32 additive causal mask: −1e30 above the diagonal (a large finite value keeps a
-/// softmax row NaN-free), 0 elsewhere.
-fn causal_bias<B: Backend>(n: usize, device: &B::Device) -> Tensor<B, 4> {
-    let mask: Vec<f32> = (0..n)
+/// Rows `start..start + len` of the `[1, 1, n, n]` additive causal mask: −1e30 where the key comes
+/// after the query (a large finite value keeps a softmax row NaN-free), 0 elsewhere; in `dtype`.
+/// Built per query block, so it stays within the block's memory budget.
+fn causal_rows<B: Backend>(
+    start: usize,
+    len: usize,
+    n: usize,
+    dtype: DType,
+    device: &B::Device,
+) -> Tensor<B, 4> {
+    let mask: Vec<f32> = (start..start + len)
         .flat_map(|q| (0..n).map(move |k| if k > q { -1e30 } else { 0.0 }))
         .collect();
-    Tensor::<B, 2>::from_data(TensorData::new(mask, [n, n]), device)
-        .cast(DType::F32)
+    Tensor::<B, 2>::from_data(TensorData::new(mask, [len, n]), device)
+        .cast(dtype)
         .unsqueeze::<4>()
 }
 
@@ -504,7 +515,7 @@ fn chunked<B: Backend>(
         .clone()
         .map(|keep| keep.bool_not().reshape([batch, 1, 1, kv_tokens]));
     let bias = masks.bias.map(cast);
-    let causal = masks.causal.then(|| causal_bias::<B>(q_tokens, &device));
+    let causal = masks.causal;
 
     let mut blocks = Vec::with_capacity(q_tokens.div_ceil(query_chunk));
     let mut start = 0;
@@ -520,8 +531,10 @@ fn chunked<B: Backend>(
         if let Some(b) = &bias {
             scores = scores + bias_rows(b, start, len);
         }
-        if let Some(c) = &causal {
-            scores = scores + bias_rows(c, start, len);
+        let causal_block =
+            causal.then(|| causal_rows::<B>(start, len, kv_tokens, compute, &device));
+        if let Some(c) = &causal_block {
+            scores = scores + c.clone();
         }
         if let Some(p) = &padded {
             // Most negative finite value, not -inf: a fully masked row then stays finite.
@@ -533,7 +546,20 @@ fn chunked<B: Backend>(
         } else {
             probs
         };
-        blocks.push(probs.matmul(v.clone()));
+        let mut block = probs.matmul(v.clone());
+        if let (Some(c), Some(p)) = (&causal_block, &padded) {
+            // A query whose causal window holds no kept key (left padding) gets zeros, like a
+            // sample without any kept key, instead of attending to later keys.
+            let allowed = c
+                .clone()
+                .equal_elem(0.0)
+                .expand([batch, 1, len, kv_tokens])
+                .bool_and(p.clone().bool_not().expand([batch, 1, len, kv_tokens]));
+            let empty = allowed.any_dim(3).bool_not();
+            let dv = block.dims()[3];
+            block = block.mask_fill(empty.expand([batch, heads, len, dv]), 0.0);
+        }
+        blocks.push(block);
         start += len;
     }
     let out = Tensor::cat(blocks, 2);

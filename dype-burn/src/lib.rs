@@ -21,8 +21,10 @@
 //!
 //! * [`rotary`] — [`RotaryEmbedding`] and the device tables under it (factorized cos/sin rows with
 //!   the attention factor folded in, expanded on the device; interleaved or half-split pairs).
-//! * [`attention`](mod@attention) — `softmax(q kᵀ · scale) v` with an optional key-padding mask,
-//!   using burn's fused kernel where it is memory-bounded and a query-chunked one elsewhere.
+//! * [`attention`](mod@attention) — `softmax(q kᵀ · scale + bias) v` with an optional key-padding
+//!   mask, score bias and causal mask ([`Masks`], [`attention_masked`]), using burn's fused kernel
+//!   where it is memory-bounded and a query-chunked one elsewhere; [`Precision`] says where
+//!   half-precision inputs are upcast.
 //! * [`backend`] — backend aliases per cargo feature (`cpu` = burn Flex, `wgpu`, `cuda`) and a
 //!   probe that reports an unusable backend as an error instead of a panic.
 //! * feature `models`: `models` (`fitv2`, `flux`, `vae`; model code apart from samplers),
@@ -51,13 +53,15 @@ pub mod sampling;
 #[cfg(feature = "models")]
 pub mod weights;
 
-pub use attention::{AttentionError, AttentionOptions, AttentionPath, attention};
+pub use attention::{
+    AttentionError, AttentionOptions, AttentionPath, Masks, Precision, attention, attention_masked,
+};
 pub use backend::{BackendError, BackendKind, check_backend};
 pub use rotary::{RotaryEmbedding, RotaryError, SamplePositions, StepReport};
 
 /// Everything a downstream model needs to inject DyPE: `use dype_burn::prelude::*;`.
 pub mod prelude {
-    pub use crate::attention::{AttentionOptions, attention};
+    pub use crate::attention::{AttentionOptions, Masks, Precision, attention, attention_masked};
     pub use crate::rotary::{RotaryEmbedding, RotaryError, SamplePositions, StepReport};
     pub use dype_core::presets;
     pub use dype_core::{

@@ -511,3 +511,93 @@ fn bias_and_causal_shapes_are_checked() {
         );
     }
 }
+
+#[test]
+fn causal_with_left_padding_zeroes_queries_before_the_first_kept_key() {
+    use dype_burn::attention::{Masks, attention_masked};
+    let case = Case::new(21, 2, 2, 6, 6, 4, 3);
+    // Sample 0 keeps every key; sample 1 is left-padded by two keys.
+    let keep: Vec<bool> = (0..12).map(|i| !(6..8).contains(&i)).collect();
+    let scale = 0.5;
+    for path in [
+        AttentionPath::Chunked { query_chunk: 1 },
+        AttentionPath::Chunked { query_chunk: 4 },
+    ] {
+        let (q, k, v) = case.tensors();
+        let mask =
+            Tensor::<B, 2, Bool>::from_data(TensorData::new(keep.clone(), [2, 6]), &device());
+        let masks = Masks::key_padding(Some(mask)).with_causal();
+        let options = AttentionOptions::default()
+            .with_scale(scale)
+            .with_path(path);
+        let got = to_vec(attention_masked(q, k, v, masks, options).unwrap());
+        let (h, n, dh, dv) = (2, 6, 4, 3);
+        for b in 0..2 {
+            for hi in 0..h {
+                for i in 0..n {
+                    let keys: Vec<usize> = (0..=i).filter(|&j| keep[b * n + j]).collect();
+                    let at = |c: usize| got[(b * n + i) * h * dv + hi * dv + c];
+                    if keys.is_empty() {
+                        assert!(
+                            (0..dv).all(|c| at(c) == 0.0),
+                            "b {b} h {hi} q {i}: not zero"
+                        );
+                        continue;
+                    }
+                    let qrow = &case.q[((b * h + hi) * n + i) * dh..][..dh];
+                    let s: Vec<f64> = keys
+                        .iter()
+                        .map(|&j| {
+                            let krow = &case.k[((b * h + hi) * n + j) * dh..][..dh];
+                            qrow.iter()
+                                .zip(krow)
+                                .map(|(x, y)| *x as f64 * *y as f64)
+                                .sum::<f64>()
+                                * scale
+                        })
+                        .collect();
+                    let m = s.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for c in 0..dv {
+                        let want: f64 = keys
+                            .iter()
+                            .zip(&e)
+                            .map(|(&j, w)| w * case.v[((b * h + hi) * n + j) * dv + c] as f64)
+                            .sum::<f64>()
+                            / z;
+                        assert!(
+                            (at(c) as f64 - want).abs() < 2e-5,
+                            "b {b} h {hi} q {i} c {c}: {} vs {want}",
+                            at(c)
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn causal_scores_follow_f64_inputs() {
+    use dype_burn::attention::{Masks, Precision, attention_masked};
+    let case = Case::new(3, 1, 2, 5, 5, 4, 4);
+    let bias = vec![0.0f32; 2 * 5 * 5];
+    let want = biased_reference(&case, &bias, true, 0.5);
+    for precision in [Precision::UpcastInputs, Precision::UpcastScores] {
+        let (q, k, v) = case.tensors();
+        let (q, k, v) = (q.cast(DType::F64), k.cast(DType::F64), v.cast(DType::F64));
+        let options = AttentionOptions::default()
+            .with_scale(0.5)
+            .with_precision(precision);
+        let out = attention_masked(q, k, v, Masks::default().with_causal(), options).unwrap();
+        assert_eq!(out.dtype(), DType::F64);
+        let got = to_vec(out.cast(DType::F32));
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 1e-5, "{precision:?}: max error {err}");
+    }
+}

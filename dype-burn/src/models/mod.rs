@@ -6,7 +6,9 @@
 //! * [`vae`] — the SD and FLUX VAE decoders (tiled decoding);
 //! * [`text`] (feature `text`) — T5 and CLIP text encoders and their tokenizers.
 //!
-//! Every model reports one error type, [`ModelError`]; configurations deserialize with serde.
+//! Every model reports one error type, [`ModelError`]; configurations are read from JSON with
+//! serde (`FitConfig::from_json`, `FluxConfig::from_json`, `T5Config::from_json`,
+//! `ClipConfig::from_json`, `VaeConfig::from_diffusers_json`), with the defaults each documents.
 
 mod error;
 pub mod fitv2;

@@ -3,8 +3,9 @@
 
 pub(crate) mod layers;
 pub(crate) mod norm;
-pub(crate) mod patch;
+pub mod patch;
 pub(crate) mod precision;
+pub(crate) mod timestep;
 
 #[cfg(feature = "text")]
 pub(crate) use layers::cast_params;
@@ -12,4 +13,5 @@ pub(crate) use layers::modulate;
 #[cfg(feature = "text")]
 pub(crate) use norm::layer_norm_eps;
 pub(crate) use norm::{EPS, RmsForm, group_norm, layer_norm, rms_norm};
-pub(crate) use patch::{pack_latents, patchify, unpack_latents, unpatchify};
+pub(crate) use patch::{patchify, unpatchify};
+pub(crate) use timestep::{fit_timestep_features, flux_timestep_embedding};

@@ -5,7 +5,7 @@ use burn::tensor::backend::Backend;
 
 /// Patchifies a latent `[B, C, H, W]` into tokens `[B, (H/p)(W/p), C·p·p]` (channel index
 /// `c·p² + p1·p + p2`, tokens row-major), as FiT and FLUX pack latents.
-pub(crate) fn patchify<B: Backend>(latent: Tensor<B, 4>, p: usize) -> Tensor<B, 3> {
+pub fn patchify<B: Backend>(latent: Tensor<B, 4>, p: usize) -> Tensor<B, 3> {
     let [b, c, h, w] = latent.dims();
     latent
         .reshape([b, c, h / p, p, w / p, p])
@@ -14,12 +14,7 @@ pub(crate) fn patchify<B: Backend>(latent: Tensor<B, 4>, p: usize) -> Tensor<B, 
 }
 
 /// Inverse of [`patchify`]: tokens `[B, h·w, C·p·p]` of an `h × w` token grid → `[B, C, h·p, w·p]`.
-pub(crate) fn unpatchify<B: Backend>(
-    tokens: Tensor<B, 3>,
-    h: usize,
-    w: usize,
-    p: usize,
-) -> Tensor<B, 4> {
+pub fn unpatchify<B: Backend>(tokens: Tensor<B, 3>, h: usize, w: usize, p: usize) -> Tensor<B, 4> {
     let [b, _, cpp] = tokens.dims();
     let c = cpp / (p * p);
     tokens
@@ -30,12 +25,12 @@ pub(crate) fn unpatchify<B: Backend>(
 
 /// Packs a latent `[B, C, H, W]` (H, W even) into FLUX tokens `[B, (H/2)(W/2), 4C]`: channel
 /// `c·4 + ph·2 + pw`, tokens row-major (diffusers `_pack_latents`, BFL `prepare`).
-pub(crate) fn pack_latents<B: Backend>(latent: Tensor<B, 4>) -> Tensor<B, 3> {
+pub fn pack_latents<B: Backend>(latent: Tensor<B, 4>) -> Tensor<B, 3> {
     patchify(latent, 2)
 }
 
 /// Inverse of [`pack_latents`] for an `h × w` token grid: `[B, h·w, 4C]` → `[B, C, 2h, 2w]`.
-pub(crate) fn unpack_latents<B: Backend>(tokens: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 4> {
+pub fn unpack_latents<B: Backend>(tokens: Tensor<B, 3>, h: usize, w: usize) -> Tensor<B, 4> {
     unpatchify(tokens, h, w, 2)
 }
 

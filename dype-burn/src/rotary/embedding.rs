@@ -150,7 +150,11 @@ impl<B: Backend> RotaryEmbedding<B> {
                 return Err(RotaryError::SampleAxes {
                     sample: i,
                     expected: n_axes,
-                    found: s.positions.axes().len().max(s.extents.len()),
+                    found: if s.positions.axes().len() != n_axes {
+                        s.positions.axes().len()
+                    } else {
+                        s.extents.len()
+                    },
                 });
             }
             if s.tokens() != tokens {

@@ -1,5 +1,4 @@
-//! Strict checkpoint reading shared by every model (VAE decoders now; FiTv2, FLUX, T5 and CLIP
-//! later).
+//! Strict checkpoint reading shared by every model (FiTv2, FLUX, the VAE decoders, T5 and CLIP).
 //!
 //! Loading is split in three steps so that a bad file is rejected before any device memory is
 //! touched:

@@ -8,6 +8,8 @@ mod load;
 mod model;
 mod position;
 
+/// Latent ↔ token packing of FiT (`[B, C, H, W]` ↔ `[B, (H/p)(W/p), C·p²]`).
+pub use crate::nn::patch::{patchify, unpatchify};
 pub use config::FitConfig;
 pub use model::{FitV2, GuidedChannels};
 pub use position::{FitPosition, fit_grid, fit_rope};

@@ -4,12 +4,12 @@ use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Int, Tensor};
 
 use super::{FitConfig, MODEL};
 use crate::attention::{AttentionOptions, attention};
 use crate::models::ModelError;
-use crate::nn::{layer_norm, modulate};
+use crate::nn::{fit_timestep_features, layer_norm, modulate};
 use crate::rotary::{PairLayout, RotaryTables};
 
 /// One FiT block: adaLN-LoRA modulated attention and SwiGLU.
@@ -37,19 +37,6 @@ pub struct FitV2<B: Backend> {
     pub(super) final_linear: Linear<B>,
     #[module(skip)]
     pub(super) config: FitConfig,
-}
-
-/// FiT's timestep features: `[cos(t·f), sin(t·f)]`, `f_i = exp(−ln(10000)·i/128)`, t in [0, 1] raw.
-pub(crate) fn timestep_features<B: Backend>(t: Tensor<B, 1>) -> Tensor<B, 2> {
-    let half = 128;
-    let freqs: Vec<f32> = (0..half)
-        .map(|i| (-(10_000f64.ln()) * i as f64 / half as f64).exp() as f32)
-        .collect();
-    let device = t.device();
-    let f =
-        Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &device).unsqueeze_dim::<2>(0);
-    let args = t.unsqueeze_dim::<2>(1) * f;
-    Tensor::cat(vec![args.clone().cos(), args.sin()], 1)
 }
 
 impl<B: Backend> FitV2<B> {
@@ -140,9 +127,9 @@ impl<B: Backend> FitV2<B> {
         // returned in the input's dtype.
         let (in_dtype, dtype) = (x.dtype(), self.x_embedder.weight.val().dtype());
         let mut h = self.x_embedder.forward(x.cast(dtype));
-        let temb = self
-            .t_mlp2
-            .forward(silu(self.t_mlp0.forward(timestep_features(t).cast(dtype))));
+        let temb = self.t_mlp2.forward(silu(
+            self.t_mlp0.forward(fit_timestep_features(t).cast(dtype)),
+        ));
         let yemb = self
             .y_embedder
             .forward(y.unsqueeze_dim::<2>(1))

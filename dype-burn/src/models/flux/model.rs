@@ -6,12 +6,12 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{gelu_approximate, silu};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
 use super::config::{FluxConfig, MODEL};
 use crate::attention::{AttentionOptions, attention};
 use crate::models::ModelError;
-use crate::nn::{EPS, RmsForm, layer_norm, modulate, rms_norm};
+use crate::nn::{EPS, RmsForm, flux_timestep_embedding, layer_norm, modulate, rms_norm};
 use crate::rotary::{PairLayout, RotaryTables};
 use dype_core::DypeError;
 use dype_core::presets::OfficialMethod;
@@ -84,22 +84,6 @@ fn qk_norm<B: Backend>(x: Tensor<B, 4>, scale: &Param<Tensor<B, 1>>) -> Tensor<B
 
 fn gate<B: Backend>(x: Tensor<B, 3>, g: Tensor<B, 2>) -> Tensor<B, 3> {
     x * g.unsqueeze_dim(1)
-}
-
-/// FLUX's timestep embedding of `t` `[B]` (σ or guidance, *not* yet scaled): the argument is
-/// `1000·t`, `f_i = exp(−ln(10⁴)·i/128)` (computed in f32 as torch does), output `[cos, sin]`
-/// `[B, 256]`.
-pub(crate) fn timestep_embedding<B: Backend>(t: Tensor<B, 1>) -> Tensor<B, 2> {
-    let half = 128usize;
-    let ln = -(10_000f64.ln()) as f32;
-    let freqs: Vec<f32> = (0..half)
-        .map(|i| (ln * i as f32 / half as f32).exp())
-        .collect();
-    let device = t.device();
-    let f =
-        Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &device).unsqueeze_dim::<2>(0);
-    let args = t.cast(DType::F32).mul_scalar(1000.0).unsqueeze_dim::<2>(1) * f;
-    Tensor::cat(vec![args.clone().cos(), args.sin()], 1)
 }
 
 /// Splits `[B, N, 3·D]` into q, k, v `[B, H, N, Dh]` ("B L (K H D) -> K B H L D").
@@ -255,13 +239,13 @@ impl<B: Backend> Flux<B> {
         let (img, txt, y) = (img.cast(dtype), txt.cast(dtype), y.cast(dtype));
         let mut vec = self
             .time_in
-            .forward(timestep_embedding(timesteps).cast(dtype));
+            .forward(flux_timestep_embedding(timesteps).cast(dtype));
         match (&self.guidance_in, guidance) {
             (Some(g_in), Some(g)) => {
                 if g.dims() != [b] {
                     return shape("guidance", &g.dims(), format!("[{b}]"));
                 }
-                vec = vec + g_in.forward(timestep_embedding(g).cast(dtype));
+                vec = vec + g_in.forward(flux_timestep_embedding(g).cast(dtype));
             }
             (Some(_), None) => {
                 return Err(ModelError::MissingInput {
@@ -425,6 +409,7 @@ mod tests {
     use super::*;
     use crate::rotary::RotaryEmbedding;
     use crate::rotary::SamplePositions;
+    use burn::tensor::TensorData;
 
     type B = crate::backend::Cpu;
 

@@ -29,13 +29,16 @@ use dype_core::{AxialRope, DypeError, Method, Sigma};
 use super::PipelineError;
 use crate::models::flux::{FluxConfig, FluxDenoiser, flux_rope};
 use crate::models::vae::VaeDecoder;
-use crate::nn::{pack_latents, unpack_latents};
 use crate::pipeline::image::{Rgb8Image, to_rgb8_diffusers};
 use crate::rotary::PairLayout;
 use crate::rotary::{RotaryEmbedding, StepReport};
 use crate::sampling::euler;
 use crate::weights::Checkpoint;
 use dype_core::flow::{FlowShift, flux_sigmas};
+
+/// FLUX's 2×2 latent packing (`[B, C, H, W]` ↔ `[B, (H/2)(W/2), 4C]`), for [`sample`]'s input
+/// and output.
+pub use crate::nn::patch::{pack_latents, unpack_latents};
 
 /// μ of the official DyPE FLUX pipeline at every resolution (diffusers' `max_shift`).
 pub const OFFICIAL_DYPE_MU: f64 = FlowShift::FLUX_DEV.max_shift;
@@ -194,7 +197,7 @@ fn batched<B: Backend, const D: usize>(
 
 /// The sampling loop alone, from packed noise `x0` `[B, h·w, in_channels]` (f32) over an
 /// `h × w` token grid to the packed clean latent (f32, unpack with
-/// `unpack_latents`): σ schedule from `request.steps` and `request.mu`,
+/// [`unpack_latents`]): σ schedule from `request.steps` and `request.mu`,
 /// and at every step the rotary at `Sigma(σ)`, the velocity from the DiT and one Euler update.
 /// `request.height`, `width`, `seed`, `batch` and `vae_tile` are not used here (the batch is
 /// `x0`'s). [`generate`] calls this after drawing the seeded noise.
