@@ -8,3 +8,4 @@ pub use dype_burn as burn;
 pub use dype_core as core;
 
 pub mod hub;
+pub mod shapes;
