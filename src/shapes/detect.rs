@@ -26,14 +26,27 @@ pub struct Detection {
 }
 
 /// Per pixel, the nearest of the background (`0`) and the class colours (`1 + class`), row-major;
-/// [`UNLABELLED`] when none is within [`MAX_COLOUR_DISTANCE`].
-pub fn nearest_colours(image: &Image) -> Vec<u8> {
+/// [`UNLABELLED`] when none is within [`MAX_COLOUR_DISTANCE`]. An image whose data does not match
+/// its size is a [`ShapesError::Size`].
+pub fn nearest_colours(image: &Image) -> Result<Vec<u8>, ShapesError> {
+    if !image.is_consistent() {
+        return Err(ShapesError::Size {
+            height: image.height,
+            width: image.width,
+        });
+    }
+    let plane = image.height * image.width;
     let mut palette = vec![BACKGROUND];
     palette.extend_from_slice(&CLASS_COLOURS);
     let mut labels = Vec::with_capacity(image.height * image.width);
     for row in 0..image.height {
         for col in 0..image.width {
-            let px = image.pixel(row, col);
+            let i = row * image.width + col;
+            let px = [
+                image.data[i],
+                image.data[plane + i],
+                image.data[2 * plane + i],
+            ];
             let mut best = (f32::INFINITY, 0u8);
             for (i, c) in palette.iter().enumerate() {
                 let d: f32 = (0..3).map(|k| (px[k] - c[k]).powi(2)).sum();
@@ -45,7 +58,7 @@ pub fn nearest_colours(image: &Image) -> Vec<u8> {
             labels.push(if near { best.1 } else { UNLABELLED });
         }
     }
-    labels
+    Ok(labels)
 }
 
 /// Detects `class` in `image` with components of at least `min_area_fraction` of the image
@@ -61,7 +74,7 @@ pub fn detect(
     }
     let (h, w) = (image.height, image.width);
     let target = class as u8 + 1;
-    let labels = nearest_colours(image);
+    let labels = nearest_colours(image)?;
     let mut seen = vec![false; h * w];
     let min_area = (min_area_fraction * (h * w) as f64).ceil().max(1.0) as usize;
     let (mut count, mut best) = (0usize, None::<(usize, f64, f64)>);

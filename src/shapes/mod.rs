@@ -150,7 +150,7 @@ mod tests {
         for c in 0..3 {
             for r in 0..64 {
                 for col in 0..64 {
-                    data[(c * 64 + r) * 64 + col] = one.at(c, r % 32, col % 32);
+                    data[(c * 64 + r) * 64 + col] = one.at(c, r % 32, col % 32).unwrap();
                 }
             }
         }
@@ -226,5 +226,15 @@ mod tests {
             ShapesError::Config
         );
         assert!(radial_psd(&[&[0.0; 3]], 2, 2).is_err());
+        let broken = Image {
+            height: 4,
+            width: 4,
+            data: vec![0.5; 10],
+        };
+        assert!(matches!(
+            detect(&broken, 0, MIN_AREA_FRACTION),
+            Err(ShapesError::Size { .. })
+        ));
+        assert_eq!(broken.at(0, 4, 0), None);
     }
 }

@@ -102,18 +102,22 @@ pub struct Image {
 }
 
 impl Image {
-    /// The value of channel `c` at `(row, col)`.
-    pub fn at(&self, c: usize, row: usize, col: usize) -> f32 {
-        self.data[(c * self.height + row) * self.width + col]
+    /// The value of channel `c` at `(row, col)`, `None` outside the image or its data.
+    pub fn at(&self, c: usize, row: usize, col: usize) -> Option<f32> {
+        if c >= 3 || row >= self.height || col >= self.width {
+            return None;
+        }
+        self.data
+            .get((c * self.height + row) * self.width + col)
+            .copied()
     }
 
-    /// The pixel at `(row, col)`.
-    pub fn pixel(&self, row: usize, col: usize) -> [f32; 3] {
-        [
-            self.at(0, row, col),
-            self.at(1, row, col),
-            self.at(2, row, col),
-        ]
+    /// Whether `data` holds exactly `3 · height · width` values.
+    pub fn is_consistent(&self) -> bool {
+        self.height
+            .checked_mul(self.width)
+            .and_then(|n| n.checked_mul(3))
+            .is_some_and(|n| n == self.data.len())
     }
 }
 

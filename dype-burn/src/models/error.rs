@@ -151,6 +151,23 @@ impl ModelError {
         }
     }
 
+    /// `model`'s configuration names a variant the port does not implement.
+    pub(crate) fn unsupported(
+        model: &'static str,
+        field: &'static str,
+        value: String,
+        supported: &'static str,
+    ) -> Self {
+        ModelError::Config {
+            model,
+            source: ConfigError::Unsupported {
+                field,
+                value,
+                supported,
+            },
+        }
+    }
+
     /// `model`'s configuration JSON could not be read.
     pub(crate) fn json(model: &'static str, e: serde_json::Error) -> Self {
         ModelError::Config {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::t5::read_ids;
 use crate::attention::{AttentionOptions, Masks, Precision, attention_masked};
-use crate::models::{ConfigError, ModelError};
+use crate::models::ModelError;
 use crate::nn::layer_norm_eps;
 use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
 
@@ -89,14 +89,12 @@ impl ClipConfig {
     pub fn from_json(c: &serde_json::Value) -> Result<Self, ModelError> {
         let j = ClipJson::deserialize(c).map_err(|e| ModelError::json(MODEL, e))?;
         if let Some(value) = j.hidden_act.filter(|a| a != "quick_gelu") {
-            return Err(ModelError::Config {
-                model: MODEL,
-                source: ConfigError::Unsupported {
-                    field: "hidden_act",
-                    value,
-                    supported: "quick_gelu only",
-                },
-            });
+            return Err(ModelError::unsupported(
+                MODEL,
+                "hidden_act",
+                value,
+                "quick_gelu only",
+            ));
         }
         let d = ClipConfig::vit_l_14();
         let cfg = ClipConfig {

@@ -13,7 +13,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 
 use crate::attention::{AttentionOptions, Masks, Precision, attention_masked};
-use crate::models::{ConfigError, ModelError};
+use crate::models::ModelError;
 use crate::nn::{RmsForm, rms_norm};
 use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
 
@@ -81,14 +81,12 @@ impl T5Config {
     pub fn from_json(c: &serde_json::Value) -> Result<Self, ModelError> {
         let j = T5Json::deserialize(c).map_err(|e| ModelError::json(MODEL, e))?;
         if let Some(value) = j.feed_forward_proj.filter(|p| p != "gated-gelu") {
-            return Err(ModelError::Config {
-                model: MODEL,
-                source: ConfigError::Unsupported {
-                    field: "feed_forward_proj",
-                    value,
-                    supported: "gated-gelu only",
-                },
-            });
+            return Err(ModelError::unsupported(
+                MODEL,
+                "feed_forward_proj",
+                value,
+                "gated-gelu only",
+            ));
         }
         let d = T5Config::xxl();
         let cfg = T5Config {

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::MODEL;
-use crate::models::{ConfigError, ModelError};
+use crate::models::ModelError;
 
 /// The fields of a diffusers `AutoencoderKL` `config.json` the decoder reads; absent or `null`
 /// ones take diffusers' defaults.
@@ -89,14 +89,12 @@ impl VaeConfig {
                 ));
             }
             if let Some(t) = types.iter().find(|t| *t != "UpDecoderBlock2D") {
-                return Err(ModelError::Config {
-                    model: MODEL,
-                    source: ConfigError::Unsupported {
-                        field: "up_block_types",
-                        value: t.clone(),
-                        supported: "UpDecoderBlock2D only",
-                    },
-                });
+                return Err(ModelError::unsupported(
+                    MODEL,
+                    "up_block_types",
+                    t.clone(),
+                    "UpDecoderBlock2D only",
+                ));
             }
         }
         let cfg = VaeConfig {
