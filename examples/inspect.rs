@@ -290,21 +290,7 @@ fn plot(
     steps: &[Step],
 ) -> anyhow::Result<()> {
     use plotters::prelude::*;
-    let fonts = [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    ];
-    let labels = fonts
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
-        .map(|bytes| {
-            let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            plotters::style::register_font("sans-serif", FontStyle::Normal, leaked).is_ok()
-        })
-        == Some(true);
-    if !labels {
-        eprintln!("warning: no DejaVuSans.ttf found; plotting without text");
-    }
+    let labels = common::plot_fonts();
     // The scaled axis with the most pairs is the interesting one.
     let (a, ax) = rope
         .axes()

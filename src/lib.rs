@@ -9,3 +9,4 @@ pub use dype_core as core;
 
 pub mod hub;
 pub mod shapes;
+pub mod train;

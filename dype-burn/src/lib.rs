@@ -51,6 +51,8 @@ pub mod rotary;
 #[cfg(feature = "models")]
 pub mod sampling;
 #[cfg(feature = "models")]
+pub mod train;
+#[cfg(feature = "models")]
 pub mod weights;
 
 pub use attention::{

@@ -109,6 +109,25 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")
 }
 
+/// The FiTv2 trained on the procedural shapes, bundled for `fitv2 --demo`.
+pub fn shapes_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes")
+}
+
+/// The bundled shapes model in `dtype` and a one-line description of it.
+pub fn shapes_model<B: Backend>(
+    dtype: FloatDType,
+    device: &B::Device,
+) -> anyhow::Result<(dype::burn::models::fitv2::FitV2<B>, String)> {
+    let dir = shapes_dir();
+    let (model, info) = dype::train::load_bundle::<B>(&dir, dtype, device)
+        .with_context(|| format!("loading the shapes model from {}", dir.display()))?;
+    Ok((
+        model,
+        format!("trained {} steps at {}²", info.step, info.train.image_size),
+    ))
+}
+
 /// A JSON file, with its path in any error.
 pub fn read_json(path: &Path) -> anyhow::Result<serde_json::Value> {
     let text =
@@ -154,4 +173,26 @@ pub fn exit_if_list(name: &str) {
 /// A registry recipe by name, with the same error in every example.
 pub fn recipe(name: &str) -> anyhow::Result<Recipe> {
     presets::recipe_by_name(name).map_err(|e| anyhow!("--method {name}: {e}"))
+}
+
+/// Registers DejaVu Sans as plotters' `sans-serif` (plots have text only when it is found); warns
+/// when it is not.
+pub fn plot_fonts() -> bool {
+    let fonts = [
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    ];
+    let labels = fonts
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .map(|bytes| {
+            let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, leaked)
+                .is_ok()
+        })
+        == Some(true);
+    if !labels {
+        eprintln!("warning: no DejaVuSans.ttf found; plotting without text");
+    }
+    labels
 }

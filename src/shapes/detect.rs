@@ -125,6 +125,30 @@ pub fn detect(
     })
 }
 
+/// The class the detector recognises in `image`: the class colour that labels the most pixels
+/// ([`nearest_colours`]), if it covers at least `min_area_fraction` of the image; `None` when no
+/// class colour does. Weaker than [`passes`] (no count, no area range): it says which class an
+/// image shows, not how well.
+pub fn classify(image: &Image, min_area_fraction: f64) -> Result<Option<usize>, ShapesError> {
+    if !(min_area_fraction.is_finite() && (0.0..=1.0).contains(&min_area_fraction)) {
+        return Err(ShapesError::Config);
+    }
+    let labels = nearest_colours(image)?;
+    let mut counts = [0usize; CLASSES];
+    for &l in &labels {
+        if let Some(c) = (l as usize).checked_sub(1).and_then(|i| counts.get_mut(i)) {
+            *c += 1;
+        }
+    }
+    let min_area = (min_area_fraction * labels.len() as f64).ceil().max(1.0) as usize;
+    Ok(counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n >= min_area)
+        .max_by_key(|(_, n)| **n)
+        .map(|(class, _)| class))
+}
+
 /// Whether a detection passes the quality gate for its class: exactly one object, with an area
 /// fraction inside `range` (the renderer's range at that size, see [`super::area_range`]).
 pub fn passes(detection: &Detection, range: (f64, f64)) -> bool {

@@ -21,7 +21,8 @@ mod render;
 mod spectrum;
 
 pub use detect::{
-    Detection, MAX_COLOUR_DISTANCE, MIN_AREA_FRACTION, UNLABELLED, detect, nearest_colours, passes,
+    Detection, MAX_COLOUR_DISTANCE, MIN_AREA_FRACTION, UNLABELLED, classify, detect,
+    nearest_colours, passes,
 };
 pub use render::{
     BACKGROUND, CLASS_COLOURS, CLASS_NAMES, CLASSES, Image, Layout, MAX_SIDE, RenderConfig, Sample,
@@ -139,6 +140,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn rendered_images_are_classified_as_their_class() {
+        let cfg = RenderConfig::default();
+        for (h, w) in [(32, 32), (64, 128), (256, 256)] {
+            for class in 0..CLASSES {
+                for seed in 0..4 {
+                    let image = cfg.render(Sample { class, seed }, h, w).unwrap();
+                    assert_eq!(classify(&image, MIN_AREA_FRACTION).unwrap(), Some(class));
+                }
+            }
+        }
+        // Channel-major data of a background-only image: no class.
+        let blank = Image {
+            height: 8,
+            width: 8,
+            data: (0..3).flat_map(|c| vec![BACKGROUND[c]; 64]).collect(),
+        };
+        assert_eq!(classify(&blank, MIN_AREA_FRACTION).unwrap(), None);
+        assert!(classify(&blank, f64::NAN).is_err());
     }
 
     #[test]

@@ -95,6 +95,15 @@ pub enum ModelError {
         /// What was found.
         reason: String,
     },
+    /// Writing a checkpoint failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Save {
+        /// The file.
+        path: PathBuf,
+        /// What safetensors reported.
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
     /// Tensor data could not be read back to the host.
     #[error("{model}: cannot read {what} back from the device: {reason}")]
     ReadBack {

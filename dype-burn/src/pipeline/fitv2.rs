@@ -1,5 +1,6 @@
 //! FiTv2 class-conditional generation: seeded noise → ODE sampling with classifier-free guidance
-//! and timestep-aware RoPE → SD-VAE decode → RGB8.
+//! and timestep-aware RoPE → SD-VAE decode → RGB8 ([`generate`]), or the sampled image itself for
+//! a pixel-space model ([`generate_pixels`]).
 
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use dype_core::FitTime;
@@ -41,11 +42,12 @@ pub enum FitSampler {
 /// One generation request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitGenerate {
-    /// ImageNet class id.
+    /// Class id (ImageNet for FiTv2-XL/2; `< num_classes`).
     pub class: usize,
-    /// Image height in pixels (a multiple of 16: VAE ×8, patch 2).
+    /// Image height in pixels: a multiple of the decoder's upscale × the patch size (16 for
+    /// FiTv2-XL/2 with the SD VAE; the patch size for a pixel-space model).
     pub height: usize,
-    /// Image width in pixels (a multiple of 16).
+    /// Image width in pixels (same rule).
     pub width: usize,
     /// Positional method.
     pub position: FitPosition,
@@ -74,16 +76,48 @@ pub struct FitProgress {
     pub report: StepReport,
 }
 
-/// Runs one generation and returns the image (`height × width` RGB8, FiT's conversion).
+/// Runs one generation and returns the image (`height × width` RGB8, FiT's conversion): sampling
+/// in the VAE's latent space ([`sample_latent`]), then the SD-VAE decode.
 pub fn generate<B: Backend>(
     model: &FitV2<B>,
     vae: &VaeDecoder<B>,
     request: &FitGenerate,
     device: &B::Device,
-    mut progress: impl FnMut(&FitProgress),
+    progress: impl FnMut(&FitProgress),
 ) -> Result<Rgb8Image, PipelineError> {
+    let latent = sample_latent(model, vae.config().upscale(), request, device, progress)?;
+    let image = vae.decode(latent)?;
+    to_rgb8_fit(image)?
+        .into_iter()
+        .next()
+        .ok_or(PipelineError::NoImage)
+}
+
+/// Runs one generation with a pixel-space model (no VAE: the model's `in_channels` are the image's,
+/// in FiT's [−1, 1] range) and returns the image `[1, in_channels, height, width]` as sampled
+/// (convert with [`to_rgb8_fit`]).
+pub fn generate_pixels<B: Backend>(
+    model: &FitV2<B>,
+    request: &FitGenerate,
+    device: &B::Device,
+    progress: impl FnMut(&FitProgress),
+) -> Result<Tensor<B, 4>, PipelineError> {
+    sample_latent(model, 1, request, device, progress)
+}
+
+/// Samples the model's input space (a latent `[1, in_channels, height/upscale, width/upscale]`):
+/// seeded noise → ODE from FiT time 0 to 1 with classifier-free guidance and the request's
+/// timestep-aware RoPE. `upscale` is the decoder's pixel size of one latent value (8 for the SD
+/// VAE, 1 for a pixel-space model).
+pub fn sample_latent<B: Backend>(
+    model: &FitV2<B>,
+    upscale: usize,
+    request: &FitGenerate,
+    device: &B::Device,
+    mut progress: impl FnMut(&FitProgress),
+) -> Result<Tensor<B, 4>, PipelineError> {
     let cfg = model.config();
-    let unit = vae.config().upscale() * cfg.patch_size;
+    let unit = upscale.max(1) * cfg.patch_size;
     if request.height == 0
         || request.width == 0
         || !request.height.is_multiple_of(unit)
@@ -183,10 +217,5 @@ pub fn generate<B: Backend>(
         }
     };
     let tokens = last.narrow(0, 0, 1);
-    let latent = unpatchify(tokens, h, w, cfg.patch_size);
-    let image = vae.decode(latent)?;
-    to_rgb8_fit(image)?
-        .into_iter()
-        .next()
-        .ok_or(PipelineError::NoImage)
+    Ok(unpatchify(tokens, h, w, cfg.patch_size))
 }

@@ -1,12 +1,12 @@
 //! FiTv2 hyper-parameters.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::MODEL;
 use crate::models::ModelError;
 
 /// FiTv2 hyper-parameters (`configs/fitv2/*.yaml` of whlzy/FiT).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FitConfig {
     /// Latent patch size (2).

@@ -4,6 +4,7 @@
 //! velocity output. Reference: whlzy/FiT @b22b7b0 `fit/model/*.py`.
 
 mod config;
+mod init;
 mod load;
 mod model;
 mod position;
@@ -11,6 +12,7 @@ mod position;
 /// Latent ↔ token packing of FiT (`[B, C, H, W]` ↔ `[B, (H/p)(W/p), C·p²]`).
 pub use crate::nn::patch::{patchify, unpatchify};
 pub use config::FitConfig;
+pub use init::StateDict;
 pub use model::{FitV2, GuidedChannels};
 pub use position::{FitPosition, fit_grid, fit_rope};
 
