@@ -48,10 +48,11 @@ struct Args {
     /// Save a checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 100)]
     checkpoint_every: u64,
-    /// Linear cool-down of the learning rate to 0, `START:END` in steps (on `--resume` START may
-    /// not lie before the run's current step).
+    /// A linear cool-down of the learning rate to 0, `START:END` in steps; repeat for several
+    /// phases (each restarts at the peak). On `--resume` a new phase may not start before the
+    /// run's current step.
     #[arg(long)]
-    cooldown: Option<String>,
+    cooldown: Vec<String>,
     /// Continue the run saved in `--out` (its config wins over `--batch`, `--lr`, `--seed`).
     #[arg(long)]
     resume: bool,
@@ -108,12 +109,12 @@ impl OnBackend for Job<'_> {
             };
             Trainer::<Autodiff<B>>::new(config, &device)?
         };
-        if let Some(spec) = &args.cooldown {
+        for spec in &args.cooldown {
             let (a, b) = spec
                 .split_once(':')
                 .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)))
                 .ok_or_else(|| anyhow::anyhow!("--cooldown `{spec}`: expected START:END"))?;
-            trainer.set_cooldown(a, b).context("--cooldown")?;
+            trainer.add_cooldown(a, b).context("--cooldown")?;
         }
         let start = trainer.step_count();
         let bar = ProgressBar::new(args.steps);
@@ -166,8 +167,9 @@ impl OnBackend for Job<'_> {
                     trainer
                         .config()
                         .cooldown
+                        .iter()
                         .map(|[a, b]| format!(" --cooldown {a}:{b}"))
-                        .unwrap_or_default(),
+                        .collect::<String>(),
                     args.backend
                 )),
             };

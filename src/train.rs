@@ -153,10 +153,27 @@ pub struct TrainConfig {
     pub label_dropout: f64,
     /// The run's seed (initialisation and every batch).
     pub seed: u64,
-    /// Linear cool-down of the learning rate from its peak at step `start` to 0 at step `end`
-    /// (`[start, end]`; none: constant after the warm-up).
-    #[serde(default)]
-    pub cooldown: Option<[u64; 2]>,
+    /// Cool-down phases `[start, end]`, in order and not overlapping: in each, the learning rate
+    /// falls linearly from its peak at `start` to 0 at `end`, and stays 0 until the next phase,
+    /// which restarts at the peak (none: constant after the warm-up). JSON takes one `[start, end]`
+    /// or a list of them.
+    #[serde(default, deserialize_with = "cooldown_phases")]
+    pub cooldown: Vec<[u64; 2]>,
+}
+
+/// `cooldown` as one `[start, end]` (the first format) or a list of them.
+fn cooldown_phases<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<[u64; 2]>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Phases {
+        One([u64; 2]),
+        Many(Vec<[u64; 2]>),
+    }
+    Ok(match Option::<Phases>::deserialize(d)? {
+        None => Vec::new(),
+        Some(Phases::One(p)) => vec![p],
+        Some(Phases::Many(v)) => v,
+    })
 }
 
 impl Default for TrainConfig {
@@ -175,7 +192,7 @@ impl Default for TrainConfig {
             ema_decay: 0.995,
             label_dropout: 0.1,
             seed: 0,
-            cooldown: None,
+            cooldown: Vec::new(),
         }
     }
 }
@@ -217,23 +234,23 @@ impl TrainConfig {
                 "learning_rate, weight_decay, grad_clip must be finite and >= 0; ema_decay in [0, 1); label_dropout in [0, 1]",
             );
         }
-        if let Some([start, end]) = self.cooldown
-            && start >= end
-        {
-            return bad("cooldown [start, end] needs start < end");
+        let ordered = self.cooldown.iter().all(|[s, e]| s < e)
+            && self.cooldown.windows(2).all(|w| w[0][1] <= w[1][0]);
+        if !ordered {
+            return bad("cooldown phases [start, end] need start < end, in order, not overlapping");
         }
         Ok(())
     }
 
-    /// The learning rate at `step`: linear warm-up, constant, then the linear cool-down to 0 if
-    /// the config has one.
+    /// The learning rate at `step`: linear warm-up, constant, and in the cool-down phases a linear
+    /// fall to 0 (0 after a phase until the next one starts).
     pub fn learning_rate_at(&self, step: u64) -> f64 {
         let warm = ((step + 1) as f64 / self.warmup_steps.max(1) as f64).min(1.0);
-        let cool = match self.cooldown {
-            Some([start, end]) if step >= start => {
-                (end.saturating_sub(step) as f64 / (end - start).max(1) as f64).clamp(0.0, 1.0)
-            }
-            _ => 1.0,
+        let cool = match self.cooldown.iter().rev().find(|[start, _]| step >= *start) {
+            Some([start, end]) => (end.saturating_sub(step) as f64
+                / end.saturating_sub(*start).max(1) as f64)
+                .clamp(0.0, 1.0),
+            None => 1.0,
         };
         self.learning_rate * warm * cool
     }
@@ -388,18 +405,20 @@ impl<B: AutodiffBackend> Trainer<B> {
         })
     }
 
-    /// Adds (or moves) the learning-rate cool-down `[start, end]` of a run. It may not start
-    /// before the current step, so the run stays the one a fresh run with that cool-down makes.
-    pub fn set_cooldown(&mut self, start: u64, end: u64) -> Result<(), TrainingError> {
+    /// Adds the cool-down phase `[start, end]` to a run (a phase it already has is accepted as is).
+    /// A new phase may not start before the current step or the end of the last phase, so the run
+    /// stays the one a fresh run with all its phases makes.
+    pub fn add_cooldown(&mut self, start: u64, end: u64) -> Result<(), TrainingError> {
+        if self.config.cooldown.contains(&[start, end]) {
+            return Ok(());
+        }
         if start < self.step {
             return Err(TrainingError::Config(
-                "the cool-down may not start before the current step (it would change the past)",
+                "a cool-down may not start before the current step (it would change the past)",
             ));
         }
-        let config = TrainConfig {
-            cooldown: Some([start, end]),
-            ..self.config.clone()
-        };
+        let mut config = self.config.clone();
+        config.cooldown.push([start, end]);
         config.validate()?;
         self.config = config;
         Ok(())

@@ -37,7 +37,7 @@ fn tiny() -> TrainConfig {
         ema_decay: 0.9,
         label_dropout: 0.1,
         seed: 7,
-        cooldown: None,
+        cooldown: Vec::new(),
     }
 }
 
@@ -236,7 +236,7 @@ fn the_learning_rate_warms_up_and_cools_down() {
     let config = TrainConfig {
         learning_rate: 1e-3,
         warmup_steps: 10,
-        cooldown: Some([100, 200]),
+        cooldown: vec![[100, 200], [200, 300], [400, 500]],
         ..tiny()
     };
     let lr = |s| config.learning_rate_at(s);
@@ -244,20 +244,46 @@ fn the_learning_rate_warms_up_and_cools_down() {
     assert!((lr(9) - 1e-3).abs() < 1e-12);
     assert!((lr(100) - 1e-3).abs() < 1e-12);
     assert!((lr(150) - 5e-4).abs() < 1e-12);
-    assert_eq!(lr(200), 0.0);
+    // A second phase restarts at the peak; after a phase the rate is 0 until the next one.
+    assert!((lr(200) - 1e-3).abs() < 1e-12);
+    assert!((lr(250) - 5e-4).abs() < 1e-12);
+    assert_eq!(lr(300), 0.0);
+    assert_eq!(lr(350), 0.0);
+    assert!((lr(400) - 1e-3).abs() < 1e-12);
     assert_eq!(lr(500), 0.0);
+    assert_eq!(lr(900), 0.0);
     let bad = TrainConfig {
-        cooldown: Some([200, 100]),
+        cooldown: vec![[200, 100]],
         ..tiny()
     };
     assert!(matches!(bad.validate(), Err(TrainingError::Config(_))));
+    let overlapping = TrainConfig {
+        cooldown: vec![[100, 200], [150, 300]],
+        ..tiny()
+    };
+    assert!(matches!(
+        overlapping.validate(),
+        Err(TrainingError::Config(_))
+    ));
+    // The first format, one phase, still reads.
+    let json = serde_json::to_value(tiny()).expect("json");
+    let mut one = json.clone();
+    one["cooldown"] = serde_json::json!([10, 20]);
+    let parsed: TrainConfig = serde_json::from_value(one).expect("one phase");
+    assert_eq!(parsed.cooldown, vec![[10, 20]]);
     // A cool-down may be added to a run, but not in its past.
     let device = Default::default();
     let mut trainer = Trainer::<Ad>::new(tiny(), &device).expect("trainer");
     trainer.step().expect("step");
-    assert!(trainer.set_cooldown(0, 10).is_err());
+    assert!(trainer.add_cooldown(0, 10).is_err());
     trainer
-        .set_cooldown(1, 10)
+        .add_cooldown(1, 10)
         .expect("cool-down from the current step");
-    assert_eq!(trainer.config().cooldown, Some([1, 10]));
+    trainer.add_cooldown(1, 10).expect("a phase the run has");
+    assert!(
+        trainer.add_cooldown(5, 20).is_err(),
+        "overlaps the last phase"
+    );
+    trainer.add_cooldown(10, 20).expect("a second phase");
+    assert_eq!(trainer.config().cooldown, vec![[1, 10], [10, 20]]);
 }
