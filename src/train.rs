@@ -536,13 +536,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Continues the run saved in `dir` by [`Trainer::save`].
     pub fn resume(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, TrainingError> {
         let dir = dir.as_ref();
-        let path = dir.join(files::STATE);
-        let text = std::fs::read_to_string(&path).map_err(|source| TrainingError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        let state: State =
-            serde_json::from_str(&text).map_err(|source| TrainingError::State { path, source })?;
+        let state: State = read_json(&dir.join(files::STATE))?;
         state.config.validate()?;
         if state.losses.len() as u64 != state.step {
             return Err(TrainingError::Config(
@@ -578,6 +572,18 @@ impl<B: AutodiffBackend> Trainer<B> {
             device,
         )
     }
+}
+
+/// Reads a JSON file written by this module, with the path in any error.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainingError> {
+    let text = std::fs::read_to_string(path).map_err(|source| TrainingError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| TrainingError::State {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Runs a burn record load, turning a panic inside burn into [`TrainingError::Corrupt`].
@@ -666,13 +672,7 @@ pub fn load_bundle<B: Backend>(
     dtype: FloatDType,
     device: &B::Device,
 ) -> Result<(FitV2<B>, BundleInfo), TrainingError> {
-    let path = dir.join(bundle::CONFIG);
-    let text = std::fs::read_to_string(&path).map_err(|source| TrainingError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    let info: BundleInfo =
-        serde_json::from_str(&text).map_err(|source| TrainingError::State { path, source })?;
+    let info: BundleInfo = read_json(&dir.join(bundle::CONFIG))?;
     info.train.validate()?;
     let model = FitV2::load(dir.join(bundle::WEIGHTS), &info.train.model, dtype, device)?;
     Ok((model, info))
