@@ -137,10 +137,10 @@ impl OnBackend for Job<'_> {
             if done.is_multiple_of(args.checkpoint_every.max(1)) || done == args.steps {
                 checkpoint(&trainer, &args.out)?;
                 let line = format!(
-                    "step {done}: checkpoint {} (mean loss of the last 100: {:.4}, {:.1} min)",
+                    "step {done}: checkpoint {} (mean loss of the last 100: {:.4}, {:.1} s elapsed)",
                     last.display(),
                     mean_tail(trainer.losses()),
-                    started.elapsed().as_secs_f64() / 60.0
+                    started.elapsed().as_secs_f64()
                 );
                 // A hidden bar (output not a terminal, e.g. a log file) drops `println`.
                 if bar.is_hidden() {
@@ -159,7 +159,11 @@ impl OnBackend for Job<'_> {
                 train: trainer.config().clone(),
                 step: trainer.step_count(),
                 command: Some(format!(
-                    "cargo run --release --example train -- --steps {} --batch {} --lr {} --seed {}{} --backend {}",
+                    "cargo run --release{} --example train -- --steps {} --batch {} --lr {} --seed {}{} --backend {}",
+                    match args.backend {
+                        BackendKind::Cpu => String::new(),
+                        other => format!(" --features {other}"),
+                    },
                     trainer.step_count(),
                     trainer.config().batch,
                     trainer.config().learning_rate,
