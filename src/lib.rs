@@ -8,5 +8,6 @@ pub use dype_burn as burn;
 pub use dype_core as core;
 
 pub mod hub;
+pub mod lab;
 pub mod shapes;
 pub mod train;

@@ -12,7 +12,7 @@ use crate::nn::{patchify, unpatchify};
 use crate::pipeline::image::{Rgb8Image, to_rgb8_fit};
 use crate::rotary::PairLayout;
 use crate::rotary::{RotaryEmbedding, StepReport};
-use crate::sampling::{Dopri5Options, dopri5, euler, heun};
+use crate::sampling::{Dopri5Options, Step, dopri5, euler, heun};
 
 /// The ODE solver of a FiT run (time from 0 = noise to 1 = data).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -114,7 +114,72 @@ pub fn sample_latent<B: Backend>(
     upscale: usize,
     request: &FitGenerate,
     device: &B::Device,
+    progress: impl FnMut(&FitProgress),
+) -> Result<Tensor<B, 4>, PipelineError> {
+    let item = FitItem {
+        class: request.class,
+        seed: request.seed,
+    };
+    sample_impl(model, upscale, request, &[item], device, progress, None)
+}
+
+/// One sample of a batch: its class and noise seed (the request's own are ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FitItem {
+    /// Class id (`< num_classes`).
+    pub class: usize,
+    /// Noise seed.
+    pub seed: u64,
+}
+
+/// The sampler's state at one output time, lent to [`sample_batch`]'s per-step callback (the
+/// solver's own callback: after every step, and the initial noise at index 0).
+#[derive(Debug)]
+pub struct FitState<'a, B: Backend> {
+    /// Index of the output time (0 = the initial noise, `steps` = the result).
+    pub index: usize,
+    /// FiT time there (0 = noise, 1 = data); the paper's t is `1 − t_fit`.
+    pub t_fit: f64,
+    /// `x_t` of every sample, `[batch, in_channels, H, W]` in the model's input space (dopri5:
+    /// interpolated).
+    pub x: &'a Tensor<B, 4>,
+}
+
+/// [`sample_latent`] for a batch of samples that share the request's size, method, solver and
+/// guidance, each with its own class and noise (`seeded_noise(seed)`, as a batch of one would
+/// have): one model evaluation per step for the whole batch. `on_state` sees `x_t` after every
+/// step (the spectral progression of the lab is measured there). Returns `[batch, C, H, W]`.
+pub fn sample_batch<B: Backend>(
+    model: &FitV2<B>,
+    upscale: usize,
+    request: &FitGenerate,
+    items: &[FitItem],
+    device: &B::Device,
+    progress: impl FnMut(&FitProgress),
+    mut on_state: impl FnMut(&FitState<'_, B>),
+) -> Result<Tensor<B, 4>, PipelineError> {
+    sample_impl(
+        model,
+        upscale,
+        request,
+        items,
+        device,
+        progress,
+        Some(&mut on_state),
+    )
+}
+
+/// [`sample_batch`]; without a state callback no per-step state is unpatchified.
+type OnState<'c, B> = Option<&'c mut dyn FnMut(&FitState<'_, B>)>;
+
+fn sample_impl<B: Backend>(
+    model: &FitV2<B>,
+    upscale: usize,
+    request: &FitGenerate,
+    items: &[FitItem],
+    device: &B::Device,
     mut progress: impl FnMut(&FitProgress),
+    mut on_state: OnState<'_, B>,
 ) -> Result<Tensor<B, 4>, PipelineError> {
     let cfg = model.config();
     let unit = upscale.max(1) * cfg.patch_size;
@@ -129,9 +194,12 @@ pub fn sample_latent<B: Backend>(
             unit,
         });
     }
-    if request.class >= cfg.num_classes {
+    if items.is_empty() {
+        return Err(PipelineError::Zero { name: "batch" });
+    }
+    if let Some(item) = items.iter().find(|i| i.class >= cfg.num_classes) {
         return Err(PipelineError::Class {
-            class: request.class,
+            class: item.class,
             classes: cfg.num_classes,
         });
     }
@@ -152,30 +220,27 @@ pub fn sample_latent<B: Backend>(
     }
     let (h, w) = (request.height / unit, request.width / unit);
     let n = h * w;
-    let latent = crate::pipeline::seeded_noise::<B, 4>(
-        request.seed,
-        [1, cfg.in_channels, h * cfg.patch_size, w * cfg.patch_size],
-        device,
-    );
-    let z = patchify(latent, cfg.patch_size);
+    let (ph, pw) = (h * cfg.patch_size, w * cfg.patch_size);
+    let noise: Vec<Tensor<B, 4>> = items
+        .iter()
+        .map(|i| {
+            crate::pipeline::seeded_noise::<B, 4>(i.seed, [1, cfg.in_channels, ph, pw], device)
+        })
+        .collect();
+    let z = patchify(Tensor::cat(noise, 0), cfg.patch_size);
     let guided = request.cfg_scale != 1.0;
-    let (state, labels) = if guided {
-        (
-            Tensor::cat(vec![z.clone(), z], 0),
-            vec![request.class as i64, cfg.null_class() as i64],
-        )
+    let mut labels: Vec<i64> = items.iter().map(|i| i.class as i64).collect();
+    let state = if guided {
+        labels.extend(items.iter().map(|_| cfg.null_class() as i64));
+        Tensor::cat(vec![z.clone(), z], 0)
     } else {
-        (z, vec![request.class as i64])
+        z
     };
     let batch = labels.len();
     let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [batch]), device);
     let rope = fit_rope(cfg, request.position, request.decouple)?;
-    let mut rotary = RotaryEmbedding::<B>::batch(
-        rope,
-        vec![fit_grid(h, w, n)?],
-        PairLayout::Interleaved,
-        device,
-    )?;
+    let mut rotary =
+        RotaryEmbedding::<B>::new(rope, fit_grid(h, w, n)?, PairLayout::Interleaved, device)?;
     let mut evaluation = 0;
     let velocity = |t: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, PipelineError> {
         let t = t.clamp(0.0, 1.0);
@@ -204,18 +269,34 @@ pub fn sample_latent<B: Backend>(
         })
     };
     let ts: Vec<f64> = (0..=steps).map(|i| i as f64 / steps as f64).collect();
+    let samples = items.len();
+    let mut report_state = |step: Step<'_, Tensor<B, 3>>| {
+        if let Some(f) = on_state.as_mut() {
+            let x = unpatchify(
+                step.state.clone().narrow(0, 0, samples),
+                h,
+                w,
+                cfg.patch_size,
+            );
+            f(&FitState {
+                index: step.index,
+                t_fit: step.t,
+                x: &x,
+            });
+        }
+    };
     let last = match request.sampler {
-        FitSampler::Euler { .. } => euler(velocity, state, &ts, |_| {})?,
-        FitSampler::Heun { .. } => heun(velocity, state, &ts, |_| {})?,
+        FitSampler::Euler { .. } => euler(velocity, state, &ts, &mut report_state)?,
+        FitSampler::Heun { .. } => heun(velocity, state, &ts, &mut report_state)?,
         FitSampler::Dopri5 { atol, rtol, .. } => {
             let options = Dopri5Options {
                 atol,
                 rtol,
                 ..Dopri5Options::default()
             };
-            dopri5(velocity, state, &ts, options, |_| {})?.0
+            dopri5(velocity, state, &ts, options, &mut report_state)?.0
         }
     };
-    let tokens = last.narrow(0, 0, 1);
+    let tokens = last.narrow(0, 0, samples);
     Ok(unpatchify(tokens, h, w, cfg.patch_size))
 }

@@ -208,7 +208,35 @@ pub fn sample<B: Backend>(
     x0: Tensor<B, 3>,
     grid: (usize, usize),
     device: &B::Device,
+    progress: impl FnMut(&FluxProgress),
+) -> Result<Tensor<B, 3>, PipelineError> {
+    sample_with_states(model, cond, request, x0, grid, device, progress, |_| {})
+}
+
+/// The sampler's state at one σ of the grid, lent to [`sample_with_states`]'s per-step callback.
+#[derive(Debug)]
+pub struct FluxState<'a, B: Backend> {
+    /// Index in the σ grid (0 = the initial noise, `steps` = the result).
+    pub index: usize,
+    /// σ there (1 = noise, 0 = data): the paper's t.
+    pub sigma: f64,
+    /// The packed latents `[B, h·w, in_channels]` (f32); [`unpack_latents`] gives
+    /// `[B, in_channels / 4, 2h, 2w]`.
+    pub x: &'a Tensor<B, 3>,
+}
+
+/// [`sample`] with a callback that sees the state after every step (and the initial noise): what
+/// the lab's spectral progression measures.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_with_states<B: Backend>(
+    model: &(impl FluxDenoiser<B> + ?Sized),
+    cond: &FluxConditioning<B>,
+    request: &FluxGenerate,
+    x0: Tensor<B, 3>,
+    grid: (usize, usize),
+    device: &B::Device,
     mut progress: impl FnMut(&FluxProgress),
+    mut on_state: impl FnMut(&FluxState<'_, B>),
 ) -> Result<Tensor<B, 3>, PipelineError> {
     let cfg = model.config();
     let (h, w) = grid;
@@ -278,7 +306,13 @@ pub fn sample<B: Backend>(
             .cast(DType::F32))
     };
     // Euler over the decreasing σ grid: x ← x + (σ_next − σ)·v; only the current state is kept.
-    let x = euler(velocity, x0.cast(DType::F32), &sigmas, |_| {})?;
+    let x = euler(velocity, x0.cast(DType::F32), &sigmas, |step| {
+        on_state(&FluxState {
+            index: step.index,
+            sigma: step.t,
+            x: step.state,
+        })
+    })?;
     Ok(x)
 }
 

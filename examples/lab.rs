@@ -1,0 +1,175 @@
+//! The lab: how each positional method behaves when the shapes FiTv2 (trained here at 32²)
+//! samples at 2×, 4× and 4:1, measured against the renderer's known ideal, and the spectral
+//! progression of DyPE's Fig. 2 (`dype::lab`; docs/evidence.md shows a full run).
+//!
+//! ```text
+//! cargo run --release --example lab -- --quick                # toy settings, < 1 min (CI)
+//! cargo run --release --example lab -- --out runs/lab         # the full lab (≈ 1 h on 2 cores)
+//! cargo run --release --example lab -- --out runs/lab --resume   # continue it (finished cells kept)
+//! cargo run --release --example lab -- --methods base,dy-yarn --samples 64 --steps 32
+//! ```
+//!
+//! Writes `lab.json`, `comparison.md`, `comparison.png`, `grid_<cell>.png`, `progression.md` and
+//! `progression.png` into `--out`, and each finished cell to `cells/<label>.json`.
+
+mod common;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use burn::tensor::FloatDType;
+use burn::tensor::backend::Backend;
+use clap::Parser;
+use common::OnBackend;
+use dype::burn::backend::BackendKind;
+use dype::lab::{Cell, LabConfig, LabProgress};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Compare positional methods on the shapes model beyond its training resolution.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Toy settings (3 methods, 1×, 2×, 4:1, 8 samples, 4 steps): a smoke run in under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Output directory.
+    #[arg(long, default_value = "runs/lab")]
+    out: PathBuf,
+    /// A trained-model bundle (`model.safetensors` + `config.json`); default the bundled one.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Methods, comma-separated registry names (`inspect --method list`); `base` is added first
+    /// when missing.
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
+    /// Extra cells `LABEL:HEIGHTxWIDTH` (pixels, multiples of the training size), replacing the
+    /// defaults after 1×.
+    #[arg(long)]
+    cell: Vec<String>,
+    /// Samples per cell and method.
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Euler steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Samples per model evaluation.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Reuse the cells a previous run with the same settings saved in `--out` (`cells/*.json`).
+    #[arg(long)]
+    resume: bool,
+    /// Backend (compiled in by the features `cpu`, `wgpu`, `cuda`).
+    #[arg(long, default_value = "cpu")]
+    backend: BackendKind,
+}
+
+fn main() -> std::process::ExitCode {
+    common::exit_code(try_main())
+}
+
+fn try_main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    common::on_backend(args.backend, Job(&args))
+}
+
+struct Job<'a>(&'a Args);
+
+impl OnBackend for Job<'_> {
+    fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
+        let args = self.0;
+        let dir = args.model.clone().unwrap_or_else(common::shapes_dir);
+        let (model, info) = dype::train::load_bundle::<B>(&dir, FloatDType::F32, &device)
+            .with_context(|| format!("loading the model bundle in {}", dir.display()))?;
+        let size = info.train.image_size;
+        let mut config = if args.quick {
+            LabConfig::quick(size)
+        } else {
+            LabConfig::full(size)
+        };
+        if let Some(methods) = &args.methods {
+            let mut m: Vec<String> = methods.iter().filter(|m| *m != "base").cloned().collect();
+            m.insert(0, "base".into());
+            config.methods = m;
+        }
+        if !args.cell.is_empty() {
+            config.cells.truncate(1);
+            for spec in &args.cell {
+                config.cells.push(parse_cell(spec)?);
+            }
+        }
+        if let Some(v) = args.samples {
+            config.samples = v;
+        }
+        if let Some(v) = args.steps {
+            config.steps = v;
+        }
+        if let Some(v) = args.batch {
+            config.batch = v;
+        }
+        eprintln!(
+            "lab: model {} (step {}), methods {}, cells {}, {} samples, {} steps → {}",
+            dir.display(),
+            info.step,
+            config.methods.join(","),
+            config
+                .cells
+                .iter()
+                .map(|c| format!("{} {}×{}", c.label, c.height, c.width))
+                .collect::<Vec<_>>()
+                .join(", "),
+            config.samples,
+            config.steps,
+            args.out.display()
+        );
+        let bar = ProgressBar::new(1);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "[{elapsed_precise}] {bar:30} {pos}/{len} evaluations  eta {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let report = dype::lab::run(
+            &model,
+            size,
+            &config,
+            &args.out,
+            args.resume,
+            &device,
+            |p: &LabProgress| {
+                bar.set_length(p.total as u64);
+                bar.set_position(p.done as u64);
+                bar.set_message(p.what.clone());
+            },
+        )?;
+        bar.finish_and_clear();
+        println!(
+            "{}",
+            dype::lab::comparison_markdown(&report)
+                .lines()
+                .filter(|l| l.starts_with('|') || l.starts_with('#'))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        eprintln!(
+            "lab: {:.0} s; wrote lab.json, comparison.md/.png, progression.md/.png and the grids to {}",
+            report.seconds,
+            args.out.display()
+        );
+        Ok(())
+    }
+}
+
+/// `LABEL:HxW`.
+fn parse_cell(spec: &str) -> anyhow::Result<Cell> {
+    let parsed = spec.split_once(':').and_then(|(label, size)| {
+        let (h, w) = size.split_once(['x', '×'])?;
+        Some(Cell::new(
+            label,
+            h.trim().parse().ok()?,
+            w.trim().parse().ok()?,
+        ))
+    });
+    parsed.ok_or_else(|| {
+        anyhow::anyhow!("--cell `{spec}`: expected LABEL:HEIGHTxWIDTH, e.g. 8x:256x256")
+    })
+}

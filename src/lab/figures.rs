@@ -1,0 +1,310 @@
+//! The lab's figures (plotters): the comparison chart, the progression maps and the sample grids.
+//! Text needs DejaVu Sans ([`fonts`]); without it the figures are drawn without text.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use dype_burn::pipeline::{Rgb8Image, write_png};
+use plotters::prelude::*;
+use plotters::style::colors::colormaps::ViridisRGB;
+
+use super::{LabError, LabReport};
+use crate::shapes::Image;
+
+/// Registers DejaVu Sans as plotters' `sans-serif` once; whether text can be drawn.
+pub fn fonts() -> bool {
+    static FOUND: OnceLock<bool> = OnceLock::new();
+    *FOUND.get_or_init(|| {
+        [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+        ]
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .is_some_and(|bytes| {
+            let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", FontStyle::Normal, leaked).is_ok()
+        })
+    })
+}
+
+fn fig_err(path: &Path) -> impl Fn(String) -> LabError + '_ {
+    move |reason| LabError::Figure {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Per cell, two panels: the fraction with exactly one object and the detail error, a point with
+/// its 95 % interval for every row (methods, then calibrations, top to bottom).
+pub fn comparison_chart(report: &LabReport, path: &Path) -> Result<(), LabError> {
+    let text = fonts();
+    let err = fig_err(path);
+    let cells = report.cells.len().max(1);
+    let height = report
+        .cells
+        .iter()
+        .map(|c| c.rows.len())
+        .max()
+        .unwrap_or(1)
+        .max(1) as u32
+        * 24
+        + 90;
+    let root = BitMapBackend::new(path, (560 * 2, height * cells as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let panels = root.split_evenly((cells, 2));
+    for (i, cell) in report.cells.iter().enumerate() {
+        let rows = &cell.rows;
+        let n = rows.len().max(1);
+        for which in 0..2usize {
+            let Some(area) = panels.get(2 * i + which) else {
+                continue;
+            };
+            let values: Vec<(f64, f64, f64)> = rows
+                .iter()
+                .map(|r| {
+                    let e = if which == 0 {
+                        r.metrics.one
+                    } else {
+                        r.metrics.detail
+                    };
+                    (e.mean, e.lo, e.hi)
+                })
+                .collect();
+            let (mut lo, mut hi): (f64, f64) = if which == 0 { (0.0, 1.0) } else { (-0.1, 0.1) };
+            for (m, l, h) in &values {
+                for v in [m, l, h] {
+                    if v.is_finite() {
+                        lo = lo.min(*v);
+                        hi = hi.max(*v);
+                    }
+                }
+            }
+            let pad = 0.05 * (hi - lo).max(0.1);
+            let mut builder = ChartBuilder::on(area);
+            builder.margin(8);
+            if text {
+                let title = if which == 0 {
+                    format!("{}: exactly one object (↑)", cell.cell.label)
+                } else {
+                    format!(
+                        "{}: detail, log10 PSD ratio (0 = renderer)",
+                        cell.cell.label
+                    )
+                };
+                builder
+                    .caption(title, ("sans-serif", 16))
+                    .x_label_area_size(24)
+                    .y_label_area_size(150);
+            }
+            // Row k is drawn at y = n − 1 − k: the first row on top.
+            let mut chart = builder
+                .build_cartesian_2d((lo - pad)..(hi + pad), -0.5f64..(n as f64 - 0.5))
+                .map_err(|e| err(e.to_string()))?;
+            if text {
+                let names: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        if r.kind == "calibration" {
+                            format!("[{}]", r.name)
+                        } else {
+                            r.name.clone()
+                        }
+                    })
+                    .collect();
+                chart
+                    .configure_mesh()
+                    .y_labels(n)
+                    .y_label_formatter(&|y| {
+                        let k = y.round();
+                        if (y - k).abs() > 0.01 || k < 0.0 {
+                            return String::new();
+                        }
+                        let idx = n as i64 - 1 - k as i64;
+                        usize::try_from(idx)
+                            .ok()
+                            .and_then(|i| names.get(i).cloned())
+                            .unwrap_or_default()
+                    })
+                    .x_labels(6)
+                    .label_style(("sans-serif", 12))
+                    .disable_y_mesh()
+                    .draw()
+                    .map_err(|e| err(e.to_string()))?;
+            }
+            if which == 1 {
+                chart
+                    .draw_series(LineSeries::new(
+                        [(0.0, -0.5), (0.0, n as f64 - 0.5)],
+                        BLACK.mix(0.4),
+                    ))
+                    .map_err(|e| err(e.to_string()))?;
+            }
+            for (k, ((m, l, h), row)) in values.iter().zip(rows).enumerate() {
+                if !m.is_finite() {
+                    continue;
+                }
+                let colour = if row.kind == "calibration" {
+                    RGBColor(200, 90, 40)
+                } else {
+                    RGBColor(40, 80, 200)
+                };
+                let y = (n - 1 - k) as f64;
+                chart
+                    .draw_series([
+                        PathElement::new(vec![(*l, y), (*h, y)], colour.stroke_width(2)),
+                        PathElement::new(
+                            vec![(*l, y - 0.2), (*l, y + 0.2)],
+                            colour.stroke_width(1),
+                        ),
+                        PathElement::new(
+                            vec![(*h, y - 0.2), (*h, y + 0.2)],
+                            colour.stroke_width(1),
+                        ),
+                    ])
+                    .map_err(|e| err(e.to_string()))?;
+                chart
+                    .draw_series([Circle::new((*m, y), 4, colour.filled())])
+                    .map_err(|e| err(e.to_string()))?;
+            }
+        }
+    }
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+/// γ(f, t) maps: one row per cell, one column per method, frequency to the right and the
+/// paper's t from 1 (noise, top) to 0 (bottom), viridis from 0 (dark) to 1 (yellow).
+pub fn progression_figure(report: &LabReport, path: &Path) -> Result<(), LabError> {
+    let text = fonts();
+    let err = fig_err(path);
+    let rows = report.cells.len().max(1);
+    let cols = report
+        .cells
+        .iter()
+        .map(|c| c.progression.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
+    let root =
+        BitMapBackend::new(path, (260 * cols as u32, 230 * rows as u32 + 10)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let panels = root.split_evenly((rows, cols));
+    for (i, cell) in report.cells.iter().enumerate() {
+        for (j, (name, map)) in cell.progression.iter().enumerate() {
+            let Some(area) = panels.get(i * cols + j) else {
+                continue;
+            };
+            let bins = map.frequency.len();
+            let fmax = map.frequency.last().copied().unwrap_or(0.5);
+            let fmin = map.frequency.first().copied().unwrap_or(0.0);
+            let df = if bins > 1 {
+                (fmax - fmin) / (bins - 1) as f64
+            } else {
+                0.1
+            };
+            let mut builder = ChartBuilder::on(area);
+            builder.margin(6);
+            if text {
+                builder
+                    .caption(format!("{} · {name}", cell.cell.label), ("sans-serif", 14))
+                    .x_label_area_size(28)
+                    .y_label_area_size(34);
+            }
+            let mut chart = builder
+                .build_cartesian_2d((fmin - df / 2.0)..(fmax + df / 2.0), 0f64..1f64)
+                .map_err(|e| err(e.to_string()))?;
+            if text {
+                chart
+                    .configure_mesh()
+                    .disable_mesh()
+                    .x_labels(4)
+                    .y_labels(3)
+                    .x_desc("cycles/px")
+                    .y_desc("t")
+                    .label_style(("sans-serif", 11))
+                    .draw()
+                    .map_err(|e| err(e.to_string()))?;
+            }
+            let steps = map.t.len();
+            for (s, (t, row)) in map.t.iter().zip(&map.gamma).enumerate() {
+                // Each recorded step covers half-way to its neighbours in t.
+                let t_hi = if s == 0 {
+                    1.0
+                } else {
+                    (t + map.t[s - 1]) / 2.0
+                };
+                let t_lo = if s + 1 == steps {
+                    0.0
+                } else {
+                    (t + map.t[s + 1]) / 2.0
+                };
+                chart
+                    .draw_series(row.iter().zip(&map.frequency).map(|(g, f)| {
+                        let colour: RGBColor = ViridisRGB.get_color(*g as f32);
+                        Rectangle::new(
+                            [(f - df / 2.0, t_lo), (f + df / 2.0, t_hi)],
+                            colour.filled(),
+                        )
+                    }))
+                    .map_err(|e| err(e.to_string()))?;
+            }
+        }
+    }
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+/// A grid of samples: one row per entry (its name on the left when text can be drawn), one column
+/// per image; small images are zoomed (nearest neighbour) to at least 96 px high.
+pub fn grid(rows: &[(String, Vec<Image>)], path: &Path) -> Result<(), LabError> {
+    let err = fig_err(path);
+    let text = fonts();
+    let Some(first) = rows.iter().flat_map(|r| r.1.first()).next() else {
+        return Err(err("no images".into()));
+    };
+    let (ih, iw) = (first.height, first.width);
+    let zoom = 96usize.div_ceil(ih.max(1)).max(1);
+    let (th, tw) = (ih * zoom, iw * zoom);
+    let gap = 4usize;
+    let label = if text { 170usize } else { 0 };
+    let cols = rows.iter().map(|r| r.1.len()).max().unwrap_or(1).max(1);
+    let width = label + cols * (tw + gap) + gap;
+    let height = rows.len() * (th + gap) + gap;
+    let mut pixels = vec![255u8; width * height * 3];
+    for (r, (_, images)) in rows.iter().enumerate() {
+        for (c, im) in images.iter().enumerate() {
+            if im.height != ih || im.width != iw || !im.is_consistent() {
+                return Err(err("grid: images of one size expected".into()));
+            }
+            let (y0, x0) = (gap + r * (th + gap), label + gap + c * (tw + gap));
+            for y in 0..th {
+                for x in 0..tw {
+                    let o = ((y0 + y) * width + x0 + x) * 3;
+                    for ch in 0..3 {
+                        let v = im.data[(ch * ih + y / zoom) * iw + x / zoom];
+                        pixels[o + ch] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+                    }
+                }
+            }
+        }
+    }
+    if text {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width as u32, height as u32))
+            .into_drawing_area();
+        for (r, (name, _)) in rows.iter().enumerate() {
+            let y = (gap + r * (th + gap) + th / 2) as i32 - 8;
+            root.draw(&Text::new(
+                name.clone(),
+                (6, y),
+                ("sans-serif", 16).into_font().color(&BLACK),
+            ))
+            .map_err(|e| err(e.to_string()))?;
+        }
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    let image = Rgb8Image {
+        width,
+        height,
+        pixels,
+    };
+    write_png(path, &image, &[]).map_err(|e| err(e.to_string()))
+}

@@ -1,0 +1,893 @@
+//! The lab (issue 13): what each positional method does when the shapes FiTv2 of [`crate::train`]
+//! samples beyond its training resolution, measured against the renderer's known ideal.
+//!
+//! * **Method comparison** ([`run`]): at every [`Cell`] (1×, 2×, 4×, an extreme aspect ratio) the
+//!   same classes and noise seeds for every method, scored by [`metrics`] (structure from the
+//!   shapes detector, detail from the spectrum, 95 % bootstrap intervals), beside calibration rows
+//!   that fix the scale of each metric: the renderer itself (the floor), the 1× render upscaled
+//!   (ideal PI: the right layout, blurred), the 1× render tiled (what base RoPE's failure looks
+//!   like) and the model's own 1× output upscaled (the trivial baseline). The 1× row must be the
+//!   same bits for every method (each reduces to the base RoPE at scale 1): [`run`] fails if not.
+//! * **Spectral progression** ([`progression`]): the mean PSD of `x_t` at every sampler step and
+//!   the map γ(f, t) of DyPE's Fig. 2, recorded through the pipeline's per-step callback for every
+//!   method and cell of the comparison.
+//! * **Frequencies** ([`frequency_rows`]): per method, cell and step, what the method does to the
+//!   RoPE (κ, scales, attention factor, fraction of pairs left at their native frequency).
+//!
+//! [`run`] writes JSON, Markdown tables and PNG figures into a directory; the `lab` example is its
+//! command line.
+
+mod figures;
+pub mod metrics;
+pub mod progression;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Tensor, TensorData};
+use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope};
+use dype_burn::pipeline::PipelineError;
+use dype_burn::pipeline::fitv2::{FitGenerate, FitItem, FitSampler, sample_batch};
+use dype_core::{DypeError, FitTime, Method, Sigma};
+use serde::{Deserialize, Serialize};
+
+use crate::shapes::{CLASSES, Image, RenderConfig, Sample, ShapesError};
+use crate::train::TrainingError;
+pub use metrics::{DETAIL_BAND, Estimate, Reference, RowMetrics, SampleScore};
+pub use progression::{Progression, ProgressionMap};
+
+/// Errors of the lab.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LabError {
+    /// The renderer, detector or spectrum refused its input.
+    #[error(transparent)]
+    Shapes(#[from] ShapesError),
+    /// Sampling failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A method or its frequencies could not be built.
+    #[error(transparent)]
+    Dype(#[from] DypeError),
+    /// Converting the model's output failed.
+    #[error(transparent)]
+    Training(#[from] TrainingError),
+    /// An inconsistent configuration.
+    #[error("lab: {0}")]
+    Config(&'static str),
+    /// A method's 1× samples are not the base RoPE's bits (every method must reduce to it).
+    #[error(
+        "`{method}` at the training size differs from base RoPE (it must reduce to it at scale 1)"
+    )]
+    NotIdentity {
+        /// The method.
+        method: String,
+    },
+    /// Writing an output failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Serialising a result failed.
+    #[error("serialising {path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: serde_json::Error,
+    },
+    /// Drawing a figure failed.
+    #[error("drawing {path}: {reason}")]
+    Figure {
+        /// The file.
+        path: PathBuf,
+        /// What the plotting library said.
+        reason: String,
+    },
+}
+
+/// One resolution of the comparison.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cell {
+    /// Label in tables and file names (letters, digits, `x`, `-`).
+    pub label: String,
+    /// Height in pixels (a multiple of the training size).
+    pub height: usize,
+    /// Width in pixels (a multiple of the training size).
+    pub width: usize,
+}
+
+impl Cell {
+    /// A cell.
+    pub fn new(label: &str, height: usize, width: usize) -> Self {
+        Cell {
+            label: label.to_string(),
+            height,
+            width,
+        }
+    }
+}
+
+/// What the lab runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabConfig {
+    /// Registry names of the methods ([`dype_core::presets::METHODS`]); `base` first.
+    pub methods: Vec<String>,
+    /// Resolutions; the first is the training size (1×).
+    pub cells: Vec<Cell>,
+    /// Samples per cell and method: sample `i` asks for class `i mod 8` with noise seed `i`.
+    pub samples: usize,
+    /// Euler steps of the sampler.
+    pub steps: usize,
+    /// Classifier-free guidance scale.
+    pub cfg_scale: f64,
+    /// Samples per model evaluation.
+    pub batch: usize,
+    /// Bootstrap resamples of every interval.
+    pub bootstrap: usize,
+    /// Renders per class of the renderer's reference at every cell.
+    pub reference_per_class: usize,
+}
+
+impl LabConfig {
+    /// The full lab: ten methods, 1× (32²), 2× (64²), 4× (128²) and 4:1 (32 × 128), 32 samples
+    /// per cell, 16 Euler steps, guidance 1.5, 1 000 bootstrap resamples.
+    pub fn full(training_size: usize) -> Self {
+        let s = training_size;
+        LabConfig {
+            methods: [
+                "base",
+                "pi",
+                "ntk",
+                "yarn",
+                "dy-pi",
+                "dy-ntk",
+                "dy-yarn",
+                "official-dy-yarn",
+                "fit-yarn",
+                "lumina-time-aware",
+            ]
+            .map(String::from)
+            .to_vec(),
+            cells: vec![
+                Cell::new("1x", s, s),
+                Cell::new("2x", 2 * s, 2 * s),
+                Cell::new("4x", 4 * s, 4 * s),
+                Cell::new("4to1", s, 4 * s),
+            ],
+            samples: 32,
+            steps: 16,
+            cfg_scale: 1.5,
+            batch: 16,
+            bootstrap: 1000,
+            reference_per_class: 32,
+        }
+    }
+
+    /// Toy settings for a smoke run (CI): three methods, 1×, 2× and 4:1, one sample per class,
+    /// 4 steps.
+    pub fn quick(training_size: usize) -> Self {
+        let s = training_size;
+        LabConfig {
+            methods: ["base", "pi", "dy-yarn"].map(String::from).to_vec(),
+            cells: vec![
+                Cell::new("1x", s, s),
+                Cell::new("2x", 2 * s, 2 * s),
+                Cell::new("4to1", s, 4 * s),
+            ],
+            samples: CLASSES,
+            steps: 4,
+            cfg_scale: 1.5,
+            batch: CLASSES,
+            bootstrap: 100,
+            reference_per_class: 4,
+        }
+    }
+
+    fn validate(&self, model: &FitConfig, training_size: usize) -> Result<(), LabError> {
+        if self.methods.first().map(String::as_str) != Some("base") {
+            return Err(LabError::Config("the first method must be `base`"));
+        }
+        let first = self.cells.first().ok_or(LabError::Config("no cells"))?;
+        if (first.height, first.width) != (training_size, training_size) {
+            return Err(LabError::Config("the first cell must be the training size"));
+        }
+        let unit = training_size.max(model.patch_size);
+        let file_safe = |l: &str| {
+            !l.is_empty()
+                && l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if self.cells.iter().any(|c| {
+            c.height == 0
+                || c.width == 0
+                || !c.height.is_multiple_of(unit)
+                || !c.width.is_multiple_of(unit)
+                || !file_safe(&c.label)
+        }) {
+            return Err(LabError::Config(
+                "cells must be multiples of the training size with labels of letters, digits, - or _",
+            ));
+        }
+        let unique = |v: Vec<&str>| {
+            let mut sorted = v.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            sorted.len() == v.len()
+        };
+        if !unique(self.methods.iter().map(String::as_str).collect())
+            || !unique(self.cells.iter().map(|c| c.label.as_str()).collect())
+        {
+            return Err(LabError::Config("methods and cell labels must be unique"));
+        }
+        if self.samples == 0 || self.steps == 0 || self.batch == 0 || self.reference_per_class == 0
+        {
+            return Err(LabError::Config(
+                "samples, steps, batch and reference_per_class must be at least 1",
+            ));
+        }
+        if !(self.cfg_scale.is_finite() && self.cfg_scale >= 0.0) {
+            return Err(LabError::Config("cfg_scale must be finite and >= 0"));
+        }
+        Ok(())
+    }
+}
+
+/// What the lab reports while it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabProgress {
+    /// Model evaluations done.
+    pub done: usize,
+    /// Model evaluations in all.
+    pub total: usize,
+    /// What is being sampled.
+    pub what: String,
+}
+
+/// A row of a comparison table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// Method name, or the calibration's.
+    pub name: String,
+    /// `method` or `calibration`.
+    pub kind: String,
+    /// Its metrics.
+    pub metrics: RowMetrics,
+    /// Per sample (methods only).
+    pub scores: Vec<SampleScore>,
+}
+
+/// What a method does to the RoPE at one sampler step of one cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrequencyRow {
+    /// Method.
+    pub method: String,
+    /// The paper's t (σ; 1 = noise).
+    pub sigma: f64,
+    /// κ(t) (`None` for static methods).
+    pub kappa: Option<f64>,
+    /// Per axis (rows, columns): the interpolation scale.
+    pub scale: Vec<f64>,
+    /// Largest attention factor over the axes.
+    pub attention_factor: f64,
+    /// Fraction of rotary pairs at their native frequency (relative difference ≤ 1e-9).
+    pub native_pairs: f64,
+    /// Mean `log2(ω / ω_native)` over the pairs (how far the method moves the frequencies).
+    pub mean_log2_ratio: f64,
+}
+
+/// The results at one cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellReport {
+    /// The cell.
+    pub cell: Cell,
+    /// The renderer's reference there.
+    pub reference: Reference,
+    /// Methods first, then the calibration rows.
+    pub rows: Vec<Row>,
+    /// Per method and step.
+    pub frequencies: Vec<FrequencyRow>,
+    /// Per method, the spectral progression of its samples.
+    pub progression: BTreeMap<String, ProgressionMap>,
+}
+
+/// The lab's results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabReport {
+    /// What ran.
+    pub config: LabConfig,
+    /// The detail band (cycles per pixel).
+    pub detail_band: (f64, f64),
+    /// Per cell.
+    pub cells: Vec<CellReport>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// Layout seeds of the renderer's reference renders (disjoint from the calibration renders').
+const REFERENCE_SEED: u64 = 1_000_000;
+/// Layout seeds of the calibration renders.
+const CALIBRATION_SEED: u64 = 2_000_000;
+
+/// A finished cell as saved by [`run`] (`cells/<label>.json`), with the config it ran under.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SavedCell {
+    config: LabConfig,
+    report: CellReport,
+}
+
+/// Runs the comparison and the progression on `model` (a shapes FiTv2 trained at
+/// `training_size`²) and writes every output into `out` (created): `lab.json` (everything),
+/// `comparison.md`, `comparison.png`, `grid_<cell>.png`, `progression.md`, `progression.png`.
+/// Each cell is saved when it is done (`cells/<label>.json` and its grid); with `resume`, a saved
+/// cell run under the same config is taken as it is instead of sampled again (the caller vouches
+/// that the model is the same).
+pub fn run<B: Backend>(
+    model: &FitV2<B>,
+    training_size: usize,
+    config: &LabConfig,
+    out: &Path,
+    resume: bool,
+    device: &B::Device,
+    mut progress: impl FnMut(&LabProgress),
+) -> Result<LabReport, LabError> {
+    let started = std::time::Instant::now();
+    config.validate(model.config(), training_size)?;
+    let positions = config
+        .methods
+        .iter()
+        .map(|m| m.parse::<FitPosition>().map(|p| (m.clone(), p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let saved_dir = out.join("cells");
+    std::fs::create_dir_all(&saved_dir).map_err(|source| LabError::Io {
+        path: saved_dir.clone(),
+        source,
+    })?;
+    let render = RenderConfig::default();
+    let items: Vec<FitItem> = (0..config.samples)
+        .map(|i| FitItem {
+            class: i % CLASSES,
+            seed: i as u64,
+        })
+        .collect();
+    let classes: Vec<usize> = items.iter().map(|i| i.class).collect();
+    let total =
+        config.cells.len() * positions.len() * config.samples.div_ceil(config.batch) * config.steps;
+    let mut done = 0usize;
+    let mut cells = Vec::new();
+    let mut model_1x: Option<Vec<Image>> = None;
+    for cell in &config.cells {
+        let (h, w) = (cell.height, cell.width);
+        let saved_path = saved_dir.join(format!("{}.json", cell.label));
+        if resume && saved_path.exists() {
+            let saved = std::fs::read_to_string(&saved_path)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str::<SavedCell>(&t).map_err(|e| e.to_string()))
+                .and_then(|s| {
+                    if s.config != *config || s.report.cell != *cell {
+                        Err("saved under other settings".to_string())
+                    } else {
+                        Ok(s)
+                    }
+                });
+            match saved {
+                Ok(saved) => {
+                    done += positions.len() * config.samples.div_ceil(config.batch) * config.steps;
+                    cells.push(saved.report);
+                    continue;
+                }
+                Err(why) => progress(&LabProgress {
+                    done,
+                    total,
+                    what: format!("{}: sampling again ({why})", cell.label),
+                }),
+            }
+        }
+        let is_1x = (h, w) == (training_size, training_size);
+        if !is_1x && model_1x.is_none() {
+            // The 1× cell was resumed: the model's own 1× samples again, for the calibration.
+            let base = FitPosition::from(Method::Base);
+            let mut images = Vec::with_capacity(items.len());
+            let one = Cell::new("1x", training_size, training_size);
+            for chunk in items.chunks(config.batch) {
+                let mut scratch = Progression::new();
+                images.extend(
+                    sample_chunk(
+                        model,
+                        &one,
+                        base,
+                        chunk,
+                        config,
+                        device,
+                        &mut scratch,
+                        |_| {},
+                    )?
+                    .0,
+                );
+            }
+            model_1x = Some(images);
+        }
+        let reference = Reference::new(&render, h, w, config.reference_per_class, REFERENCE_SEED)?;
+        let mut rows = Vec::new();
+        let mut progression = BTreeMap::new();
+        let mut frequencies = Vec::new();
+        let mut grid_rows: Vec<(String, Vec<Image>)> = Vec::new();
+        let mut base_images: Option<Vec<Image>> = None;
+        let mut base_bits: Option<Vec<u32>> = None;
+        for (name, position) in &positions {
+            let mut prog = Progression::new();
+            let mut images = Vec::with_capacity(items.len());
+            let mut bits = Vec::new();
+            for chunk in items.chunks(config.batch) {
+                let what = format!("{} {name}", cell.label);
+                let (pixels, raw) = sample_chunk(
+                    model,
+                    cell,
+                    *position,
+                    chunk,
+                    config,
+                    device,
+                    &mut prog,
+                    |_| {
+                        done += 1;
+                        progress(&LabProgress {
+                            done,
+                            total,
+                            what: what.clone(),
+                        });
+                    },
+                )?;
+                images.extend(pixels);
+                bits.extend(raw);
+            }
+            if is_1x {
+                // The raw output's bits, before clamping (NaN-safe).
+                match &base_bits {
+                    None => {
+                        base_bits = Some(bits);
+                        base_images = Some(images.clone());
+                    }
+                    Some(base) if *base != bits => {
+                        return Err(LabError::NotIdentity {
+                            method: name.clone(),
+                        });
+                    }
+                    Some(_) => {}
+                }
+            }
+            let seed = 0x1ab ^ (rows.len() as u64);
+            let (metrics, scores) =
+                metrics::row_metrics(&images, &classes, &reference, config.bootstrap, seed)?;
+            rows.push(Row {
+                name: name.clone(),
+                kind: "method".into(),
+                metrics,
+                scores,
+            });
+            progression.insert(name.clone(), prog.map()?);
+            frequencies.extend(frequency_rows(
+                model.config(),
+                name,
+                *position,
+                cell,
+                config.steps,
+            )?);
+            grid_rows.push((name.clone(), images.iter().take(CLASSES).cloned().collect()));
+        }
+        if model_1x.is_none() {
+            model_1x = base_images;
+        }
+        // Calibration rows.
+        let calib_render = |size: (usize, usize)| -> Result<Vec<Image>, LabError> {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, it)| {
+                    let sample = Sample {
+                        class: it.class,
+                        seed: CALIBRATION_SEED + i as u64,
+                    };
+                    Ok(render.render(sample, size.0, size.1)?)
+                })
+                .collect()
+        };
+        let renders = calib_render((h, w))?;
+        let mut calibrations = vec![("renderer".to_string(), renders.clone())];
+        if (h, w) != (training_size, training_size) {
+            let small = calib_render((training_size, training_size))?;
+            calibrations.push((
+                "render 1× upscaled".into(),
+                resize::<B>(&small, h, w, device)?,
+            ));
+            calibrations.push(("render 1× tiled".into(), tile(&small, h, w)?));
+            if let Some(own) = &model_1x {
+                calibrations.push(("model 1× upscaled".into(), resize::<B>(own, h, w, device)?));
+            }
+        }
+        for (name, images) in calibrations {
+            let seed = 0xca1 ^ (rows.len() as u64);
+            let (metrics, _) =
+                metrics::row_metrics(&images, &classes, &reference, config.bootstrap, seed)?;
+            rows.push(Row {
+                name: name.clone(),
+                kind: "calibration".into(),
+                metrics,
+                scores: Vec::new(),
+            });
+        }
+        grid_rows.insert(
+            0,
+            (
+                "renderer".into(),
+                renders.iter().take(CLASSES).cloned().collect(),
+            ),
+        );
+        figures::grid(&grid_rows, &out.join(format!("grid_{}.png", cell.label)))?;
+        let report = CellReport {
+            cell: cell.clone(),
+            reference,
+            rows,
+            frequencies,
+            progression,
+        };
+        let saved = SavedCell {
+            config: config.clone(),
+            report,
+        };
+        write_json(&saved_path, &saved)?;
+        cells.push(saved.report);
+    }
+    let report = LabReport {
+        config: config.clone(),
+        detail_band: DETAIL_BAND,
+        cells,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_outputs(&report, out)?;
+    Ok(report)
+}
+
+/// Samples one batch of `items` at `cell` and records every step's state in `prog`: the images
+/// (clamped to [0, 1]) and the bits of the raw output (for the 1× identity check).
+#[allow(clippy::too_many_arguments)]
+fn sample_chunk<B: Backend>(
+    model: &FitV2<B>,
+    cell: &Cell,
+    position: FitPosition,
+    items: &[FitItem],
+    config: &LabConfig,
+    device: &B::Device,
+    prog: &mut Progression,
+    on_eval: impl FnMut(&dype_burn::pipeline::fitv2::FitProgress),
+) -> Result<(Vec<Image>, Vec<u32>), LabError> {
+    let request = FitGenerate {
+        class: 0,
+        height: cell.height,
+        width: cell.width,
+        position,
+        decouple: true,
+        sampler: FitSampler::Euler {
+            steps: config.steps,
+        },
+        cfg_scale: config.cfg_scale,
+        guided: GuidedChannels::All,
+        seed: 0,
+    };
+    let mut failure = None;
+    let pixels = sample_batch(model, 1, &request, items, device, on_eval, |state| {
+        if failure.is_some() {
+            return;
+        }
+        let [_, _, h, w] = state.x.dims();
+        let recorded = state
+            .x
+            .clone()
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|_| LabError::Config("reading the sampler state back"))
+            .and_then(|data| prog.add(state.index, 1.0 - state.t_fit, &data, h, w));
+        if let Err(e) = recorded {
+            failure = Some(e);
+        }
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let bits = pixels
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|_| LabError::Config("reading the samples back"))?
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    Ok((to_images(pixels)?, bits))
+}
+
+/// `[B, 3, H, W]` in [−1, 1] → images in [0, 1] (clamped).
+fn to_images<B: Backend>(pixels: Tensor<B, 4>) -> Result<Vec<Image>, LabError> {
+    let [b, c, height, width] = pixels.dims();
+    if c != 3 {
+        return Err(LabError::Config("the model does not output RGB"));
+    }
+    let data = pixels
+        .add_scalar(1.0)
+        .mul_scalar(0.5)
+        .clamp(0.0, 1.0)
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .map_err(|_| LabError::Config("reading the samples back"))?;
+    let n = 3 * height * width;
+    Ok((0..b)
+        .filter_map(|i| data.get(i * n..(i + 1) * n))
+        .map(|d| Image {
+            height,
+            width,
+            data: d.to_vec(),
+        })
+        .collect())
+}
+
+/// Bilinear resize (half-pixel centres, burn's `interpolate`) of every image to `h × w`.
+pub fn resize<B: Backend>(
+    images: &[Image],
+    h: usize,
+    w: usize,
+    device: &B::Device,
+) -> Result<Vec<Image>, LabError> {
+    let Some(first) = images.first() else {
+        return Ok(Vec::new());
+    };
+    let (ih, iw) = (first.height, first.width);
+    if images
+        .iter()
+        .any(|im| im.height != ih || im.width != iw || !im.is_consistent())
+    {
+        return Err(LabError::Config("resize: images of one size expected"));
+    }
+    let data: Vec<f32> = images
+        .iter()
+        .flat_map(|im| im.data.iter().copied())
+        .collect();
+    let x = Tensor::<B, 4>::from_data(TensorData::new(data, [images.len(), 3, ih, iw]), device);
+    let options = InterpolateOptions {
+        mode: InterpolateMode::Bilinear,
+        align_corners: false,
+    };
+    let y = interpolate(x, [h, w], options).clamp(0.0, 1.0);
+    to_images(y.mul_scalar(2.0).sub_scalar(1.0))
+}
+
+/// Every image repeated `h / height × w / width` times (what base RoPE's failure looks like).
+pub fn tile(images: &[Image], h: usize, w: usize) -> Result<Vec<Image>, LabError> {
+    images
+        .iter()
+        .map(|im| {
+            if im.height == 0
+                || im.width == 0
+                || !h.is_multiple_of(im.height)
+                || !w.is_multiple_of(im.width)
+                || !im.is_consistent()
+            {
+                return Err(LabError::Config("tile: the size must be a multiple"));
+            }
+            let mut data = Vec::with_capacity(3 * h * w);
+            for c in 0..3 {
+                for r in 0..h {
+                    let row = (c * im.height + r % im.height) * im.width;
+                    for col in 0..w {
+                        data.push(im.data[row + col % im.width]);
+                    }
+                }
+            }
+            Ok(Image {
+                height: h,
+                width: w,
+                data,
+            })
+        })
+        .collect()
+}
+
+/// What `position` does to the frequencies of `config`'s RoPE at `cell`, at every evaluation of
+/// an Euler sampler with `steps` steps (FiT time `k / steps`, σ = 1 − that).
+pub fn frequency_rows(
+    config: &FitConfig,
+    name: &str,
+    position: FitPosition,
+    cell: &Cell,
+    steps: usize,
+) -> Result<Vec<FrequencyRow>, LabError> {
+    let p = config.patch_size.max(1);
+    let (h, w) = (cell.height / p, cell.width / p);
+    let grid = fit_grid(h, w, h * w)?;
+    let rope = fit_rope(config, position, true)?;
+    let base = fit_rope(config, FitPosition::from(Method::Base), true)?;
+    let mut native = vec![0.0; base.pairs()];
+    base.step(&grid.extents, None, &mut native)?;
+    let mut freqs = vec![0.0; rope.pairs()];
+    (0..steps)
+        .map(|k| {
+            let sigma: Sigma = FitTime::new(k as f64 / steps as f64)?.into();
+            let info = rope.step(&grid.extents, Some(sigma), &mut freqs)?;
+            let pairs = freqs.len().max(1) as f64;
+            let same = freqs
+                .iter()
+                .zip(&native)
+                .filter(|(f, n)| ((*f - *n) / *n).abs() <= 1e-9)
+                .count();
+            let log_ratio = freqs
+                .iter()
+                .zip(&native)
+                .map(|(f, n)| (f / n).log2())
+                .sum::<f64>()
+                / pairs;
+            Ok(FrequencyRow {
+                method: name.to_string(),
+                sigma: sigma.get(),
+                kappa: info.kappa(),
+                scale: info.axes().iter().map(|a| a.scales.linear).collect(),
+                attention_factor: info
+                    .axes()
+                    .iter()
+                    .map(|a| a.attention_factor)
+                    .fold(f64::NAN, f64::max),
+                native_pairs: same as f64 / pairs,
+                mean_log2_ratio: log_ratio,
+            })
+        })
+        .collect()
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), LabError> {
+    std::fs::File::create(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|source| LabError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), LabError> {
+    let json = serde_json::to_string_pretty(value).map_err(|source| LabError::Json {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_file(path, &json)
+}
+
+fn write_outputs(report: &LabReport, out: &Path) -> Result<(), LabError> {
+    write_json(&out.join("lab.json"), report)?;
+    write_file(&out.join("comparison.md"), &comparison_markdown(report))?;
+    write_file(&out.join("progression.md"), &progression_markdown(report))?;
+    figures::comparison_chart(report, &out.join("comparison.png"))?;
+    figures::progression_figure(report, &out.join("progression.png"))
+}
+
+fn fmt_est(e: &Estimate, digits: usize) -> String {
+    if !e.mean.is_finite() {
+        return "–".into();
+    }
+    format!("{:.d$} [{:.d$}, {:.d$}]", e.mean, e.lo, e.hi, d = digits)
+}
+
+/// The comparison tables (one per cell) and the frequency tables, in Markdown.
+pub fn comparison_markdown(report: &LabReport) -> String {
+    let c = &report.config;
+    let mut s = format!(
+        "# Method comparison\n\n{} samples per cell (class `i mod 8`, noise seed `i`), Euler {} steps, \
+         guidance {}, {} bootstrap resamples (95 % percentile intervals). Detail band {:.4}–{:.4} \
+         cycles/px. Run time {:.0} s.\n\n\
+         Columns: **one** = fraction with exactly one object of the requested class (↑); \
+         **area err** / **centre err** = mean distance outside the renderer's range of area \
+         fractions / box of centres (↓); **detail** = mean log10 PSD ratio to the renderer in the \
+         band (0 ideal; blur < 0, spurious structure > 0).\n",
+        c.samples,
+        c.steps,
+        c.cfg_scale,
+        c.bootstrap,
+        report.detail_band.0,
+        report.detail_band.1,
+        report.seconds
+    );
+    for cell in &report.cells {
+        s += &format!(
+            "\n## {} ({} × {} px)\n\n| row | one | area err | centre err | detail |\n|---|---|---|---|---|\n",
+            cell.cell.label, cell.cell.height, cell.cell.width
+        );
+        for row in &cell.rows {
+            let name = if row.kind == "calibration" {
+                format!("*{}*", row.name)
+            } else {
+                row.name.clone()
+            };
+            s += &format!(
+                "| {name} | {} | {} | {} | {} |\n",
+                fmt_est(&row.metrics.one, 2),
+                fmt_est(&row.metrics.area_err, 3),
+                fmt_est(&row.metrics.centre_err, 3),
+                fmt_est(&row.metrics.detail, 3)
+            );
+        }
+        s += &format!(
+            "\nWhat each method does to the RoPE at {} (first, middle and last sampler step): κ, \
+             the interpolation scale per axis (rows, columns), the attention factor, the fraction of \
+             rotary pairs left at their native frequency, and the mean log2 ratio of the \
+             frequencies to the native ones.\n\n| method | σ | κ | scale | attention | native pairs | mean log2 ω/ω₀ |\n|---|---|---|---|---|---|---|\n",
+            cell.cell.label
+        );
+        let steps = c.steps;
+        for f in cell.frequencies.chunks(steps.max(1)).flat_map(|m| {
+            let picks = [0, steps / 2, steps.saturating_sub(1)];
+            let mut v: Vec<&FrequencyRow> = picks.iter().filter_map(|&i| m.get(i)).collect();
+            v.dedup_by(|a, b| a.sigma == b.sigma);
+            v
+        }) {
+            s += &format!(
+                "| {} | {:.3} | {} | {} | {:.3} | {:.2} | {:+.3} |\n",
+                f.method,
+                f.sigma,
+                f.kappa.map_or("–".into(), |k| format!("{k:.3}")),
+                f.scale
+                    .iter()
+                    .map(|v| format!("{v:.2}"))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                f.attention_factor,
+                f.native_pairs,
+                f.mean_log2_ratio
+            );
+        }
+    }
+    s
+}
+
+/// Per cell and method, the paper time at which low, middle and high frequency bands reach
+/// γ = 0.5, in Markdown.
+pub fn progression_markdown(report: &LabReport) -> String {
+    let mut s = String::from(
+        "# Spectral progression\n\nThe paper's t (1 = noise, 0 = the result) at which γ(f, t) \
+         (DyPE Eq. 12) first reaches 0.5, averaged over the lowest, middle and highest third of \
+         the frequency bins of `x_t` (mean PSD over samples and RGB channels). Low frequencies \
+         settling earlier (larger t) than high ones is the paper's observation (§3.1, Fig. 2).\n",
+    );
+    for cell in &report.cells {
+        s += &format!(
+            "\n## {} ({} × {} px)\n\n| method | low f | middle f | high f |\n|---|---|---|---|\n",
+            cell.cell.label, cell.cell.height, cell.cell.width
+        );
+        for (name, map) in &cell.progression {
+            let times = map.settling_time(0.5);
+            let n = times.len();
+            let band = |chunk: &[Option<f64>]| {
+                let v: Vec<f64> = chunk.iter().flatten().copied().collect();
+                if v.is_empty() {
+                    "–".to_string()
+                } else {
+                    format!("{:.3}", v.iter().sum::<f64>() / v.len() as f64)
+                }
+            };
+            let parts: Vec<String> = (0..3)
+                .map(|k| band(times.get(k * n / 3..(k + 1) * n / 3).unwrap_or(&[])))
+                .collect();
+            s += &format!(
+                "| {name} | {} |\n",
+                (0..3)
+                    .map(|i| parts.get(i).cloned().unwrap_or_else(|| "–".into()))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            );
+        }
+    }
+    s
+}

@@ -1,0 +1,142 @@
+//! The spectral progression of a sampler (DyPE §3.1, Eq. 10–12, Fig. 2): the mean radially
+//! averaged PSD of the state `x_t` at every step, and the progression map
+//!
+//! ```text
+//! γ(f, t) = (log PSD_t(f) − log PSD_1(f)) / (log PSD_0(f) − log PSD_1(f)),   clipped to [0, 1]
+//! ```
+//!
+//! with the paper's time (t = 1 noise, t = 0 the result): γ = 0 while a frequency still has the
+//! noise's power, 1 once it has the final image's. Fed from a pipeline's per-step callback
+//! ([`dype_burn::pipeline::fitv2::sample_batch`], [`dype_burn::pipeline::flux::sample_with_states`]),
+//! so it works for any model those run, on latents or pixels.
+
+use serde::{Deserialize, Serialize};
+
+use crate::shapes;
+
+use super::LabError;
+
+/// Accumulates the mean spectrum of the sampler state at every step.
+#[derive(Debug, Clone, Default)]
+pub struct Progression {
+    /// Per step index: (paper time t, sum of per-plane power vectors, planes summed).
+    steps: Vec<(f64, Vec<f64>, usize)>,
+    frequency: Vec<f64>,
+}
+
+/// The measured progression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressionMap {
+    /// Bin centres (cycles per pixel or per latent value).
+    pub frequency: Vec<f64>,
+    /// The paper's t of every recorded step (1 = noise first, 0 = the result last).
+    pub t: Vec<f64>,
+    /// `log10` of the mean PSD, `[step][bin]`.
+    pub log_psd: Vec<Vec<f64>>,
+    /// γ(f, t) clipped to [0, 1], `[step][bin]` (0 where the noise and the result have equal power).
+    pub gamma: Vec<Vec<f64>>,
+}
+
+impl Progression {
+    /// An empty accumulator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the state at step `index` (paper time `t`): `data` is `[batch, channels, height,
+    /// width]` row-major; every (sample, channel) plane adds to the step's mean spectrum.
+    pub fn add(
+        &mut self,
+        index: usize,
+        t: f64,
+        data: &[f32],
+        height: usize,
+        width: usize,
+    ) -> Result<(), LabError> {
+        let plane = height * width;
+        if plane == 0 || data.is_empty() || !data.len().is_multiple_of(plane) || !t.is_finite() {
+            return Err(LabError::Config("progression: data is not whole planes"));
+        }
+        let planes: Vec<&[f32]> = data.chunks_exact(plane).collect();
+        let spectrum = shapes::radial_psd(&planes, height, width)?;
+        if self.frequency.is_empty() {
+            self.frequency = spectrum.frequency.clone();
+        } else if self.frequency != spectrum.frequency {
+            return Err(LabError::Config(
+                "progression: every state must have one size",
+            ));
+        }
+        while self.steps.len() <= index {
+            self.steps
+                .push((f64::NAN, vec![0.0; self.frequency.len()], 0));
+        }
+        let (st, sum, n) = &mut self.steps[index];
+        *st = t;
+        // radial_psd averages over its planes: weight by their count.
+        for (a, p) in sum.iter_mut().zip(&spectrum.power) {
+            *a += p * planes.len() as f64;
+        }
+        *n += planes.len();
+        Ok(())
+    }
+
+    /// The map over the recorded steps (at least two, each recorded at least once).
+    pub fn map(&self) -> Result<ProgressionMap, LabError> {
+        if self.steps.len() < 2 || self.steps.iter().any(|s| s.2 == 0) {
+            return Err(LabError::Config(
+                "progression: needs every step from noise to the result",
+            ));
+        }
+        let log_psd: Vec<Vec<f64>> = self
+            .steps
+            .iter()
+            .map(|(_, sum, n)| {
+                sum.iter()
+                    .map(|v| (v / *n as f64).max(f64::MIN_POSITIVE).log10())
+                    .collect()
+            })
+            .collect();
+        let (first, last) = (&log_psd[0], &log_psd[log_psd.len() - 1]);
+        let gamma = log_psd
+            .iter()
+            .map(|row| {
+                row.iter()
+                    .zip(first.iter().zip(last))
+                    .map(|(v, (p1, p0))| gamma(*v, *p1, *p0))
+                    .collect()
+            })
+            .collect();
+        Ok(ProgressionMap {
+            frequency: self.frequency.clone(),
+            t: self.steps.iter().map(|s| s.0).collect(),
+            log_psd,
+            gamma,
+        })
+    }
+}
+
+/// Eq. 12 for one bin: `(log P_t − log P_noise) / (log P_final − log P_noise)`, clipped to
+/// [0, 1]; 0 when the noise and the result have the same power (nothing to progress).
+pub fn gamma(log_t: f64, log_noise: f64, log_final: f64) -> f64 {
+    let span = log_final - log_noise;
+    if span.abs() < 1e-12 || !span.is_finite() || !log_t.is_finite() {
+        return 0.0;
+    }
+    ((log_t - log_noise) / span).clamp(0.0, 1.0)
+}
+
+impl ProgressionMap {
+    /// For each bin, the first paper time `t` (walking from noise) at which γ reaches `level`
+    /// (`None` if it never does).
+    pub fn settling_time(&self, level: f64) -> Vec<Option<f64>> {
+        (0..self.frequency.len())
+            .map(|k| {
+                self.gamma
+                    .iter()
+                    .zip(&self.t)
+                    .find(|(row, _)| row.get(k).is_some_and(|g| *g >= level))
+                    .map(|(_, t)| *t)
+            })
+            .collect()
+    }
+}

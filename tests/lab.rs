@@ -1,0 +1,337 @@
+//! The lab (`dype::lab`): its metrics on known inputs (the calibration rows separate as the docs
+//! claim), the 1× identity of every method, and a quick run writing all its outputs.
+
+use std::path::Path;
+
+use burn::tensor::FloatDType;
+use dype::burn::backend::Cpu;
+use dype::burn::models::fitv2::FitPosition;
+use dype::lab::metrics::{self, Reference, bootstrap, detail_error, mean_at};
+use dype::lab::progression::{Progression, gamma};
+use dype::lab::{Cell, LabConfig, frequency_rows, resize, tile};
+use dype::shapes::{CLASSES, Image, RenderConfig, Sample};
+use dype::train::{SampleOptions, load_bundle, sample, shapes_model};
+
+fn renders(n: usize, first_seed: u64, h: usize, w: usize) -> (Vec<Image>, Vec<usize>) {
+    let render = RenderConfig::default();
+    let classes: Vec<usize> = (0..n).map(|i| i % CLASSES).collect();
+    let images = classes
+        .iter()
+        .enumerate()
+        .map(|(i, &class)| {
+            render
+                .render(
+                    Sample {
+                        class,
+                        seed: first_seed + i as u64,
+                    },
+                    h,
+                    w,
+                )
+                .expect("render")
+        })
+        .collect();
+    (images, classes)
+}
+
+/// At 2× and 4×: fresh renders score as the renderer (one object, no detail error); the 1×
+/// render upscaled keeps the layout but loses detail (negative); the 1× render tiled has no
+/// single object. The metrics separate the three.
+#[test]
+fn calibration_rows_separate_as_claimed() {
+    let device = Default::default();
+    let render = RenderConfig::default();
+    for s in [2usize, 4] {
+        let (h, w) = (32 * s, 32 * s);
+        let reference = Reference::new(&render, h, w, 16, 1_000_000).expect("reference");
+        let (fresh, classes) = renders(16, 5_000, h, w);
+        let (small, _) = renders(16, 5_000, 32, 32);
+        let up = resize::<Cpu>(&small, h, w, &device).expect("resize");
+        let tiled = tile(&small, h, w).expect("tile");
+        let row = |images: &[Image]| {
+            metrics::row_metrics(images, &classes, &reference, 200, 7)
+                .expect("metrics")
+                .0
+        };
+        let (fresh, up, tiled) = (row(&fresh), row(&up), row(&tiled));
+        assert!(
+            fresh.one.mean >= 0.99,
+            "renderer at {s}×: one = {:?}",
+            fresh.one
+        );
+        assert!(
+            fresh.detail.mean.abs() < 0.1,
+            "renderer at {s}×: detail = {:?}",
+            fresh.detail
+        );
+        assert!(up.one.mean >= 0.99, "upscaled at {s}×: one = {:?}", up.one);
+        assert!(
+            up.detail.hi < -0.2,
+            "upscaled at {s}×: detail = {:?}",
+            up.detail
+        );
+        assert!(
+            up.detail.hi < fresh.detail.lo,
+            "blur must separate from the renderer"
+        );
+        assert_eq!(tiled.one.mean, 0.0, "tiled at {s}×: one = {:?}", tiled.one);
+        assert!(
+            tiled.centre_err.mean > 0.1,
+            "tiled at {s}×: centre = {:?}",
+            tiled.centre_err
+        );
+        // Blur grows with the upscale factor.
+        if s == 4 {
+            assert!(up.detail.mean < -0.5, "4× upscale detail {:?}", up.detail);
+        }
+    }
+}
+
+/// The model's own 1× sample upscaled to 2× is blurred by the detail metric (the trivial
+/// baseline every method must beat on detail).
+#[test]
+fn the_models_upscaled_output_reads_as_blurred() {
+    let device = Default::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let options = SampleOptions {
+        steps: 8,
+        ..SampleOptions::default()
+    };
+    let classes: Vec<usize> = (0..CLASSES).collect();
+    let small: Vec<Image> = classes
+        .iter()
+        .map(|&c| sample(&model, c, 32, 32, c as u64, &options, &device).expect("sample"))
+        .collect();
+    let up = resize::<Cpu>(&small, 64, 64, &device).expect("resize");
+    let reference = Reference::new(&RenderConfig::default(), 64, 64, 8, 1_000_000).expect("ref");
+    let (m, _) = metrics::row_metrics(&up, &classes, &reference, 200, 3).expect("metrics");
+    assert!(
+        m.detail.mean < -0.2,
+        "upscaled model output: detail {:?}",
+        m.detail
+    );
+}
+
+/// At the training size every method of the full lab leaves the frequencies native with
+/// attention factor 1, and samples the same bits as base RoPE (`lab::run` fails otherwise).
+/// (FiT's `ntk-aware-pro1`/`pro2` are not in the lab: FiT's proportional attention is not 1 at
+/// the training size.)
+#[test]
+fn every_method_is_the_base_rope_at_the_training_size() {
+    let config = shapes_model();
+    let cell = Cell::new("1x", 32, 32);
+    let mut not_native = Vec::new();
+    for entry in dype::core::presets::METHODS {
+        let position: FitPosition = entry.name.parse().expect("registry name");
+        let rows = frequency_rows(&config, entry.name, position, &cell, 8).expect("rows");
+        if rows
+            .iter()
+            .any(|r| r.native_pairs != 1.0 || r.attention_factor != 1.0)
+        {
+            not_native.push(entry.name);
+        }
+    }
+    eprintln!("not the base RoPE at 1×: {not_native:?}");
+    for name in &LabConfig::full(32).methods {
+        assert!(
+            !not_native.contains(&name.as_str()),
+            "{name} is not the base RoPE at 1×"
+        );
+    }
+    let device = Default::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let mut lab = LabConfig::full(32);
+    lab.cells.truncate(1);
+    lab.samples = 2;
+    lab.steps = 3;
+    lab.bootstrap = 10;
+    lab.reference_per_class = 2;
+    let out = tempdir("identity");
+    dype::lab::run(&model, 32, &lab, &out, false, &device, |_| {})
+        .expect("1× identical for every method");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// `lab --quick`'s configuration writes every output, with a row per method and calibration.
+#[test]
+fn the_quick_lab_writes_all_its_outputs() {
+    let device = Default::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let (model, info) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let config = LabConfig::quick(info.train.image_size);
+    let out = tempdir("quick");
+    let report = dype::lab::run(&model, 32, &config, &out, false, &device, |_| {}).expect("lab");
+    for f in [
+        "lab.json",
+        "comparison.md",
+        "comparison.png",
+        "progression.md",
+        "progression.png",
+    ] {
+        let len = std::fs::metadata(out.join(f)).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 100, "{f} missing or empty");
+    }
+    for cell in &config.cells {
+        let f = out.join(format!("grid_{}.png", cell.label));
+        assert!(f.exists(), "{} missing", f.display());
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("lab.json")).expect("read"))
+            .expect("json");
+    assert_eq!(
+        json["cells"].as_array().map(Vec::len),
+        Some(config.cells.len())
+    );
+    for cell in &report.cells {
+        let methods = cell.rows.iter().filter(|r| r.kind == "method").count();
+        assert_eq!(methods, config.methods.len());
+        let calibrations = cell.rows.len() - methods;
+        let expected = if cell.cell.height == 32 && cell.cell.width == 32 {
+            1
+        } else {
+            4
+        };
+        assert_eq!(
+            calibrations, expected,
+            "calibration rows at {}",
+            cell.cell.label
+        );
+        assert_eq!(cell.progression.len(), config.methods.len());
+        for map in cell.progression.values() {
+            assert_eq!(map.t.len(), config.steps + 1);
+            assert_eq!(map.t.first(), Some(&1.0));
+            assert!(
+                map.gamma
+                    .last()
+                    .is_some_and(|r| r.iter().all(|g| *g == 1.0 || *g == 0.0))
+            );
+        }
+    }
+    let md = std::fs::read_to_string(out.join("comparison.md")).expect("md");
+    assert!(md.contains("render 1× tiled") && md.contains("dy-yarn"));
+    // Resuming takes every saved cell as it is; another config samples again.
+    let mut evaluations = 0;
+    let again = dype::lab::run(&model, 32, &config, &out, true, &device, |p| {
+        eprintln!("resumed run: {}", p.what);
+        evaluations += 1
+    })
+    .expect("resumed lab");
+    // (Compared as JSON: a statistic with no data is NaN, and NaN ≠ NaN.)
+    assert_eq!(
+        serde_json::to_string(&again.cells).expect("json"),
+        serde_json::to_string(&report.cells).expect("json")
+    );
+    assert_eq!(
+        evaluations, 0,
+        "a resumed run of a finished lab samples nothing"
+    );
+    let mut other = config.clone();
+    other.steps += 1;
+    other.cells.truncate(1);
+    dype::lab::run(&model, 32, &other, &out, true, &device, |_| {
+        evaluations += 1
+    })
+    .expect("other");
+    assert!(evaluations > 0);
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn bootstrap_intervals_cover_the_mean_and_shrink_with_data() {
+    let values: Vec<f64> = (0..200).map(|i| (i % 2) as f64).collect();
+    let wide = bootstrap(20, 500, 1, |idx| mean_at(&values[..20], idx));
+    let narrow = bootstrap(200, 500, 1, |idx| mean_at(&values, idx));
+    assert_eq!(wide.mean, 0.5);
+    assert!(wide.lo < 0.5 && wide.hi > 0.5);
+    assert!(narrow.hi - narrow.lo < wide.hi - wide.lo);
+    // A constant has a zero-width interval.
+    let ones = vec![1.0; 10];
+    let c = bootstrap(10, 100, 2, |idx| mean_at(&ones, idx));
+    assert_eq!((c.lo, c.mean, c.hi), (1.0, 1.0, 1.0));
+}
+
+#[test]
+fn gamma_is_clipped_and_zero_where_nothing_changes() {
+    assert_eq!(gamma(-1.0, -1.0, -3.0), 0.0);
+    assert_eq!(gamma(-3.0, -1.0, -3.0), 1.0);
+    assert_eq!(gamma(-2.0, -1.0, -3.0), 0.5);
+    assert_eq!(gamma(-5.0, -1.0, -3.0), 1.0);
+    assert_eq!(gamma(0.0, -1.0, -3.0), 0.0);
+    assert_eq!(gamma(-2.0, -1.0, -1.0), 0.0);
+    assert_eq!(gamma(f64::NAN, -1.0, -3.0), 0.0);
+}
+
+/// A sharp image's spectrum settles as the state moves from noise to it: γ is 0 at the noise,
+/// 1 at the result, and between for the halfway blend.
+#[test]
+fn progression_runs_from_noise_to_the_result() {
+    let (images, _) = renders(2, 9, 32, 32);
+    let noise: Vec<f32> = (0..2 * 3 * 32 * 32)
+        .map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.5) * 2.0)
+        .collect();
+    let data: Vec<f32> = images
+        .iter()
+        .flat_map(|im| im.data.iter().copied())
+        .collect();
+    let mid: Vec<f32> = noise
+        .iter()
+        .zip(&data)
+        .map(|(n, d)| 0.5 * n + 0.5 * d)
+        .collect();
+    let mut p = Progression::new();
+    p.add(0, 1.0, &noise, 32, 32).expect("noise");
+    p.add(1, 0.5, &mid, 32, 32).expect("mid");
+    p.add(2, 0.0, &data, 32, 32).expect("data");
+    let map = p.map().expect("map");
+    assert_eq!(map.t, vec![1.0, 0.5, 0.0]);
+    assert!(map.gamma[0].iter().all(|g| *g == 0.0));
+    let moved = map.gamma[1]
+        .iter()
+        .filter(|g| **g > 0.0 && **g < 1.0)
+        .count();
+    assert!(
+        moved > map.frequency.len() / 2,
+        "γ at the blend: {:?}",
+        map.gamma[1]
+    );
+    // A state of another size is refused.
+    assert!(p.add(3, 0.0, &vec![0.0; 3 * 16 * 16], 16, 16).is_err());
+}
+
+#[test]
+fn detail_error_is_signed_and_zero_on_the_reference() {
+    let reference = Reference::new(&RenderConfig::default(), 32, 32, 2, 0).expect("reference");
+    let band = metrics::DETAIL_BAND;
+    assert!(detail_error(&reference.power, &reference, band).abs() < 1e-12);
+    let low: Vec<f64> = reference.power.iter().map(|p| p / 10.0).collect();
+    let high: Vec<f64> = reference.power.iter().map(|p| p * 10.0).collect();
+    assert!((detail_error(&low, &reference, band) + 1.0).abs() < 1e-6);
+    assert!((detail_error(&high, &reference, band) - 1.0).abs() < 1e-6);
+    let zeros = vec![0.0; reference.power.len()];
+    assert!(detail_error(&zeros, &reference, band).is_finite());
+    assert!(detail_error(&reference.power, &reference, (0.9, 1.0)).is_nan());
+}
+
+#[test]
+fn tile_repeats_and_refuses_non_multiples() {
+    let (images, _) = renders(1, 3, 32, 32);
+    let t = tile(&images, 64, 96).expect("tile");
+    let im = &t[0];
+    assert_eq!((im.height, im.width), (64, 96));
+    for (r, c) in [(0, 0), (5, 7), (31, 31)] {
+        for ch in 0..3 {
+            let v = images[0].at(ch, r, c);
+            assert_eq!(im.at(ch, r + 32, c + 64), v);
+            assert_eq!(im.at(ch, r, c + 32), v);
+        }
+    }
+    assert!(tile(&images, 48, 64).is_err());
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dype-lab-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
