@@ -777,26 +777,45 @@ pub fn sample<B: Backend>(
     to_image(pixels)
 }
 
-/// A sampled `[1, 3, H, W]` tensor in [−1, 1] as an [`Image`] in [0, 1] (clamped).
+/// A sampled `[1, 3, H, W]` tensor in [−1, 1] as an [`Image`] in [0, 1] (clamped; the first
+/// sample of a batch).
 pub fn to_image<B: Backend>(pixels: Tensor<B, 4>) -> Result<Image, TrainingError> {
-    let [_, c, height, width] = pixels.dims();
+    to_images(pixels.narrow(0, 0, 1))?
+        .pop()
+        .ok_or(TrainingError::ReadBack("image"))
+}
+
+/// Every sample of a `[B, 3, H, W]` tensor in [−1, 1] as an [`Image`] in [0, 1] (clamped).
+pub fn to_images<B: Backend>(pixels: Tensor<B, 4>) -> Result<Vec<Image>, TrainingError> {
+    Ok(to_images_raw(pixels)?.0)
+}
+
+/// [`to_images`], and the tensor's raw values as read back (one copy from the device).
+pub fn to_images_raw<B: Backend>(
+    pixels: Tensor<B, 4>,
+) -> Result<(Vec<Image>, Vec<f32>), TrainingError> {
+    let [b, c, height, width] = pixels.dims();
     if c != 3 {
         return Err(TrainingError::Config("the model does not output RGB"));
     }
-    let data = pixels
-        .narrow(0, 0, 1)
-        .add_scalar(1.0)
-        .mul_scalar(0.5)
-        .clamp(0.0, 1.0)
+    let raw = pixels
         .into_data()
         .convert::<f32>()
         .to_vec::<f32>()
         .map_err(|_| TrainingError::ReadBack("image"))?;
-    Ok(Image {
-        height,
-        width,
-        data,
-    })
+    let n = 3 * height * width;
+    let images = (0..b)
+        .filter_map(|i| raw.get(i * n..(i + 1) * n))
+        .map(|d| Image {
+            height,
+            width,
+            data: d
+                .iter()
+                .map(|v| ((v + 1.0) * 0.5).clamp(0.0, 1.0))
+                .collect(),
+        })
+        .collect();
+    Ok((images, raw))
 }
 
 /// The quality gate, fixed before training: at the training size, `samples_per_class` seeds per

@@ -175,22 +175,10 @@ pub fn recipe(name: &str) -> anyhow::Result<Recipe> {
     presets::recipe_by_name(name).map_err(|e| anyhow!("--method {name}: {e}"))
 }
 
-/// Registers DejaVu Sans as plotters' `sans-serif` (plots have text only when it is found); warns
-/// when it is not.
+/// Registers DejaVu Sans as plotters' `sans-serif` (`dype::lab::fonts`); warns when it is not
+/// found (plots are then drawn without text).
 pub fn plot_fonts() -> bool {
-    let fonts = [
-        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-        "/usr/share/fonts/TTF/DejaVuSans.ttf",
-    ];
-    let labels = fonts
-        .iter()
-        .find_map(|p| std::fs::read(p).ok())
-        .map(|bytes| {
-            let leaked: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, leaked)
-                .is_ok()
-        })
-        == Some(true);
+    let labels = dype::lab::fonts();
     if !labels {
         eprintln!("warning: no DejaVuSans.ttf found; plotting without text");
     }

@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::shapes::{CLASSES, Image, RenderConfig, Sample, ShapesError};
 use crate::train::TrainingError;
+pub use figures::fonts;
 pub use metrics::{DETAIL_BAND, Estimate, Reference, RowMetrics, SampleScore};
 pub use progression::{Progression, ProgressionMap};
 
@@ -601,41 +602,8 @@ fn sample_chunk<B: Backend>(
     if let Some(e) = failure {
         return Err(e);
     }
-    let bits = pixels
-        .clone()
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|_| LabError::Config("reading the samples back"))?
-        .iter()
-        .map(|v| v.to_bits())
-        .collect();
-    Ok((to_images(pixels)?, bits))
-}
-
-/// `[B, 3, H, W]` in [−1, 1] → images in [0, 1] (clamped).
-fn to_images<B: Backend>(pixels: Tensor<B, 4>) -> Result<Vec<Image>, LabError> {
-    let [b, c, height, width] = pixels.dims();
-    if c != 3 {
-        return Err(LabError::Config("the model does not output RGB"));
-    }
-    let data = pixels
-        .add_scalar(1.0)
-        .mul_scalar(0.5)
-        .clamp(0.0, 1.0)
-        .into_data()
-        .convert::<f32>()
-        .to_vec::<f32>()
-        .map_err(|_| LabError::Config("reading the samples back"))?;
-    let n = 3 * height * width;
-    Ok((0..b)
-        .filter_map(|i| data.get(i * n..(i + 1) * n))
-        .map(|d| Image {
-            height,
-            width,
-            data: d.to_vec(),
-        })
-        .collect())
+    let (images, raw) = crate::train::to_images_raw(pixels)?;
+    Ok((images, raw.iter().map(|v| v.to_bits()).collect()))
 }
 
 /// Bilinear resize (half-pixel centres, burn's `interpolate`) of every image to `h × w`.
@@ -665,7 +633,7 @@ pub fn resize<B: Backend>(
         align_corners: false,
     };
     let y = interpolate(x, [h, w], options).clamp(0.0, 1.0);
-    to_images(y.mul_scalar(2.0).sub_scalar(1.0))
+    Ok(crate::train::to_images(y.mul_scalar(2.0).sub_scalar(1.0))?)
 }
 
 /// Every image repeated `h / height × w / width` times (what base RoPE's failure looks like).
