@@ -142,6 +142,64 @@ mod tests {
         }
     }
 
+    /// The layouts span the configured ranges (size 40–70 % of the shorter side, centre within
+    /// ±10 % of the middle) and nothing outside them, and they do not depend on the resolution.
+    #[test]
+    fn layouts_cover_the_configured_ranges() {
+        let cfg = RenderConfig::default();
+        let (mut size_lo, mut size_hi) = (f32::INFINITY, 0.0f32);
+        let (mut off_lo, mut off_hi) = (f32::INFINITY, f32::NEG_INFINITY);
+        for seed in 0..2000 {
+            let l = cfg.layout(Sample { class: 0, seed }).unwrap();
+            assert!(
+                (0.4..=0.7).contains(&l.size),
+                "seed {seed}: size {}",
+                l.size
+            );
+            for c in [l.centre.0, l.centre.1] {
+                assert!((0.4..=0.6).contains(&c), "seed {seed}: centre {c}");
+                off_lo = off_lo.min(c - 0.5);
+                off_hi = off_hi.max(c - 0.5);
+            }
+            size_lo = size_lo.min(l.size);
+            size_hi = size_hi.max(l.size);
+        }
+        // 2 000 uniform draws come within 1 % of each end of their range.
+        assert!(size_lo < 0.403 && size_hi > 0.697, "{size_lo}..{size_hi}");
+        assert!(off_lo < -0.098 && off_hi > 0.098, "{off_lo}..{off_hi}");
+    }
+
+    /// The measured area of shapes with a closed-form area matches it: the disc (π/4 of its
+    /// diameter²), the square inscribed in the circle (½) and the ring (π(0.5² − 0.25²)), at
+    /// 256² where the anti-aliased rim is a small share.
+    #[test]
+    fn measured_areas_match_the_geometry() {
+        let cfg = RenderConfig::default();
+        let (h, w) = (256usize, 256usize);
+        let exact = |class: usize, size: f64| -> f64 {
+            let d2 = (size * h as f64).powi(2) / (h * w) as f64;
+            match class {
+                0 => std::f64::consts::FRAC_PI_4 * d2,
+                1 => 0.5 * d2,
+                _ => std::f64::consts::PI * (0.25 - 0.0625) * d2,
+            }
+        };
+        for class in [0, 1, 3] {
+            for seed in 0..6 {
+                let sample = Sample { class, seed };
+                let layout = cfg.layout(sample).unwrap();
+                let image = cfg.render(sample, h, w).unwrap();
+                let d = detect(&image, class, MIN_AREA_FRACTION).unwrap();
+                let want = exact(class, layout.size as f64);
+                assert!(
+                    (d.area_fraction / want - 1.0).abs() < 0.05,
+                    "class {class} seed {seed}: {} vs {want}",
+                    d.area_fraction
+                );
+            }
+        }
+    }
+
     #[test]
     fn rendered_images_are_classified_as_their_class() {
         let cfg = RenderConfig::default();
