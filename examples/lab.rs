@@ -6,6 +6,10 @@
 //! cargo run --release --example lab -- --quick                # toy settings, < 1 min (CI)
 //! cargo run --release --example lab -- --out runs/lab         # the full lab (≈ 1 h on 2 cores)
 //! cargo run --release --example lab -- --out runs/lab --resume   # continue it (finished cells kept)
+//! # both cores: two processes sample different cells, then a resumed run assembles them
+//! cargo run --release --example lab -- --out runs/lab --resume --only 1x,4x &
+//! cargo run --release --example lab -- --out runs/lab --resume --only 2x,4to1; wait
+//! cargo run --release --example lab -- --out runs/lab --resume
 //! cargo run --release --example lab -- --methods base,dy-yarn --samples 64 --steps 32
 //! ```
 //!
@@ -58,6 +62,10 @@ struct Args {
     /// Reuse the cells a previous run with the same settings saved in `--out` (`cells/*.json`).
     #[arg(long)]
     resume: bool,
+    /// Sample only these cells (labels, comma-separated); the others are taken from `--out`
+    /// with `--resume` or left out. The combined outputs are written once every cell is there.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Backend (compiled in by the features `cpu`, `wgpu`, `cuda`).
     #[arg(long, default_value = "cpu")]
     backend: BackendKind,
@@ -128,12 +136,16 @@ impl OnBackend for Job<'_> {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        let options = dype::lab::RunOptions {
+            resume: args.resume,
+            only: args.only.clone(),
+        };
         let report = dype::lab::run(
             &model,
             size,
             &config,
             &args.out,
-            args.resume,
+            &options,
             &device,
             |p: &LabProgress| {
                 bar.set_length(p.total as u64);
@@ -142,6 +154,15 @@ impl OnBackend for Job<'_> {
             },
         )?;
         bar.finish_and_clear();
+        if !report.is_complete() {
+            eprintln!(
+                "lab: {:.0} s; saved cells {} to {}; run with --resume (no --only) once every cell is there",
+                report.seconds,
+                args.only.join(","),
+                args.out.join("cells").display()
+            );
+            return Ok(());
+        }
         println!(
             "{}",
             dype::lab::comparison_markdown(&report)
@@ -151,8 +172,9 @@ impl OnBackend for Job<'_> {
                 .join("\n")
         );
         eprintln!(
-            "lab: {:.0} s; wrote lab.json, comparison.md/.png, progression.md/.png and the grids to {}",
+            "lab: {:.0} s here ({:.0} s of compute over all cells); wrote lab.json, comparison.md/.png, progression.md/.png and the grids to {}",
             report.seconds,
+            report.cell_seconds(),
             args.out.display()
         );
         Ok(())

@@ -8,7 +8,7 @@ use dype::burn::backend::Cpu;
 use dype::burn::models::fitv2::FitPosition;
 use dype::lab::metrics::{self, Reference, bootstrap, detail_error, mean_at};
 use dype::lab::progression::{Progression, gamma};
-use dype::lab::{Cell, LabConfig, frequency_rows, resize, tile};
+use dype::lab::{Cell, LabConfig, RunOptions, frequency_rows, resize, tile};
 use dype::shapes::{CLASSES, Image, RenderConfig, Sample};
 use dype::train::{SampleOptions, load_bundle, sample, shapes_model};
 
@@ -149,8 +149,16 @@ fn every_method_is_the_base_rope_at_the_training_size() {
     lab.bootstrap = 10;
     lab.reference_per_class = 2;
     let out = tempdir("identity");
-    dype::lab::run(&model, 32, &lab, &out, false, &device, |_| {})
-        .expect("1× identical for every method");
+    dype::lab::run(
+        &model,
+        32,
+        &lab,
+        &out,
+        &RunOptions::default(),
+        &device,
+        |_| {},
+    )
+    .expect("1× identical for every method");
     let _ = std::fs::remove_dir_all(&out);
 }
 
@@ -162,7 +170,16 @@ fn the_quick_lab_writes_all_its_outputs() {
     let (model, info) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
     let config = LabConfig::quick(info.train.image_size);
     let out = tempdir("quick");
-    let report = dype::lab::run(&model, 32, &config, &out, false, &device, |_| {}).expect("lab");
+    let report = dype::lab::run(
+        &model,
+        32,
+        &config,
+        &out,
+        &RunOptions::default(),
+        &device,
+        |_| {},
+    )
+    .expect("lab");
     for f in [
         "lab.json",
         "comparison.md",
@@ -213,7 +230,11 @@ fn the_quick_lab_writes_all_its_outputs() {
     assert!(md.contains("render 1× tiled") && md.contains("dy-yarn"));
     // Resuming takes every saved cell as it is; another config samples again.
     let mut evaluations = 0;
-    let again = dype::lab::run(&model, 32, &config, &out, true, &device, |p| {
+    let resume = RunOptions {
+        resume: true,
+        ..RunOptions::default()
+    };
+    let again = dype::lab::run(&model, 32, &config, &out, &resume, &device, |p| {
         eprintln!("resumed run: {}", p.what);
         evaluations += 1
     })
@@ -230,7 +251,7 @@ fn the_quick_lab_writes_all_its_outputs() {
     let mut other = config.clone();
     other.steps += 1;
     other.cells.truncate(1);
-    dype::lab::run(&model, 32, &other, &out, true, &device, |_| {
+    dype::lab::run(&model, 32, &other, &out, &resume, &device, |_| {
         evaluations += 1
     })
     .expect("other");
@@ -334,4 +355,84 @@ fn tempdir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("dype-lab-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
+}
+
+/// Two processes can share a run: each samples only its cells (`RunOptions::only`) into the same
+/// directory, and a resumed run assembles them without sampling, equal to a run made in one go.
+#[test]
+fn cells_sampled_apart_assemble_into_the_same_report() {
+    let device = Default::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let mut config = LabConfig::quick(32);
+    config.methods.truncate(2);
+    config.cells.truncate(2);
+    config.samples = 2;
+    config.steps = 2;
+    config.batch = 2;
+    config.bootstrap = 10;
+    config.reference_per_class = 1;
+    let whole_dir = tempdir("whole");
+    let whole = dype::lab::run(
+        &model,
+        32,
+        &config,
+        &whole_dir,
+        &RunOptions::default(),
+        &device,
+        |_| {},
+    )
+    .expect("whole");
+    assert!(whole.is_complete());
+    let split = tempdir("split");
+    let only = |label: &str| RunOptions {
+        resume: true,
+        only: vec![label.to_string()],
+    };
+    // The second cell first: its calibration needs the model's 1× samples, which it makes itself.
+    let second = config.cells[1].label.clone();
+    let part = dype::lab::run(&model, 32, &config, &split, &only(&second), &device, |_| {})
+        .expect("second cell");
+    assert!(!part.is_complete());
+    assert!(
+        !split.join("lab.json").exists(),
+        "combined outputs wait for every cell"
+    );
+    let first = config.cells[0].label.clone();
+    dype::lab::run(&model, 32, &config, &split, &only(&first), &device, |_| {}).expect("first");
+    let mut evaluations = 0;
+    let assembled = dype::lab::run(
+        &model,
+        32,
+        &config,
+        &split,
+        &RunOptions {
+            resume: true,
+            only: Vec::new(),
+        },
+        &device,
+        |_| evaluations += 1,
+    )
+    .expect("assembled");
+    assert_eq!(evaluations, 0, "every cell was on disk");
+    assert!(assembled.is_complete() && split.join("lab.json").exists());
+    assert!(assembled.cell_seconds() > 0.0);
+    let without_time = |r: &dype::lab::LabReport| {
+        r.cells
+            .iter()
+            .map(|c| {
+                let mut c = c.clone();
+                c.seconds = 0.0;
+                serde_json::to_string(&c).expect("json")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(without_time(&assembled), without_time(&whole));
+    let bad = RunOptions {
+        resume: false,
+        only: vec!["no such cell".into()],
+    };
+    assert!(dype::lab::run(&model, 32, &config, &split, &bad, &device, |_| {}).is_err());
+    let _ = std::fs::remove_dir_all(&whole_dir);
+    let _ = std::fs::remove_dir_all(&split);
 }

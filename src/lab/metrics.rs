@@ -244,7 +244,9 @@ mod nan_as_null {
 }
 
 /// The 95 % percentile bootstrap of `statistic` over `n` items (resampling indices with
-/// replacement, `resamples` times, from a ChaCha8 stream seeded by `seed`).
+/// replacement, `resamples` times, from a ChaCha8 stream seeded by `seed`). If the statistic is
+/// not finite on some resample, the interval is NaN (no interval) rather than one of the
+/// finite resamples alone.
 pub fn bootstrap(
     n: usize,
     resamples: usize,
@@ -270,8 +272,15 @@ pub fn bootstrap(
             }
             statistic(&idx)
         })
-        .filter(|v| v.is_finite())
         .collect();
+    if stats.iter().any(|v| !v.is_finite()) {
+        return Estimate {
+            mean,
+            lo: f64::NAN,
+            hi: f64::NAN,
+            n,
+        };
+    }
     stats.sort_by(f64::total_cmp);
     let pick = |q: f64| {
         stats

@@ -297,6 +297,10 @@ pub struct CellReport {
     pub frequencies: Vec<FrequencyRow>,
     /// Per method, the spectral progression of its samples.
     pub progression: BTreeMap<String, ProgressionMap>,
+    /// Wall-clock seconds spent on this cell (sampling, scoring, its grid), in whichever run
+    /// sampled it.
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// The lab's results.
@@ -308,8 +312,36 @@ pub struct LabReport {
     pub detail_band: (f64, f64),
     /// Per cell.
     pub cells: Vec<CellReport>,
-    /// Wall-clock seconds.
+    /// Wall-clock seconds of the invocation that made this report (cells taken from an earlier
+    /// run are not in it: see [`LabReport::cell_seconds`]).
     pub seconds: f64,
+}
+
+impl LabReport {
+    /// The seconds every cell took in the run that sampled it, summed: the compute time of the
+    /// whole lab however many invocations (or parallel processes, see [`RunOptions::only`]) made it.
+    pub fn cell_seconds(&self) -> f64 {
+        self.cells.iter().map(|c| c.seconds).sum()
+    }
+
+    /// Whether the report holds every cell of its config (the combined outputs are written only
+    /// then).
+    pub fn is_complete(&self) -> bool {
+        self.cells.len() == self.config.cells.len()
+    }
+}
+
+/// How [`run`] treats the cells of its config.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Take a cell that an earlier run under the same config saved (`cells/<label>.json`) instead
+    /// of sampling it again (the caller vouches that the model is the same).
+    pub resume: bool,
+    /// Sample only the cells with these labels (empty: all). The others are taken from disk when
+    /// `resume` finds them and left out of the report otherwise. Several processes can so share
+    /// one output directory, each sampling its own cells; a last run with `resume` and no `only`
+    /// assembles the lot.
+    pub only: Vec<String>,
 }
 
 /// Layout seeds of the renderer's reference renders (disjoint from the calibration renders').
@@ -327,20 +359,30 @@ struct SavedCell {
 /// Runs the comparison and the progression on `model` (a shapes FiTv2 trained at
 /// `training_size`²) and writes every output into `out` (created): `lab.json` (everything),
 /// `comparison.md`, `comparison.png`, `grid_<cell>.png`, `progression.md`, `progression.png`.
-/// Each cell is saved when it is done (`cells/<label>.json` and its grid); with `resume`, a saved
-/// cell run under the same config is taken as it is instead of sampled again (the caller vouches
-/// that the model is the same).
+/// Each cell is saved when it is done (`cells/<label>.json` and its grid); `options` says which
+/// cells to sample and whether saved ones are reused. The combined outputs are written when the
+/// report holds every cell ([`LabReport::is_complete`]).
 pub fn run<B: Backend>(
     model: &FitV2<B>,
     training_size: usize,
     config: &LabConfig,
     out: &Path,
-    resume: bool,
+    options: &RunOptions,
     device: &B::Device,
     mut progress: impl FnMut(&LabProgress),
 ) -> Result<LabReport, LabError> {
     let started = std::time::Instant::now();
     config.validate(model.config(), training_size)?;
+    if options
+        .only
+        .iter()
+        .any(|label| !config.cells.iter().any(|c| c.label == *label))
+    {
+        return Err(LabError::Config(
+            "`only` names a cell the config does not have",
+        ));
+    }
+    let selected = |cell: &Cell| options.only.is_empty() || options.only.contains(&cell.label);
     let positions = config
         .methods
         .iter()
@@ -359,15 +401,15 @@ pub fn run<B: Backend>(
         })
         .collect();
     let classes: Vec<usize> = items.iter().map(|i| i.class).collect();
-    let total =
-        config.cells.len() * positions.len() * config.samples.div_ceil(config.batch) * config.steps;
+    let per_cell = positions.len() * config.samples.div_ceil(config.batch) * config.steps;
+    let total = config.cells.iter().filter(|c| selected(c)).count() * per_cell;
     let mut done = 0usize;
     let mut cells = Vec::new();
     let mut model_1x: Option<Vec<Image>> = None;
     for cell in &config.cells {
         let (h, w) = (cell.height, cell.width);
         let saved_path = saved_dir.join(format!("{}.json", cell.label));
-        if resume && saved_path.exists() {
+        if options.resume && saved_path.exists() {
             let saved = std::fs::read_to_string(&saved_path)
                 .map_err(|e| e.to_string())
                 .and_then(|t| serde_json::from_str::<SavedCell>(&t).map_err(|e| e.to_string()))
@@ -380,7 +422,9 @@ pub fn run<B: Backend>(
                 });
             match saved {
                 Ok(saved) => {
-                    done += positions.len() * config.samples.div_ceil(config.batch) * config.steps;
+                    if selected(cell) {
+                        done += per_cell;
+                    }
                     cells.push(saved.report);
                     continue;
                 }
@@ -391,9 +435,19 @@ pub fn run<B: Backend>(
                 }),
             }
         }
+        if !selected(cell) {
+            continue;
+        }
+        let cell_started = std::time::Instant::now();
         let is_1x = (h, w) == (training_size, training_size);
         if !is_1x && model_1x.is_none() {
-            // The 1× cell was resumed: the model's own 1× samples again, for the calibration.
+            // The 1× cell was resumed or is another process's: the model's own 1× samples again,
+            // for the calibration.
+            progress(&LabProgress {
+                done,
+                total,
+                what: format!("{}: the model's 1× samples for the calibration", cell.label),
+            });
             let base = FitPosition::from(Method::Base);
             let mut images = Vec::with_capacity(items.len());
             let one = Cell::new("1x", training_size, training_size);
@@ -537,6 +591,7 @@ pub fn run<B: Backend>(
             rows,
             frequencies,
             progression,
+            seconds: cell_started.elapsed().as_secs_f64(),
         };
         let saved = SavedCell {
             config: config.clone(),
@@ -551,7 +606,9 @@ pub fn run<B: Backend>(
         cells,
         seconds: started.elapsed().as_secs_f64(),
     };
-    write_outputs(&report, out)?;
+    if report.is_complete() {
+        write_outputs(&report, out)?;
+    }
     Ok(report)
 }
 
@@ -755,7 +812,7 @@ pub fn comparison_markdown(report: &LabReport) -> String {
     let mut s = format!(
         "# Method comparison\n\n{} samples per cell (class `i mod 8`, noise seed `i`), Euler {} steps, \
          guidance {}, {} bootstrap resamples (95 % percentile intervals). Detail band {:.4}–{:.4} \
-         cycles/px. Run time {:.0} s.\n\n\
+         cycles/px. Compute time {:.0} s (the cells' own times, summed).\n\n\
          Columns: **one** = fraction with exactly one object of the requested class (↑); \
          **area err** / **centre err** = mean distance outside the renderer's range of area \
          fractions / box of centres (↓); **detail** = mean log10 PSD ratio to the renderer in the \
@@ -766,7 +823,7 @@ pub fn comparison_markdown(report: &LabReport) -> String {
         c.bootstrap,
         report.detail_band.0,
         report.detail_band.1,
-        report.seconds
+        report.cell_seconds()
     );
     for cell in &report.cells {
         s += &format!(
