@@ -9,7 +9,9 @@
 //!
 //! The run directory holds `last/` (the newest checkpoint: `state.json`, burn records of the model
 //! and AdamW, `ema.safetensors` in FiT's key layout) and `loss.csv` (step, loss, mean of the last
-//! 100). The EMA weights are what `fitv2 --demo` samples.
+//! 100). The EMA weights are what `fitv2 --demo` samples. With `--keep-every N`, every N-th
+//! checkpoint's EMA weights are also kept as `ema/step-NNNNNN.safetensors` (config and step in the
+//! header; `dype::train::load_bundle`-compatible weights).
 
 mod common;
 
@@ -48,6 +50,10 @@ struct Args {
     /// Save a checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 100)]
     checkpoint_every: u64,
+    /// Also keep the EMA weights of every checkpoint at a multiple of this many steps as
+    /// `ema/step-NNNNNN.safetensors` in `--out` (0 = keep only the newest checkpoint).
+    #[arg(long, default_value_t = 0)]
+    keep_every: u64,
     /// A linear cool-down of the learning rate to 0, `START:END` in steps; repeat for several
     /// phases (each restarts at the peak). On `--resume` a new phase may not start before the
     /// run's current step.
@@ -136,6 +142,9 @@ impl OnBackend for Job<'_> {
             ));
             if done.is_multiple_of(args.checkpoint_every.max(1)) || done == args.steps {
                 checkpoint(&trainer, &args.out)?;
+                if args.keep_every > 0 && done.is_multiple_of(args.keep_every) {
+                    keep_ema(&args.out, done)?;
+                }
                 let line = format!(
                     "step {done}: checkpoint {} (mean loss of the last 100: {:.4}, {:.1} s elapsed)",
                     last.display(),
@@ -212,6 +221,16 @@ impl OnBackend for Job<'_> {
 fn mean_tail(losses: &[f64]) -> f64 {
     let tail = &losses[losses.len().saturating_sub(100)..];
     tail.iter().sum::<f64>() / tail.len().max(1) as f64
+}
+
+/// Copies the newest checkpoint's EMA weights to `out/ema/step-NNNNNN.safetensors`.
+fn keep_ema(out: &Path, step: u64) -> anyhow::Result<()> {
+    let dir = out.join("ema");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let to = dir.join(format!("step-{step:06}.safetensors"));
+    std::fs::copy(out.join("last").join(dype::train::files::EMA), &to)
+        .with_context(|| format!("writing {}", to.display()))?;
+    Ok(())
 }
 
 /// Saves to `out/next`, then replaces `out/last` with it (a crash never leaves a half-written
