@@ -75,6 +75,12 @@ fn calibration_rows_separate_as_claimed() {
             "blur must separate from the renderer"
         );
         assert_eq!(tiled.one.mean, 0.0, "tiled at {s}×: one = {:?}", tiled.one);
+        // Tiling keeps the texture (and adds edges): it fails on structure, not as blur.
+        assert!(
+            tiled.detail.lo > -0.1,
+            "tiled at {s}×: detail = {:?}",
+            tiled.detail
+        );
         assert!(
             tiled.centre_err.mean > 0.1,
             "tiled at {s}×: centre = {:?}",
@@ -317,6 +323,7 @@ fn progression_runs_from_noise_to_the_result() {
         "γ at the blend: {:?}",
         map.gamma[1]
     );
+    assert_eq!(map.defined.len(), map.frequency.len());
     // A state of another size is refused.
     assert!(p.add(3, 0.0, &vec![0.0; 3 * 16 * 16], 16, 16).is_err());
 }
@@ -330,8 +337,19 @@ fn detail_error_is_signed_and_zero_on_the_reference() {
     let high: Vec<f64> = reference.power.iter().map(|p| p * 10.0).collect();
     assert!((detail_error(&low, &reference, band) + 1.0).abs() < 1e-6);
     assert!((detail_error(&high, &reference, band) - 1.0).abs() < 1e-6);
+    // No power in the band at all: no ratio.
     let zeros = vec![0.0; reference.power.len()];
-    assert!(detail_error(&zeros, &reference, band).is_finite());
+    assert!(detail_error(&zeros, &reference, band).is_nan());
+    // Power moved between the band's bins (as a periodic image does) keeps the band's power.
+    let mut moved = reference.power.clone();
+    let in_band: Vec<usize> = (0..moved.len())
+        .filter(|&k| (band.0..=band.1).contains(&reference.frequency[k]))
+        .collect();
+    let (a, b) = (in_band[0], in_band[1]);
+    let total = reference.count[a] as f64 * moved[a] + reference.count[b] as f64 * moved[b];
+    moved[a] = 0.0;
+    moved[b] = total / reference.count[b] as f64;
+    assert!(detail_error(&moved, &reference, band).abs() < 1e-12);
     assert!(detail_error(&reference.power, &reference, (0.9, 1.0)).is_nan());
 }
 
@@ -435,4 +453,23 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
     assert!(dype::lab::run(&model, 32, &config, &split, &bad, &device, |_| {}).is_err());
     let _ = std::fs::remove_dir_all(&whole_dir);
     let _ = std::fs::remove_dir_all(&split);
+}
+
+/// The fingerprint that guards `--resume` is a function of the weights: stable for one model,
+/// different for another.
+#[test]
+fn the_model_fingerprint_follows_the_weights() {
+    let device = Default::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let a = dype::lab::model_fingerprint(&model).expect("fingerprint");
+    let b = dype::lab::model_fingerprint(&model).expect("fingerprint");
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 64);
+    let other =
+        dype::burn::models::fitv2::FitV2::<Cpu>::init(&shapes_model(), 1, &device).expect("init");
+    assert_ne!(
+        a,
+        dype::lab::model_fingerprint(&other).expect("fingerprint")
+    );
 }

@@ -173,7 +173,8 @@ pub fn comparison_chart(report: &LabReport, path: &Path) -> Result<(), LabError>
 }
 
 /// γ(f, t) maps: one row per cell, one column per method, frequency to the right and the
-/// paper's t from 1 (noise, top) to 0 (bottom), viridis from 0 (dark) to 1 (yellow).
+/// paper's t from 1 (noise, top) to 0 (bottom), viridis from 0 (dark) to 1 (yellow); bins where
+/// γ is not defined ([`ProgressionMap::defined`](super::ProgressionMap::defined)) in grey.
 pub fn progression_figure(report: &LabReport, path: &Path) -> Result<(), LabError> {
     let text = fonts();
     let err = fig_err(path);
@@ -239,13 +240,23 @@ pub fn progression_figure(report: &LabReport, path: &Path) -> Result<(), LabErro
                     (t + map.t[s + 1]) / 2.0
                 };
                 chart
-                    .draw_series(row.iter().zip(&map.frequency).map(|(g, f)| {
-                        let colour: RGBColor = ViridisRGB.get_color(*g as f32);
-                        Rectangle::new(
-                            [(f - df / 2.0, t_lo), (f + df / 2.0, t_hi)],
-                            colour.filled(),
-                        )
-                    }))
+                    .draw_series(
+                        row.iter()
+                            .zip(&map.frequency)
+                            .enumerate()
+                            .map(|(k, (g, f))| {
+                                let colour: RGBColor =
+                                    if map.defined.get(k).copied().unwrap_or(true) {
+                                        ViridisRGB.get_color(*g as f32)
+                                    } else {
+                                        RGBColor(190, 190, 190)
+                                    };
+                                Rectangle::new(
+                                    [(f - df / 2.0, t_lo), (f + df / 2.0, t_hi)],
+                                    colour.filled(),
+                                )
+                            }),
+                    )
                     .map_err(|e| err(e.to_string()))?;
             }
         }

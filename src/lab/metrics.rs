@@ -9,10 +9,13 @@
 //! * `centre_err` — how far its centre lies outside the renderer's box of centres for that class
 //!   and resolution, in fractions of the side (Euclidean; samples with no object are left out).
 //!
-//! Per set of samples: `detail` — the mean over the spectrum's bins inside [`DETAIL_BAND`] of
-//! `log10(PSD_samples(f) / PSD_renderer(f))`, both the mean radially averaged PSD over images and
-//! RGB channels at that resolution: blur comes out negative, spurious high-frequency structure
-//! (duplicated edges, the patch grid) positive.
+//! Per set of samples: `detail` — `log10(P_samples / P_renderer)`, the ratio of the power in
+//! [`DETAIL_BAND`] (the radially averaged PSD, mean over images and RGB channels, summed over the
+//! band's FFT coefficients) of the samples to the renderer's at that resolution: blur comes out
+//! negative, spurious high-frequency structure (duplicated edges, the patch grid) positive. The
+//! band's power is conserved by any rearrangement of the image's spectrum, so a periodic image
+//! (the tiled calibration, a repeating base-RoPE output) that keeps the texture scores near 0
+//! here and fails on structure instead, rather than scoring −∞ on the bins it leaves empty.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -47,6 +50,8 @@ pub struct Reference {
     pub frequency: Vec<f64>,
     /// The renderer's mean radially averaged power per bin.
     pub power: Vec<f64>,
+    /// FFT coefficients per bin at this size (the band power's weights).
+    pub count: Vec<usize>,
 }
 
 impl Reference {
@@ -69,8 +74,9 @@ impl Reference {
         for class in 0..CLASSES {
             let (mut alo, mut ahi) = (f64::INFINITY, 0.0f64);
             let (mut rlo, mut rhi, mut clo, mut chi) = (1.0f64, 0.0f64, 1.0f64, 0.0f64);
-            for k in 0..per_class as u64 {
-                let seed = first_seed + k;
+            for k in 0..per_class {
+                // A layout and texture of its own for every render (seeds differ across classes).
+                let seed = first_seed + (class * per_class + k) as u64;
                 let image = render.render(Sample { class, seed }, height, width)?;
                 let d = shapes::detect(&image, class, MIN_AREA_FRACTION)?;
                 if let (true, Some((r, c))) = (d.count >= 1, d.centre) {
@@ -78,7 +84,7 @@ impl Reference {
                     ahi = ahi.max(d.area_fraction);
                     (rlo, rhi, clo, chi) = (rlo.min(r), rhi.max(r), clo.min(c), chi.max(c));
                 }
-                spectra.push(image_psd(&image)?);
+                spectra.push(image_psd(&image)?.power);
             }
             if ahi <= 0.0 {
                 return Err(LabError::Config(
@@ -91,25 +97,27 @@ impl Reference {
                 (clo - CENTRE_PAD, chi + CENTRE_PAD),
             ));
         }
+        // The bins and their coefficient counts depend on the size only.
+        let empty = Image {
+            height,
+            width,
+            data: vec![0.0; 3 * height * width],
+        };
+        let bins = image_psd(&empty)?;
         Ok(Reference {
             height,
             width,
             area,
             centre,
-            frequency: spectrum_frequencies(height, width),
+            frequency: bins.frequency,
             power: mean_power(spectra.iter()),
+            count: bins.count,
         })
     }
 }
 
-/// The bin centres of [`shapes::radial_psd`] at `height × width`.
-fn spectrum_frequencies(height: usize, width: usize) -> Vec<f64> {
-    let m = height.min(width);
-    (1..=m / 2).map(|k| k as f64 / m as f64).collect()
-}
-
-/// The radially averaged power of an image's three channels (mean over channels).
-pub fn image_psd(image: &Image) -> Result<Vec<f64>, LabError> {
+/// The radially averaged spectrum of an image's three channels (power: mean over channels).
+pub fn image_psd(image: &Image) -> Result<shapes::Spectrum, LabError> {
     let plane = image.height * image.width;
     if !image.is_consistent() {
         return Err(LabError::Shapes(shapes::ShapesError::Size {
@@ -118,7 +126,7 @@ pub fn image_psd(image: &Image) -> Result<Vec<f64>, LabError> {
         }));
     }
     let planes: Vec<&[f32]> = image.data.chunks_exact(plane).collect();
-    Ok(shapes::radial_psd(&planes, image.height, image.width)?.power)
+    Ok(shapes::radial_psd(&planes, image.height, image.width)?)
 }
 
 /// The element-wise mean of equally long power vectors (empty for none).
@@ -180,33 +188,35 @@ pub fn score(image: &Image, class: usize, reference: &Reference) -> Result<Sampl
     })
 }
 
-/// Power added to both sides of every ratio of [`detail_error`]: a bin with no power at all (a
-/// perfectly periodic image, e.g. the tiled calibration, has empty odd bins) counts as a finite
-/// deficit (about eight decades below the renderer's in-band power, ≥ 1e-3 per bin at 32²–128²)
-/// instead of −∞.
-pub const POWER_FLOOR: f64 = 1e-11;
-
-/// The signed detail error of a set of spectra against the renderer's: the mean of
-/// `log10((P + ε) / (P_ref + ε))` ([`POWER_FLOOR`]) over the bins whose frequency lies in
-/// `band` (NaN when no bin does, or a power is negative or not finite).
+/// The signed detail error of a mean spectrum (`power`, binned at the reference's size) against
+/// the renderer's: `log10(Σ c·P / Σ c·P_ref)` over the bins whose frequency lies in `band`, `c`
+/// the bins' coefficient counts. NaN when no bin does, when a power is negative or not finite,
+/// or when either band holds no power.
 pub fn detail_error(power: &[f64], reference: &Reference, band: (f64, f64)) -> f64 {
-    let terms: Vec<f64> = reference
-        .frequency
-        .iter()
-        .zip(power.iter().zip(&reference.power))
-        .filter(|(f, _)| (band.0..=band.1).contains(*f))
-        .map(|(_, (p, r))| {
-            if *p >= 0.0 && *r >= 0.0 && p.is_finite() && r.is_finite() {
-                ((p + POWER_FLOOR) / (r + POWER_FLOOR)).log10()
-            } else {
-                f64::NAN
-            }
-        })
-        .collect();
-    if terms.is_empty() {
+    if power.len() != reference.power.len() || reference.count.len() != reference.power.len() {
         return f64::NAN;
     }
-    terms.iter().sum::<f64>() / terms.len() as f64
+    let (mut p_sum, mut r_sum, mut bins) = (0.0f64, 0.0f64, 0usize);
+    for ((f, c), (p, r)) in reference
+        .frequency
+        .iter()
+        .zip(&reference.count)
+        .zip(power.iter().zip(&reference.power))
+    {
+        if !(band.0..=band.1).contains(f) {
+            continue;
+        }
+        if !(*p >= 0.0 && *r >= 0.0 && p.is_finite() && r.is_finite()) {
+            return f64::NAN;
+        }
+        p_sum += *c as f64 * p;
+        r_sum += *c as f64 * r;
+        bins += 1;
+    }
+    if bins == 0 || p_sum <= 0.0 || r_sum <= 0.0 {
+        return f64::NAN;
+    }
+    (p_sum / r_sum).log10()
 }
 
 /// A mean with a bootstrap confidence interval. A statistic with no data (e.g. the centre error
@@ -348,7 +358,7 @@ pub fn row_metrics(
         .collect::<Result<Vec<_>, _>>()?;
     let spectra = images
         .iter()
-        .map(image_psd)
+        .map(|im| image_psd(im).map(|s| s.power))
         .collect::<Result<Vec<_>, _>>()?;
     let n = scores.len();
     let one: Vec<f64> = scores.iter().map(|s| s.one).collect();

@@ -312,6 +312,12 @@ pub struct LabReport {
     pub detail_band: (f64, f64),
     /// Per cell.
     pub cells: Vec<CellReport>,
+    /// [`model_fingerprint`] of the weights every cell sampled.
+    #[serde(default)]
+    pub model: String,
+    /// [`METRICS_VERSION`] every cell was scored under.
+    #[serde(default)]
+    pub metrics_version: u32,
     /// Wall-clock seconds of the invocation that made this report (cells taken from an earlier
     /// run are not in it: see [`LabReport::cell_seconds`]).
     pub seconds: f64,
@@ -334,8 +340,9 @@ impl LabReport {
 /// How [`run`] treats the cells of its config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOptions {
-    /// Take a cell that an earlier run under the same config saved (`cells/<label>.json`) instead
-    /// of sampling it again (the caller vouches that the model is the same).
+    /// Take a cell that an earlier run saved (`cells/<label>.json`) instead of sampling it again,
+    /// when it ran under the same config, the same weights ([`model_fingerprint`]) and the same
+    /// [`METRICS_VERSION`].
     pub resume: bool,
     /// Sample only the cells with these labels (empty: all). The others are taken from disk when
     /// `resume` finds them and left out of the report otherwise. Several processes can so share
@@ -348,12 +355,42 @@ pub struct RunOptions {
 const REFERENCE_SEED: u64 = 1_000_000;
 /// Layout seeds of the calibration renders.
 const CALIBRATION_SEED: u64 = 2_000_000;
+/// The bootstrap's resample stream (the same for every row of a cell).
+const BOOTSTRAP_SEED: u64 = 0x1ab;
 
-/// A finished cell as saved by [`run`] (`cells/<label>.json`), with the config it ran under.
+/// The version of the lab's metric definitions (detail band and its weighting, reference and
+/// calibration seeds, calibration rows, bootstrap streams, γ's mask). Saved cells of another
+/// version are sampled again.
+pub const METRICS_VERSION: u32 = 2;
+
+/// A finished cell as saved by [`run`] (`cells/<label>.json`), with what it ran under.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct SavedCell {
     config: LabConfig,
+    /// [`model_fingerprint`] of the weights sampled.
+    model: String,
+    /// [`METRICS_VERSION`] it was scored under.
+    metrics: u32,
     report: CellReport,
+}
+
+/// SHA-256 (hex) of a FiTv2's weights: every tensor of [`FitV2::state_dict`] in order, its name,
+/// shape and f32 values (little-endian). The lab reuses a saved cell only for the same weights.
+pub fn model_fingerprint<B: Backend>(model: &FitV2<B>) -> Result<String, LabError> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (name, shape, values) in model.state_dict().map_err(PipelineError::from)? {
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name.as_bytes());
+        hash.update((shape.len() as u64).to_le_bytes());
+        for d in shape {
+            hash.update((d as u64).to_le_bytes());
+        }
+        for v in values {
+            hash.update(v.to_le_bytes());
+        }
+    }
+    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Runs the comparison and the progression on `model` (a shapes FiTv2 trained at
@@ -383,6 +420,7 @@ pub fn run<B: Backend>(
         ));
     }
     let selected = |cell: &Cell| options.only.is_empty() || options.only.contains(&cell.label);
+    let fingerprint = model_fingerprint(model)?;
     let positions = config
         .methods
         .iter()
@@ -416,6 +454,13 @@ pub fn run<B: Backend>(
                 .and_then(|s| {
                     if s.config != *config || s.report.cell != *cell {
                         Err("saved under other settings".to_string())
+                    } else if s.model != fingerprint {
+                        Err("saved for other weights".to_string())
+                    } else if s.metrics != METRICS_VERSION {
+                        Err(format!(
+                            "scored by metrics version {}, now {METRICS_VERSION}",
+                            s.metrics
+                        ))
                     } else {
                         Ok(s)
                     }
@@ -517,7 +562,8 @@ pub fn run<B: Backend>(
                     Some(_) => {}
                 }
             }
-            let seed = 0x1ab ^ (rows.len() as u64);
+            // The same resamples for every row of the cell: the intervals are paired.
+            let seed = BOOTSTRAP_SEED;
             let (metrics, scores) =
                 metrics::row_metrics(&images, &classes, &reference, config.bootstrap, seed)?;
             rows.push(Row {
@@ -557,17 +603,22 @@ pub fn run<B: Backend>(
         let mut calibrations = vec![("renderer".to_string(), renders.clone())];
         if (h, w) != (training_size, training_size) {
             let small = calib_render((training_size, training_size))?;
+            // At an aspect ratio other than 1:1 a resize stretches (what per-axis PI does).
+            let resized = if h == w { "upscaled" } else { "stretched" };
             calibrations.push((
-                "render 1× upscaled".into(),
+                format!("render 1× {resized}"),
                 resize::<B>(&small, h, w, device)?,
             ));
             calibrations.push(("render 1× tiled".into(), tile(&small, h, w)?));
             if let Some(own) = &model_1x {
-                calibrations.push(("model 1× upscaled".into(), resize::<B>(own, h, w, device)?));
+                calibrations.push((
+                    format!("model 1× {resized}"),
+                    resize::<B>(own, h, w, device)?,
+                ));
             }
         }
         for (name, images) in calibrations {
-            let seed = 0xca1 ^ (rows.len() as u64);
+            let seed = BOOTSTRAP_SEED;
             let (metrics, _) =
                 metrics::row_metrics(&images, &classes, &reference, config.bootstrap, seed)?;
             rows.push(Row {
@@ -595,6 +646,8 @@ pub fn run<B: Backend>(
         };
         let saved = SavedCell {
             config: config.clone(),
+            model: fingerprint.clone(),
+            metrics: METRICS_VERSION,
             report,
         };
         write_json(&saved_path, &saved)?;
@@ -604,6 +657,8 @@ pub fn run<B: Backend>(
         config: config.clone(),
         detail_band: DETAIL_BAND,
         cells,
+        model: fingerprint,
+        metrics_version: METRICS_VERSION,
         seconds: started.elapsed().as_secs_f64(),
     };
     if report.is_complete() {
@@ -774,9 +829,15 @@ pub fn frequency_rows(
         .collect()
 }
 
+/// Writes `text` to a temporary file beside `path`, then renames it over `path`: a reader (another
+/// lab process resuming from the same directory) never sees half a file.
 fn write_file(path: &Path, text: &str) -> Result<(), LabError> {
-    std::fs::File::create(path)
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::File::create(&tmp)
         .and_then(|mut f| f.write_all(text.as_bytes()))
+        .and_then(|()| std::fs::rename(&tmp, path))
         .map_err(|source| LabError::Io {
             path: path.to_path_buf(),
             source,
@@ -878,13 +939,15 @@ pub fn comparison_markdown(report: &LabReport) -> String {
 }
 
 /// Per cell and method, the paper time at which low, middle and high frequency bands reach
-/// γ = 0.5, in Markdown.
+/// γ = 0.5, in Markdown (the mean over the third's bins where γ is defined, with their count).
 pub fn progression_markdown(report: &LabReport) -> String {
     let mut s = String::from(
         "# Spectral progression\n\nThe paper's t (1 = noise, 0 = the result) at which γ(f, t) \
          (DyPE Eq. 12) first reaches 0.5, averaged over the lowest, middle and highest third of \
-         the frequency bins of `x_t` (mean PSD over samples and RGB channels). Low frequencies \
-         settling earlier (larger t) than high ones is the paper's observation (§3.1, Fig. 2).\n",
+         the frequency bins of `x_t` (mean PSD over samples and RGB channels), over the bins where \
+         γ is defined (noise and result power at least 0.5 decades apart; their count after the \
+         time). Low frequencies settling earlier (larger t) than high ones is the paper's \
+         observation (§3.1, Fig. 2).\n",
     );
     for cell in &report.cells {
         s += &format!(
@@ -897,9 +960,14 @@ pub fn progression_markdown(report: &LabReport) -> String {
             let band = |chunk: &[Option<f64>]| {
                 let v: Vec<f64> = chunk.iter().flatten().copied().collect();
                 if v.is_empty() {
-                    "–".to_string()
+                    format!("– (0/{})", chunk.len())
                 } else {
-                    format!("{:.3}", v.iter().sum::<f64>() / v.len() as f64)
+                    format!(
+                        "{:.3} ({}/{})",
+                        v.iter().sum::<f64>() / v.len() as f64,
+                        v.len(),
+                        chunk.len()
+                    )
                 }
             };
             let parts: Vec<String> = (0..3)

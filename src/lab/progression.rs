@@ -35,7 +35,16 @@ pub struct ProgressionMap {
     pub log_psd: Vec<Vec<f64>>,
     /// γ(f, t) clipped to [0, 1], `[step][bin]` (0 where the noise and the result have equal power).
     pub gamma: Vec<Vec<f64>>,
+    /// Per bin, whether γ means something there: the noise's and the result's power differ by at
+    /// least [`MIN_SPAN`] decades. Near the crossover of the two spectra the denominator of
+    /// Eq. 12 vanishes, and the blend `(1−σ)²P₀ + σ²P₁` can dip below both ends, so γ clips to 0
+    /// or 1 by chance: such bins are masked in the figure and left out of the settling times.
+    #[serde(default)]
+    pub defined: Vec<bool>,
 }
+
+/// The least difference, in decades, between a bin's noise and final power for γ to be read there.
+pub const MIN_SPAN: f64 = 0.5;
 
 impl Progression {
     /// An empty accumulator.
@@ -106,11 +115,17 @@ impl Progression {
                     .collect()
             })
             .collect();
+        let defined = first
+            .iter()
+            .zip(last)
+            .map(|(p1, p0)| (p0 - p1).abs() >= MIN_SPAN)
+            .collect();
         Ok(ProgressionMap {
             frequency: self.frequency.clone(),
             t: self.steps.iter().map(|s| s.0).collect(),
             log_psd,
             gamma,
+            defined,
         })
     }
 }
@@ -127,10 +142,13 @@ pub fn gamma(log_t: f64, log_noise: f64, log_final: f64) -> f64 {
 
 impl ProgressionMap {
     /// For each bin, the first paper time `t` (walking from noise) at which γ reaches `level`
-    /// (`None` if it never does).
+    /// (`None` if it never does, or where γ is not [`defined`](ProgressionMap::defined)).
     pub fn settling_time(&self, level: f64) -> Vec<Option<f64>> {
         (0..self.frequency.len())
             .map(|k| {
+                if !self.defined.get(k).copied().unwrap_or(true) {
+                    return None;
+                }
                 self.gamma
                     .iter()
                     .zip(&self.t)

@@ -15,6 +15,9 @@ pub struct Spectrum {
     /// Mean power per bin (`|FFT|² / (H·W)` of the mean-free plane, averaged over the bin's
     /// frequencies and over the planes).
     pub power: Vec<f64>,
+    /// FFT coefficients per bin (per plane): `Σ count·power` over a band is the band's power
+    /// (Parseval), whatever the binning.
+    pub count: Vec<usize>,
 }
 
 /// The mean radially averaged power spectrum of `planes` (each `height × width`, row-major; e.g.
@@ -66,10 +69,14 @@ pub fn radial_psd(planes: &[&[f32]], height: usize, width: usize) -> Result<Spec
             }
         }
     }
-    let (frequency, power) = (1..=bins)
-        .map(|k| (k as f64 / m as f64, sums[k] / counts[k].max(1) as f64))
-        .unzip();
-    Ok(Spectrum { frequency, power })
+    let per_plane = |k: usize| counts[k] / planes.len();
+    Ok(Spectrum {
+        frequency: (1..=bins).map(|k| k as f64 / m as f64).collect(),
+        power: (1..=bins)
+            .map(|k| sums[k] / counts[k].max(1) as f64)
+            .collect(),
+        count: (1..=bins).map(per_plane).collect(),
+    })
 }
 
 /// FFT bin `k` of `n` as a signed frequency index in `[−n/2, n/2)`.
