@@ -13,8 +13,9 @@
 //! cargo run --release --example lab -- --methods base,dy-yarn --samples 64 --steps 32
 //! ```
 //!
-//! Writes `lab.json`, `comparison.md`, `comparison.png`, `grid_<cell>.png`, `progression.md` and
-//! `progression.png` into `--out`, and each finished cell to `cells/<label>.json`.
+//! Writes `lab.json`, `comparison.md`, `comparison.png`, `resolution_grid.png`, `grid_<cell>.png`,
+//! `progression.md` and `progression.png` into `--out`, and each finished cell to
+//! `cells/<label>.json` (with its first samples per method in `cells/<label>/`).
 
 mod common;
 

@@ -190,6 +190,7 @@ fn the_quick_lab_writes_all_its_outputs() {
         "lab.json",
         "comparison.md",
         "comparison.png",
+        "resolution_grid.png",
         "progression.md",
         "progression.png",
     ] {

@@ -319,3 +319,172 @@ pub fn grid(rows: &[(String, Vec<Image>)], path: &Path) -> Result<(), LabError> 
     };
     write_png(path, &image, &[]).map_err(|e| err(e.to_string()))
 }
+
+/// Samples per grid row kept for the resolution figure ([`save_showcase`], [`resolution_grid`]).
+pub const SHOWCASE: usize = 2;
+
+/// Saves the first [`SHOWCASE`] images of every grid row (the renderer, then the methods in
+/// order) as `dir/<row>_<k>.png`, so that [`resolution_grid`] can draw cells sampled by other
+/// processes.
+pub fn save_showcase(rows: &[(String, Vec<Image>)], dir: &Path) -> Result<(), LabError> {
+    std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for (r, (_, images)) in rows.iter().enumerate() {
+        for (k, im) in images.iter().take(SHOWCASE).enumerate() {
+            let path = dir.join(format!("{r}_{k}.png"));
+            if !im.is_consistent() {
+                return Err(fig_err(&path)("inconsistent image".into()));
+            }
+            let plane = im.height * im.width;
+            let pixels = (0..plane)
+                .flat_map(|i| (0..3).map(move |c| (c, i)))
+                .map(|(c, i)| (im.data[c * plane + i].clamp(0.0, 1.0) * 255.0).round() as u8)
+                .collect();
+            let rgb = Rgb8Image {
+                width: im.width,
+                height: im.height,
+                pixels,
+            };
+            write_png(&path, &rgb, &[]).map_err(|e| fig_err(&path)(e.to_string()))?;
+        }
+    }
+    Ok(())
+}
+
+fn read_png(path: &Path) -> Result<Rgb8Image, LabError> {
+    let err = fig_err(path);
+    let file = std::fs::File::open(path).map_err(|source| LabError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .map_err(|e| err(e.to_string()))?;
+    let mut buf = vec![
+        0;
+        reader
+            .output_buffer_size()
+            .ok_or_else(|| err("too large".into()))?
+    ];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| err(e.to_string()))?;
+    if info.color_type != png::ColorType::Rgb || info.bit_depth != png::BitDepth::Eight {
+        return Err(err("not an 8-bit RGB PNG".into()));
+    }
+    buf.truncate(info.buffer_size());
+    Ok(Rgb8Image {
+        width: info.width as usize,
+        height: info.height as usize,
+        pixels: buf,
+    })
+}
+
+/// The method × resolution figure: one row per method (the renderer first), one column per
+/// cell, each panel the first [`SHOWCASE`] samples of that cell (nearest-neighbour zoom to the
+/// tallest cell's height), read from the strips [`save_showcase`] wrote under
+/// `cells_dir/<cell>/`.
+pub fn resolution_grid(report: &LabReport, cells_dir: &Path, path: &Path) -> Result<(), LabError> {
+    let err = fig_err(path);
+    let text = fonts();
+    let names: Vec<String> = std::iter::once("renderer".to_string())
+        .chain(report.config.methods.iter().cloned())
+        .collect();
+    let tallest = report
+        .cells
+        .iter()
+        .map(|c| c.cell.height)
+        .max()
+        .ok_or_else(|| err("no cells".into()))?;
+    // Per cell: the zoom and the panel width.
+    let columns: Vec<(usize, usize)> = report
+        .cells
+        .iter()
+        .map(|c| {
+            let zoom = (tallest / c.cell.height.max(1)).max(1);
+            (zoom, SHOWCASE * (c.cell.width * zoom + 2))
+        })
+        .collect();
+    let panel_h = report
+        .cells
+        .iter()
+        .zip(&columns)
+        .map(|(c, (zoom, _))| c.cell.height * zoom)
+        .max()
+        .unwrap_or(tallest);
+    let (gap, label, header) = (
+        6usize,
+        if text { 150 } else { 0 },
+        if text { 22 } else { 0 },
+    );
+    let width = label + columns.iter().map(|(_, w)| w + gap).sum::<usize>() + gap;
+    let height = header + names.len() * (panel_h + gap) + gap;
+    let mut pixels = vec![255u8; width * height * 3];
+    let mut x0 = label + gap;
+    for (cell, (zoom, panel_w)) in report.cells.iter().zip(&columns) {
+        for r in 0..names.len() {
+            let y0 = header + gap + r * (panel_h + gap);
+            for k in 0..SHOWCASE {
+                let file = cells_dir
+                    .join(&cell.cell.label)
+                    .join(format!("{r}_{k}.png"));
+                if !file.exists() {
+                    continue;
+                }
+                let im = read_png(&file)?;
+                let xk = x0 + k * (cell.cell.width * zoom + 2);
+                for y in 0..(im.height * zoom).min(panel_h) {
+                    for x in 0..im.width * zoom {
+                        let (px, py) = (xk + x, y0 + y);
+                        if px >= width || py >= height {
+                            continue;
+                        }
+                        let src = ((y / zoom) * im.width + x / zoom) * 3;
+                        let dst = (py * width + px) * 3;
+                        if let (Some(s), Some(d)) =
+                            (im.pixels.get(src..src + 3), pixels.get_mut(dst..dst + 3))
+                        {
+                            d.copy_from_slice(s);
+                        }
+                    }
+                }
+            }
+        }
+        x0 += panel_w + gap;
+    }
+    if text {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width as u32, height as u32))
+            .into_drawing_area();
+        for (r, name) in names.iter().enumerate() {
+            let y = (header + gap + r * (panel_h + gap) + panel_h / 2) as i32 - 8;
+            root.draw(&Text::new(
+                name.clone(),
+                (6, y),
+                ("sans-serif", 16).into_font().color(&BLACK),
+            ))
+            .map_err(|e| err(e.to_string()))?;
+        }
+        let mut x = label + gap;
+        for (cell, (_, panel_w)) in report.cells.iter().zip(&columns) {
+            root.draw(&Text::new(
+                format!(
+                    "{} ({}×{})",
+                    cell.cell.label, cell.cell.height, cell.cell.width
+                ),
+                (x as i32, 3),
+                ("sans-serif", 16).into_font().color(&BLACK),
+            ))
+            .map_err(|e| err(e.to_string()))?;
+            x += panel_w + gap;
+        }
+        root.present().map_err(|e| err(e.to_string()))?;
+    }
+    let image = Rgb8Image {
+        width,
+        height,
+        pixels,
+    };
+    write_png(path, &image, &[]).map_err(|e| err(e.to_string()))
+}

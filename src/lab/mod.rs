@@ -395,7 +395,8 @@ pub fn model_fingerprint<B: Backend>(model: &FitV2<B>) -> Result<String, LabErro
 
 /// Runs the comparison and the progression on `model` (a shapes FiTv2 trained at
 /// `training_size`²) and writes every output into `out` (created): `lab.json` (everything),
-/// `comparison.md`, `comparison.png`, `grid_<cell>.png`, `progression.md`, `progression.png`.
+/// `comparison.md`, `comparison.png`, `resolution_grid.png` (methods × cells), `grid_<cell>.png`
+/// (methods × classes), `progression.md`, `progression.png`.
 /// Each cell is saved when it is done (`cells/<label>.json` and its grid); `options` says which
 /// cells to sample and whether saved ones are reused. The combined outputs are written when the
 /// report holds every cell ([`LabReport::is_complete`]).
@@ -636,6 +637,7 @@ pub fn run<B: Backend>(
             ),
         );
         figures::grid(&grid_rows, &out.join(format!("grid_{}.png", cell.label)))?;
+        figures::save_showcase(&grid_rows, &saved_dir.join(&cell.label))?;
         let report = CellReport {
             cell: cell.clone(),
             reference,
@@ -857,6 +859,7 @@ fn write_outputs(report: &LabReport, out: &Path) -> Result<(), LabError> {
     write_file(&out.join("comparison.md"), &comparison_markdown(report))?;
     write_file(&out.join("progression.md"), &progression_markdown(report))?;
     figures::comparison_chart(report, &out.join("comparison.png"))?;
+    figures::resolution_grid(report, &out.join("cells"), &out.join("resolution_grid.png"))?;
     figures::progression_figure(report, &out.join("progression.png"))
 }
 
