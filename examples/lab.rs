@@ -15,7 +15,9 @@
 //!
 //! Writes `lab.json`, `comparison.md`, `comparison.png`, `resolution_grid.png`, `grid_<cell>.png`,
 //! `progression.md` and `progression.png` into `--out`, and each finished cell to
-//! `cells/<label>.json` (with its first samples per method in `cells/<label>/`).
+//! `cells/<label>.json`; each method of a cell is saved as soon as it is done
+//! (`cells/<label>/method_<i>.json`, its first samples as PNGs), so `--resume` continues an
+//! interrupted cell at the next method.
 
 mod common;
 

@@ -474,3 +474,75 @@ fn the_model_fingerprint_follows_the_weights() {
         dype::lab::model_fingerprint(&other).expect("fingerprint")
     );
 }
+
+/// A cell interrupted after some of its methods resumes method by method: each method's results
+/// are saved as soon as they are done, and the 1× identity check still holds across invocations.
+#[test]
+fn an_interrupted_cell_resumes_method_by_method() {
+    let device = Default::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let mut config = LabConfig::quick(32);
+    config.methods.truncate(2);
+    config.cells.truncate(2);
+    config.samples = 2;
+    config.steps = 2;
+    config.batch = 2;
+    config.bootstrap = 10;
+    config.reference_per_class = 1;
+    let out = tempdir("methods");
+    let first = dype::lab::run(
+        &model,
+        32,
+        &config,
+        &out,
+        &RunOptions::default(),
+        &device,
+        |_| {},
+    )
+    .expect("first");
+    let resume = RunOptions {
+        resume: true,
+        only: Vec::new(),
+    };
+    // As if the process had stopped after the last method of each cell, before the cell's file.
+    for cell in &config.cells {
+        std::fs::remove_file(out.join(format!("cells/{}.json", cell.label))).expect("remove");
+    }
+    let mut last = 0;
+    let mut evaluations = 0;
+    let again = dype::lab::run(&model, 32, &config, &out, &resume, &device, |p| {
+        if p.done > last {
+            evaluations += p.done - last;
+            last = p.done;
+        }
+    })
+    .expect("resumed");
+    let skipped = config.cells.len() * config.methods.len() * config.steps;
+    assert_eq!(
+        evaluations, skipped,
+        "progress counts the saved methods as done"
+    );
+    let rows = |r: &dype::lab::LabReport| {
+        r.cells
+            .iter()
+            .map(|c| {
+                serde_json::to_string(&(&c.rows, &c.frequencies, &c.progression)).expect("json")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&again), rows(&first));
+    // A saved 1× method whose output differs from base RoPE's fails the identity check.
+    let path = out.join("cells/1x/method_1.json");
+    let mut saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    saved["bits"] = serde_json::Value::String("0".repeat(64));
+    std::fs::write(&path, saved.to_string()).expect("write");
+    std::fs::remove_file(out.join("cells/1x.json")).expect("remove");
+    let err = dype::lab::run(&model, 32, &config, &out, &resume, &device, |_| {});
+    assert!(
+        matches!(err, Err(dype::lab::LabError::NotIdentity { .. })),
+        "{err:?}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -323,17 +323,21 @@ pub fn grid(rows: &[(String, Vec<Image>)], path: &Path) -> Result<(), LabError> 
 /// Samples per grid row kept for the resolution figure ([`save_showcase`], [`resolution_grid`]).
 pub const SHOWCASE: usize = 2;
 
-/// Saves the first [`SHOWCASE`] images of every grid row (the renderer, then the methods in
-/// order) as `dir/<row>_<k>.png`, so that [`resolution_grid`] can draw cells sampled by other
-/// processes.
-pub fn save_showcase(rows: &[(String, Vec<Image>)], dir: &Path) -> Result<(), LabError> {
+/// Saves the images of grid rows `first_row`, `first_row + 1`, … (row 0 the renderer, then the
+/// methods in order) as `dir/<row>_<k>.png`, so that a resumed cell can draw its grid and
+/// [`resolution_grid`] can draw cells sampled by other processes.
+pub fn save_samples(
+    rows: &[(String, Vec<Image>)],
+    first_row: usize,
+    dir: &Path,
+) -> Result<(), LabError> {
     std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     for (r, (_, images)) in rows.iter().enumerate() {
-        for (k, im) in images.iter().take(SHOWCASE).enumerate() {
-            let path = dir.join(format!("{r}_{k}.png"));
+        for (k, im) in images.iter().enumerate() {
+            let path = dir.join(format!("{}_{k}.png", first_row + r));
             if !im.is_consistent() {
                 return Err(fig_err(&path)("inconsistent image".into()));
             }
@@ -351,6 +355,23 @@ pub fn save_showcase(rows: &[(String, Vec<Image>)], dir: &Path) -> Result<(), La
         }
     }
     Ok(())
+}
+
+/// Reads a sample saved by [`save_samples`] back (8-bit values over 255).
+pub fn read_sample(path: &Path) -> Result<Image, LabError> {
+    let rgb = read_png(path)?;
+    let plane = rgb.width * rgb.height;
+    let mut data = vec![0.0f32; 3 * plane];
+    for (i, px) in rgb.pixels.chunks_exact(3).enumerate() {
+        for (c, v) in px.iter().enumerate() {
+            data[c * plane + i] = *v as f32 / 255.0;
+        }
+    }
+    Ok(Image {
+        height: rgb.height,
+        width: rgb.width,
+        data,
+    })
 }
 
 fn read_png(path: &Path) -> Result<Rgb8Image, LabError> {

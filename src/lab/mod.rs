@@ -374,6 +374,32 @@ struct SavedCell {
     report: CellReport,
 }
 
+/// One method's results in one cell, saved as soon as they are done
+/// (`cells/<label>/method_<i>.json`, its first samples beside it as PNGs), so that an interrupted
+/// cell resumes method by method.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SavedMethod {
+    config: LabConfig,
+    model: String,
+    metrics: u32,
+    cell: Cell,
+    name: String,
+    row: Row,
+    frequencies: Vec<FrequencyRow>,
+    progression: ProgressionMap,
+    /// SHA-256 of the raw output's bits (the 1× identity check across invocations).
+    bits: String,
+    seconds: f64,
+}
+
+fn sha256_hex(bytes: impl IntoIterator<Item = u8>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    let bytes: Vec<u8> = bytes.into_iter().collect();
+    hash.update(&bytes);
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// SHA-256 (hex) of a FiTv2's weights: every tensor of [`FitV2::state_dict`] in order, its name,
 /// shape and f32 values (little-endian). The lab reuses a saved cell only for the same weights.
 pub fn model_fingerprint<B: Backend>(model: &FitV2<B>) -> Result<String, LabError> {
@@ -516,13 +542,47 @@ pub fn run<B: Backend>(
             model_1x = Some(images);
         }
         let reference = Reference::new(&render, h, w, config.reference_per_class, REFERENCE_SEED)?;
+        let cell_dir = saved_dir.join(&cell.label);
         let mut rows = Vec::new();
         let mut progression = BTreeMap::new();
         let mut frequencies = Vec::new();
         let mut grid_rows: Vec<(String, Vec<Image>)> = Vec::new();
         let mut base_images: Option<Vec<Image>> = None;
-        let mut base_bits: Option<Vec<u32>> = None;
-        for (name, position) in &positions {
+        let mut base_bits: Option<String> = None;
+        let mut earlier_seconds = 0.0;
+        for (index, (name, position)) in positions.iter().enumerate() {
+            let method_path = cell_dir.join(format!("method_{index}.json"));
+            let shown = config.samples.min(CLASSES);
+            if options.resume
+                && let Some((saved, images)) = load_method(
+                    &method_path,
+                    &cell_dir,
+                    index + 1,
+                    shown,
+                    (config, &fingerprint, cell, name),
+                )
+            {
+                if is_1x {
+                    check_identity(&mut base_bits, saved.bits.clone(), name)?;
+                }
+                done += positions_per_method(config);
+                progress(&LabProgress {
+                    done,
+                    total,
+                    what: format!(
+                        "{} {name}: taken from {}",
+                        cell.label,
+                        method_path.display()
+                    ),
+                });
+                earlier_seconds += saved.seconds;
+                rows.push(saved.row);
+                progression.insert(name.clone(), saved.progression);
+                frequencies.extend(saved.frequencies);
+                grid_rows.push((name.clone(), images));
+                continue;
+            }
+            let method_started = std::time::Instant::now();
             let mut prog = Progression::new();
             let mut images = Vec::with_capacity(items.len());
             let mut bits = Vec::new();
@@ -548,20 +608,13 @@ pub fn run<B: Backend>(
                 images.extend(pixels);
                 bits.extend(raw);
             }
+            // The raw output's bits, before clamping (NaN-safe).
+            let digest = sha256_hex(bits.iter().flat_map(|b| b.to_le_bytes()));
             if is_1x {
-                // The raw output's bits, before clamping (NaN-safe).
-                match &base_bits {
-                    None => {
-                        base_bits = Some(bits);
-                        base_images = Some(images.clone());
-                    }
-                    Some(base) if *base != bits => {
-                        return Err(LabError::NotIdentity {
-                            method: name.clone(),
-                        });
-                    }
-                    Some(_) => {}
+                if index == 0 {
+                    base_images = Some(images.clone());
                 }
+                check_identity(&mut base_bits, digest.clone(), name)?;
             }
             // The same resamples for every row of the cell: the intervals are paired.
             let seed = BOOTSTRAP_SEED;
@@ -573,15 +626,26 @@ pub fn run<B: Backend>(
                 metrics,
                 scores,
             });
-            progression.insert(name.clone(), prog.map()?);
-            frequencies.extend(frequency_rows(
-                model.config(),
-                name,
-                *position,
-                cell,
-                config.steps,
-            )?);
-            grid_rows.push((name.clone(), images.iter().take(CLASSES).cloned().collect()));
+            let map = prog.map()?;
+            let freq = frequency_rows(model.config(), name, *position, cell, config.steps)?;
+            let shown: Vec<Image> = images.iter().take(shown).cloned().collect();
+            figures::save_samples(&[(name.clone(), shown.clone())], index + 1, &cell_dir)?;
+            let saved = SavedMethod {
+                config: config.clone(),
+                model: fingerprint.clone(),
+                metrics: METRICS_VERSION,
+                cell: cell.clone(),
+                name: name.clone(),
+                row: rows.last().cloned().ok_or(LabError::Config("no row"))?,
+                frequencies: freq.clone(),
+                progression: map.clone(),
+                bits: digest,
+                seconds: method_started.elapsed().as_secs_f64(),
+            };
+            write_json(&method_path, &saved)?;
+            progression.insert(name.clone(), map);
+            frequencies.extend(freq);
+            grid_rows.push((name.clone(), shown));
         }
         if model_1x.is_none() {
             model_1x = base_images;
@@ -637,14 +701,14 @@ pub fn run<B: Backend>(
             ),
         );
         figures::grid(&grid_rows, &out.join(format!("grid_{}.png", cell.label)))?;
-        figures::save_showcase(&grid_rows, &saved_dir.join(&cell.label))?;
+        figures::save_samples(&grid_rows[..1], 0, &cell_dir)?;
         let report = CellReport {
             cell: cell.clone(),
             reference,
             rows,
             frequencies,
             progression,
-            seconds: cell_started.elapsed().as_secs_f64(),
+            seconds: earlier_seconds + cell_started.elapsed().as_secs_f64(),
         };
         let saved = SavedCell {
             config: config.clone(),
@@ -667,6 +731,51 @@ pub fn run<B: Backend>(
         write_outputs(&report, out)?;
     }
     Ok(report)
+}
+
+/// Evaluations one method takes in one cell.
+fn positions_per_method(config: &LabConfig) -> usize {
+    config.samples.div_ceil(config.batch) * config.steps
+}
+
+/// The 1× identity check: the first method's digest is the reference, every other must equal it.
+fn check_identity(base: &mut Option<String>, digest: String, name: &str) -> Result<(), LabError> {
+    match base {
+        None => {
+            *base = Some(digest);
+            Ok(())
+        }
+        Some(b) if *b != digest => Err(LabError::NotIdentity {
+            method: name.to_string(),
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A method saved by an earlier run under the same config, weights, metrics and cell, with its
+/// first `shown` samples read back from `cell_dir/<row>_<k>.png`; `None` when anything is missing
+/// or differs (the method is sampled again).
+fn load_method(
+    path: &Path,
+    cell_dir: &Path,
+    row: usize,
+    shown: usize,
+    (config, model, cell, name): (&LabConfig, &str, &Cell, &str),
+) -> Option<(SavedMethod, Vec<Image>)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let saved: SavedMethod = serde_json::from_str(&text).ok()?;
+    if saved.config != *config
+        || saved.model != model
+        || saved.metrics != METRICS_VERSION
+        || saved.cell != *cell
+        || saved.name != name
+    {
+        return None;
+    }
+    let images = (0..shown)
+        .map(|k| figures::read_sample(&cell_dir.join(format!("{row}_{k}.png"))).ok())
+        .collect::<Option<Vec<_>>>()?;
+    Some((saved, images))
 }
 
 /// Samples one batch of `items` at `cell` and records every step's state in `prog`: the images
