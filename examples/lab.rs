@@ -158,10 +158,14 @@ impl OnBackend for Job<'_> {
         )?;
         bar.finish_and_clear();
         if !report.is_complete() {
+            // The tables of the cells there are so far (nothing is written but the cells).
+            println!("{}", dype::lab::comparison_markdown(&report));
+            println!("{}", dype::lab::progression_markdown(&report));
             eprintln!(
-                "lab: {:.0} s; saved cells {} to {}; run with --resume (no --only) once every cell is there",
+                "lab: {:.0} s; {} of {} cells in {} (the tables above are those cells only); run with --resume (no --only) once every cell is there",
                 report.seconds,
-                args.only.join(","),
+                report.cells.len(),
+                config.cells.len(),
                 args.out.join("cells").display()
             );
             return Ok(());
