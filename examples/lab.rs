@@ -10,6 +10,7 @@
 //! cargo run --release --example lab -- --out runs/lab --resume --only 1x,4x &
 //! cargo run --release --example lab -- --out runs/lab --resume --only 2x,4to1; wait
 //! cargo run --release --example lab -- --out runs/lab --resume
+//! # or split one cell's methods: --only 4x --only-methods pi,ntk & --only 4x --only-methods yarn,dy-pi
 //! cargo run --release --example lab -- --methods base,dy-yarn --samples 64 --steps 32
 //! ```
 //!
@@ -69,6 +70,10 @@ struct Args {
     /// with `--resume` or left out. The combined outputs are written once every cell is there.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Sample only these methods (comma-separated) of the cells it samples; a cell is finished
+    /// by a run that has the others on disk (`--resume`). Splits one cell over two processes.
+    #[arg(long = "only-methods", value_delimiter = ',')]
+    only_methods: Vec<String>,
     /// Backend (compiled in by the features `cpu`, `wgpu`, `cuda`).
     #[arg(long, default_value = "cpu")]
     backend: BackendKind,
@@ -142,6 +147,7 @@ impl OnBackend for Job<'_> {
         let options = dype::lab::RunOptions {
             resume: args.resume,
             only: args.only.clone(),
+            methods: args.only_methods.clone(),
         };
         let report = dype::lab::run(
             &model,

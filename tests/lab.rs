@@ -407,6 +407,7 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
     let only = |label: &str| RunOptions {
         resume: true,
         only: vec![label.to_string()],
+        ..RunOptions::default()
     };
     // The second cell first: its calibration needs the model's 1× samples, which it makes itself.
     let second = config.cells[1].label.clone();
@@ -427,7 +428,7 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
         &split,
         &RunOptions {
             resume: true,
-            only: Vec::new(),
+            ..RunOptions::default()
         },
         &device,
         |_| evaluations += 1,
@@ -448,8 +449,8 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
     };
     assert_eq!(without_time(&assembled), without_time(&whole));
     let bad = RunOptions {
-        resume: false,
         only: vec!["no such cell".into()],
+        ..RunOptions::default()
     };
     assert!(dype::lab::run(&model, 32, &config, &split, &bad, &device, |_| {}).is_err());
     let _ = std::fs::remove_dir_all(&whole_dir);
@@ -503,7 +504,7 @@ fn an_interrupted_cell_resumes_method_by_method() {
     .expect("first");
     let resume = RunOptions {
         resume: true,
-        only: Vec::new(),
+        ..RunOptions::default()
     };
     // As if the process had stopped after the last method of each cell, before the cell's file.
     for cell in &config.cells {
@@ -544,5 +545,57 @@ fn an_interrupted_cell_resumes_method_by_method() {
         matches!(err, Err(dype::lab::LabError::NotIdentity { .. })),
         "{err:?}"
     );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// One cell's methods split over two runs (`RunOptions::methods`): neither finishes the cell
+/// alone, and a resumed run assembles it, equal to a run made in one go.
+#[test]
+fn a_cells_methods_can_be_split_over_two_runs() {
+    let device = Default::default();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let mut config = LabConfig::quick(32);
+    config.methods.truncate(2);
+    config.cells.truncate(1);
+    config.samples = 2;
+    config.steps = 2;
+    config.batch = 2;
+    config.bootstrap = 10;
+    config.reference_per_class = 1;
+    let whole_dir = tempdir("split-whole");
+    let whole = dype::lab::run(
+        &model,
+        32,
+        &config,
+        &whole_dir,
+        &RunOptions::default(),
+        &device,
+        |_| {},
+    )
+    .expect("whole");
+    let out = tempdir("split-methods");
+    let part = |method: &str| RunOptions {
+        resume: true,
+        methods: vec![method.to_string()],
+        ..RunOptions::default()
+    };
+    let a = dype::lab::run(&model, 32, &config, &out, &part("pi"), &device, |_| {}).expect("a");
+    assert!(
+        a.cells.is_empty(),
+        "base is not on disk yet: the cell waits"
+    );
+    let b = dype::lab::run(&model, 32, &config, &out, &part("base"), &device, |_| {}).expect("b");
+    assert_eq!(b.cells.len(), 1, "with pi on disk, the cell is finished");
+    let key = |r: &dype::lab::LabReport| {
+        serde_json::to_string(&(&r.cells[0].rows, &r.cells[0].progression)).expect("json")
+    };
+    assert_eq!(key(&b), key(&whole));
+    let bad = RunOptions {
+        methods: vec!["no-such-method".into()],
+        ..RunOptions::default()
+    };
+    assert!(dype::lab::run(&model, 32, &config, &out, &bad, &device, |_| {}).is_err());
+    let _ = std::fs::remove_dir_all(&whole_dir);
     let _ = std::fs::remove_dir_all(&out);
 }

@@ -349,6 +349,10 @@ pub struct RunOptions {
     /// one output directory, each sampling its own cells; a last run with `resume` and no `only`
     /// assembles the lot.
     pub only: Vec<String>,
+    /// Sample only these methods (registry names; empty: all). A cell whose other methods are not
+    /// on disk yet is left out of the report (its methods are saved); so two processes can split
+    /// one cell's methods, and a last run with `resume` assembles it.
+    pub methods: Vec<String>,
 }
 
 /// Layout seeds of the renderer's reference renders (disjoint from the calibration renders').
@@ -446,7 +450,15 @@ pub fn run<B: Backend>(
             "`only` names a cell the config does not have",
         ));
     }
+    if options.methods.iter().any(|m| !config.methods.contains(m)) {
+        return Err(LabError::Config(
+            "`methods` names a method the config does not have",
+        ));
+    }
     let selected = |cell: &Cell| options.only.is_empty() || options.only.contains(&cell.label);
+    let method_selected = |name: &str| {
+        options.methods.is_empty() || options.methods.iter().any(|m| m.as_str() == name)
+    };
     let fingerprint = model_fingerprint(model)?;
     let positions = config
         .methods
@@ -550,6 +562,7 @@ pub fn run<B: Backend>(
         let mut base_images: Option<Vec<Image>> = None;
         let mut base_bits: Option<String> = None;
         let mut earlier_seconds = 0.0;
+        let mut missing_method = false;
         for (index, (name, position)) in positions.iter().enumerate() {
             let method_path = cell_dir.join(format!("method_{index}.json"));
             let shown = config.samples.min(CLASSES);
@@ -580,6 +593,12 @@ pub fn run<B: Backend>(
                 progression.insert(name.clone(), saved.progression);
                 frequencies.extend(saved.frequencies);
                 grid_rows.push((name.clone(), images));
+                continue;
+            }
+            if !method_selected(name) {
+                // Left to another process (counted as done here, for the progress bar).
+                missing_method = true;
+                done += positions_per_method(config);
                 continue;
             }
             let method_started = std::time::Instant::now();
@@ -649,6 +668,10 @@ pub fn run<B: Backend>(
         }
         if model_1x.is_none() {
             model_1x = base_images;
+        }
+        if missing_method {
+            // Another process samples the rest of this cell's methods.
+            continue;
         }
         // Calibration rows.
         let calib_render = |size: (usize, usize)| -> Result<Vec<Image>, LabError> {
