@@ -383,14 +383,7 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
     let device = Default::default();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
     let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
-    let mut config = LabConfig::quick(32);
-    config.methods.truncate(2);
-    config.cells.truncate(2);
-    config.samples = 2;
-    config.steps = 2;
-    config.batch = 2;
-    config.bootstrap = 10;
-    config.reference_per_class = 1;
+    let config = tiny_config(2);
     let whole_dir = tempdir("whole");
     let whole = dype::lab::run(
         &model,
@@ -483,14 +476,7 @@ fn an_interrupted_cell_resumes_method_by_method() {
     let device = Default::default();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
     let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
-    let mut config = LabConfig::quick(32);
-    config.methods.truncate(2);
-    config.cells.truncate(2);
-    config.samples = 2;
-    config.steps = 2;
-    config.batch = 2;
-    config.bootstrap = 10;
-    config.reference_per_class = 1;
+    let config = tiny_config(2);
     let out = tempdir("methods");
     let first = dype::lab::run(
         &model,
@@ -555,14 +541,7 @@ fn a_cells_methods_can_be_split_over_two_runs() {
     let device = Default::default();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
     let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
-    let mut config = LabConfig::quick(32);
-    config.methods.truncate(2);
-    config.cells.truncate(1);
-    config.samples = 2;
-    config.steps = 2;
-    config.batch = 2;
-    config.bootstrap = 10;
-    config.reference_per_class = 1;
+    let config = tiny_config(1);
     let whole_dir = tempdir("split-whole");
     let whole = dype::lab::run(
         &model,
@@ -598,4 +577,17 @@ fn a_cells_methods_can_be_split_over_two_runs() {
     assert!(dype::lab::run(&model, 32, &config, &out, &bad, &device, |_| {}).is_err());
     let _ = std::fs::remove_dir_all(&whole_dir);
     let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The quick lab cut to base and PI, the first `cells` cells, 2 samples of 2 steps: seconds.
+fn tiny_config(cells: usize) -> LabConfig {
+    let mut config = LabConfig::quick(32);
+    config.methods.truncate(2);
+    config.cells.truncate(cells);
+    config.samples = 2;
+    config.steps = 2;
+    config.batch = 2;
+    config.bootstrap = 10;
+    config.reference_per_class = 1;
+    config
 }

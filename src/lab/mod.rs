@@ -396,12 +396,18 @@ struct SavedMethod {
     seconds: f64,
 }
 
-fn sha256_hex(bytes: impl IntoIterator<Item = u8>) -> String {
+/// SHA-256 (hex) of the 32-bit words' little-endian bytes.
+fn sha256_hex(words: &[u32]) -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
-    let bytes: Vec<u8> = bytes.into_iter().collect();
-    hash.update(&bytes);
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    for w in words {
+        hash.update(w.to_le_bytes());
+    }
+    hex(&hash.finalize())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 (hex) of a FiTv2's weights: every tensor of [`FitV2::state_dict`] in order, its name,
@@ -420,7 +426,7 @@ pub fn model_fingerprint<B: Backend>(model: &FitV2<B>) -> Result<String, LabErro
             hash.update(v.to_le_bytes());
         }
     }
-    Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hex(&hash.finalize()))
 }
 
 /// Runs the comparison and the progression on `model` (a shapes FiTv2 trained at
@@ -628,7 +634,7 @@ pub fn run<B: Backend>(
                 bits.extend(raw);
             }
             // The raw output's bits, before clamping (NaN-safe).
-            let digest = sha256_hex(bits.iter().flat_map(|b| b.to_le_bytes()));
+            let digest = sha256_hex(&bits);
             if is_1x {
                 if index == 0 {
                     base_images = Some(images.clone());
