@@ -591,3 +591,60 @@ fn tiny_config(cells: usize) -> LabConfig {
     config.reference_per_class = 1;
     config
 }
+
+/// The full run committed in `docs/lab/` is the one the docs discuss and this code would make: it
+/// is complete, ran the full config on the bundled weights under the current metric definitions,
+/// its Markdown outputs are what [`dype::lab::comparison_markdown`] and
+/// [`dype::lab::progression_markdown`] write from its `lab.json`, every row of its comparison
+/// tables appears verbatim in docs/evidence.md, and all its methods gave the same bits at 1×.
+#[test]
+fn the_committed_full_run_matches_the_code_and_the_docs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lab = root.join("docs/lab");
+    let read =
+        |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let report: dype::lab::LabReport =
+        serde_json::from_str(&read(&lab.join("lab.json"))).expect("lab.json");
+    assert!(report.is_complete());
+    assert_eq!(report.config, LabConfig::full(32));
+    assert_eq!(report.metrics_version, dype::lab::METRICS_VERSION);
+    let device = Default::default();
+    let (model, _) = load_bundle::<Cpu>(&root.join("examples/shapes"), FloatDType::F32, &device)
+        .expect("bundle");
+    assert_eq!(
+        report.model,
+        dype::lab::model_fingerprint(&model).expect("fingerprint"),
+        "docs/lab was sampled with other weights than examples/shapes"
+    );
+
+    let comparison = dype::lab::comparison_markdown(&report);
+    assert_eq!(comparison, read(&lab.join("comparison.md")));
+    assert_eq!(
+        dype::lab::progression_markdown(&report),
+        read(&lab.join("progression.md"))
+    );
+    let evidence = read(&root.join("docs/evidence.md"));
+    let rows: Vec<&str> = comparison
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.matches('|').count() == 6 && !l.starts_with("| row"))
+        .collect();
+    let expected_rows: usize = report.cells.iter().map(|c| c.rows.len()).sum();
+    assert_eq!(rows.len(), expected_rows);
+    for row in rows {
+        assert!(
+            evidence.contains(row),
+            "docs/evidence.md lacks the row {row}"
+        );
+    }
+
+    let bits: Vec<String> = (0..report.config.methods.len())
+        .map(|i| {
+            let v: serde_json::Value =
+                serde_json::from_str(&read(&lab.join(format!("cells/1x/method_{i}.json"))))
+                    .expect("method json");
+            v["bits"].as_str().expect("bits").to_owned()
+        })
+        .collect();
+    assert_eq!(bits.len(), 10);
+    assert!(bits.iter().all(|b| b.len() == 64 && *b == bits[0]));
+}
