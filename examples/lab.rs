@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! cargo run --release --example lab -- --quick                # toy settings, < 1 min (CI)
-//! cargo run --release --example lab -- --out runs/lab         # the full lab (≈ 1 h on 2 cores)
-//! cargo run --release --example lab -- --out runs/lab --resume   # continue it (finished cells kept)
-//! # both cores: two processes sample different cells, then a resumed run assembles them
-//! cargo run --release --example lab -- --out runs/lab --resume --only 1x,4x &
-//! cargo run --release --example lab -- --out runs/lab --resume --only 2x,4to1; wait
-//! cargo run --release --example lab -- --out runs/lab --resume
-//! # or split one cell's methods: --only 4x --only-methods pi,ntk & --only 4x --only-methods yarn,dy-pi
+//! cargo run --release --example lab -- --out runs/lab         # the full lab (≈ 2 h 15 min, one process)
+//! cargo run --release --example lab -- --out runs/lab --resume   # continue it (finished methods kept)
+//! # both cores (≈ 67 min): two processes sample different cells or methods, then a resumed run
+//! # assembles them (and finishes a cell neither process could)
+//! lab="cargo run --release --example lab -- --out runs/lab --resume"
+//! $lab --only 4x --only-methods base,pi,ntk,yarn,dy-pi,dy-ntk,dy-yarn &
+//! $lab --only 1x,2x,4to1 && $lab --only 4x --only-methods official-dy-yarn,fit-yarn,lumina-time-aware; wait
+//! $lab
 //! cargo run --release --example lab -- --methods base,dy-yarn --samples 64 --steps 32
 //! ```
 //!

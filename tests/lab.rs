@@ -603,8 +603,7 @@ fn the_committed_full_run_matches_the_code_and_the_docs() {
     let lab = root.join("docs/lab");
     let read =
         |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    let report: dype::lab::LabReport =
-        serde_json::from_str(&read(&lab.join("lab.json"))).expect("lab.json");
+    let report = committed_report();
     assert!(report.is_complete());
     assert_eq!(report.config, LabConfig::full(32));
     assert_eq!(report.metrics_version, dype::lab::METRICS_VERSION);
@@ -647,4 +646,54 @@ fn the_committed_full_run_matches_the_code_and_the_docs() {
         .collect();
     assert_eq!(bits.len(), 10);
     assert!(bits.iter().all(|b| b.len() == 64 && *b == bits[0]));
+}
+
+fn committed_report() -> dype::lab::LabReport {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/lab/lab.json");
+    let text = std::fs::read_to_string(&path).expect("docs/lab/lab.json");
+    serde_json::from_str(&text).expect("lab.json")
+}
+
+/// The dynamic − static differences pair the samples: a method minus itself is exactly 0 with an
+/// empty interval, `b − a` is `a − b` negated (the same resamples), the point estimate is the
+/// difference of the rows' means, and at 1× (every method the base RoPE) every pair is 0.
+#[test]
+fn paired_differences_pair_the_samples() {
+    use dype::lab::{DYNAMIC_PAIRS, paired_difference};
+    let report = committed_report();
+    let resamples = report.config.bootstrap;
+    for cell in &report.cells {
+        let row = |name: &str| {
+            cell.rows
+                .iter()
+                .find(|r| r.name == name)
+                .expect("method row")
+        };
+        let own = paired_difference(cell, "yarn", "yarn", resamples).expect("yarn");
+        for e in [own.one, own.area_err] {
+            assert_eq!((e.mean, e.lo, e.hi), (0.0, 0.0, 0.0));
+        }
+        assert!(paired_difference(cell, "dy-yarn", "no-such-method", resamples).is_none());
+        for (a, b) in DYNAMIC_PAIRS {
+            let ab = paired_difference(cell, a, b, resamples).expect("pair");
+            let ba = paired_difference(cell, b, a, resamples).expect("pair");
+            for (x, y) in [(ab.one, ba.one), (ab.area_err, ba.area_err)] {
+                assert_eq!((x.mean, x.lo, x.hi), (-y.mean, -y.hi, -y.lo));
+            }
+            assert_eq!(
+                ab.one.mean,
+                row(a).metrics.one.mean - row(b).metrics.one.mean
+            );
+            assert_eq!(
+                ab.area_err.mean,
+                row(a).metrics.area_err.mean - row(b).metrics.area_err.mean
+            );
+            if cell.cell.label == "1x" {
+                assert_eq!(
+                    (ab.one.lo, ab.one.hi, ab.area_err.lo, ab.area_err.hi),
+                    (0.0, 0.0, 0.0, 0.0)
+                );
+            }
+        }
+    }
 }

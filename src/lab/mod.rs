@@ -1001,6 +1001,70 @@ fn write_outputs(report: &LabReport, out: &Path) -> Result<(), LabError> {
     figures::progression_figure(report, &out.join("progression.png"))
 }
 
+/// The paper's dynamic methods and the static method each makes time-dependent (DyPE Eq. 14–17):
+/// the pairs the comparison tables test with [`paired_difference`].
+pub const DYNAMIC_PAIRS: [(&str, &str); 3] =
+    [("dy-pi", "pi"), ("dy-ntk", "ntk"), ("dy-yarn", "yarn")];
+
+/// The difference of two methods' per-sample scores in one cell, `a − b`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairedDifference {
+    /// The first method.
+    pub a: String,
+    /// The method subtracted.
+    pub b: String,
+    /// Difference of the fractions with exactly one object of the requested class.
+    pub one: Estimate,
+    /// Difference of the mean area errors.
+    pub area_err: Estimate,
+}
+
+/// `a − b` of the per-sample *one* and *area err* of two methods of `cell`, with a 95 % bootstrap
+/// interval drawn from the very resamples of the rows' own intervals (sample `i` asked both
+/// methods for the same class with the same noise, so each resample takes the same samples of
+/// both): a paired test. An interval that excludes 0 is a difference the samples support, where
+/// two overlapping marginal intervals decide nothing. `None` when either method is not in the
+/// cell or their sample counts differ. (*detail* is a statistic of the whole set, with no
+/// per-sample value to pair; *centre err* leaves out the samples without an object.)
+pub fn paired_difference(
+    cell: &CellReport,
+    a: &str,
+    b: &str,
+    resamples: usize,
+) -> Option<PairedDifference> {
+    let method = |name: &str| {
+        cell.rows
+            .iter()
+            .find(|r| r.kind == "method" && r.name == name)
+    };
+    let (ra, rb) = (method(a)?, method(b)?);
+    let n = ra.scores.len();
+    if n == 0 || rb.scores.len() != n {
+        return None;
+    }
+    let diff = |f: fn(&SampleScore) -> f64, seed: u64| {
+        let va: Vec<f64> = ra.scores.iter().map(f).collect();
+        let vb: Vec<f64> = rb.scores.iter().map(f).collect();
+        metrics::bootstrap(n, resamples, seed, |idx| {
+            metrics::mean_at(&va, idx) - metrics::mean_at(&vb, idx)
+        })
+    };
+    // The seeds of `metrics::row_metrics`' own streams for these two columns.
+    Some(PairedDifference {
+        a: a.to_owned(),
+        b: b.to_owned(),
+        one: diff(|s| s.one, BOOTSTRAP_SEED),
+        area_err: diff(|s| s.area_err, BOOTSTRAP_SEED ^ 1),
+    })
+}
+
+fn fmt_signed(e: &Estimate, digits: usize) -> String {
+    if !e.mean.is_finite() {
+        return "–".into();
+    }
+    format!("{:+.d$} [{:+.d$}, {:+.d$}]", e.mean, e.lo, e.hi, d = digits)
+}
+
 fn fmt_est(e: &Estimate, digits: usize) -> String {
     if !e.mean.is_finite() {
         return "–".into();
@@ -1017,8 +1081,8 @@ pub fn comparison_markdown(report: &LabReport) -> String {
          cycles/px. Compute time {:.0} s (the cells' own times, summed).\n\n\
          Columns: **one** = fraction with exactly one object of the requested class (↑); \
          **area err** / **centre err** = mean distance outside the renderer's range of area \
-         fractions / box of centres (↓); **detail** = mean log10 PSD ratio to the renderer in the \
-         band (0 ideal; blur < 0, spurious structure > 0).\n",
+         fractions / box of centres (↓); **detail** = log10 of the samples' power in the band \
+         over the renderer's (0 ideal; blur < 0, spurious structure > 0).\n",
         c.samples,
         c.steps,
         c.cfg_scale,
@@ -1045,6 +1109,24 @@ pub fn comparison_markdown(report: &LabReport) -> String {
                 fmt_est(&row.metrics.centre_err, 3),
                 fmt_est(&row.metrics.detail, 3)
             );
+        }
+        let pairs: Vec<PairedDifference> = DYNAMIC_PAIRS
+            .iter()
+            .filter_map(|(a, b)| paired_difference(cell, a, b, c.bootstrap))
+            .collect();
+        if !pairs.is_empty() {
+            s += "\nDynamic − static, paired (per-sample differences bootstrapped with the rows' own \
+                  resamples; an interval without 0 is a difference these samples support):\n\n\
+                  | pair | Δ one | Δ area err |\n|---|---|---|\n";
+            for p in &pairs {
+                s += &format!(
+                    "| {} − {} | {} | {} |\n",
+                    p.a,
+                    p.b,
+                    fmt_signed(&p.one, 2),
+                    fmt_signed(&p.area_err, 3)
+                );
+            }
         }
         s += &format!(
             "\nWhat each method does to the RoPE at {} (first, middle and last sampler step): κ, \
