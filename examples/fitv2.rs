@@ -23,11 +23,13 @@ use std::time::Instant;
 use anyhow::{Context, anyhow};
 use burn::tensor::backend::Backend;
 use clap::{Parser, ValueEnum};
-use common::{Dtype, OnBackend};
+use common::{Dtype, OnBackend, ProgressionSpace, Recorder};
 use dype::burn::backend::BackendKind;
 use dype::burn::models::fitv2::{FitConfig, FitPosition, FitV2, GuidedChannels};
 use dype::burn::models::vae::{VaeConfig, VaeDecoder};
-use dype::burn::pipeline::fitv2::{FitGenerate, FitSampler, generate, generate_pixels};
+use dype::burn::pipeline::fitv2::{
+    FitGenerate, FitItem, FitSampler, generate, generate_pixels, generate_with_states, sample_batch,
+};
 use dype::burn::pipeline::image::to_rgb8_fit;
 use dype::burn::pipeline::{Rgb8Image, imagenet_class, imagenet_classes, write_png};
 use dype::shapes::CLASS_NAMES;
@@ -105,6 +107,14 @@ struct Args {
     /// Nearest-neighbour zoom of the written PNG (small demo images).
     #[arg(long, default_value_t = 1)]
     zoom: usize,
+    /// Also measure this run's spectral progression (DyPE §3.1, Fig. 2: the mean PSD of `x_t` at
+    /// every step and γ(f, t)) and write `progression.json`, `.md` and `.png` into this directory.
+    #[arg(long)]
+    progression: Option<PathBuf>,
+    /// Where the progression is measured: the sampler's latents, or every state decoded by the
+    /// VAE (one decode per step). `--demo` samples pixels: both are the same there.
+    #[arg(long, value_enum, default_value = "latent")]
+    progression_space: ProgressionSpace,
 }
 
 /// The tiny fixture model's configuration.
@@ -274,6 +284,7 @@ fn run_demo<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     let bar = progress_bar(sampler, per_image, classes.len() as u64);
     let t1 = Instant::now();
     let mut images = Vec::new();
+    let mut recorder = args.progression.as_ref().map(|_| Recorder::default());
     for (i, &class) in classes.iter().enumerate() {
         let request = FitGenerate {
             class,
@@ -286,10 +297,23 @@ fn run_demo<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
             guided: GuidedChannels::All,
             seed: args.seed,
         };
-        let pixels = generate_pixels(&model, &request, &device, |p| {
+        let progress = |p: &dype::burn::pipeline::fitv2::FitProgress| {
             bar.set_position(i as u64 * per_image + p.evaluation as u64);
             bar.set_message(progress_message(p));
-        })?;
+        };
+        let pixels = match recorder.as_mut() {
+            // Pixel space: the state is the image, whatever `--progression-space` says.
+            Some(rec) => {
+                let item = FitItem {
+                    class,
+                    seed: args.seed,
+                };
+                sample_batch(&model, 1, &request, &[item], &device, progress, |st| {
+                    rec.record(st.index, 1.0 - st.t_fit, || Ok(st.x.clone()))
+                })?
+            }
+            None => generate_pixels(&model, &request, &device, progress)?,
+        };
         images.extend(to_rgb8_fit(pixels)?);
     }
     bar.finish();
@@ -321,6 +345,14 @@ fn run_demo<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         args.zoom,
         t1.elapsed().as_secs_f64()
     );
+    if let (Some(rec), Some(dir)) = (recorder, &args.progression) {
+        let title = format!(
+            "shapes model, {height}×{width} px, {}, {} image(s), {sampler:?}",
+            args.method,
+            images.len()
+        );
+        rec.finish(dir, title, "cycles/px")?;
+    }
     Ok(())
 }
 
@@ -442,10 +474,20 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         1,
     );
     let t1 = Instant::now();
-    let image = generate(&model, &vae, &request, &device, |p| {
+    let progress = |p: &dype::burn::pipeline::fitv2::FitProgress| {
         bar.set_position(p.evaluation as u64);
         bar.set_message(progress_message(p));
-    })?;
+    };
+    let mut recorder = args.progression.as_ref().map(|_| Recorder::default());
+    let image = match recorder.as_mut() {
+        Some(rec) => generate_with_states(&model, &vae, &request, &device, progress, |st| {
+            rec.record(st.index, 1.0 - st.t_fit, || match args.progression_space {
+                ProgressionSpace::Latent => Ok(st.x.clone()),
+                ProgressionSpace::Decoded => Ok(vae.decode(st.x.clone())?),
+            })
+        })?,
+        None => generate(&model, &vae, &request, &device, progress)?,
+    };
     bar.finish();
     let metadata = vec![
         (
@@ -483,6 +525,19 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         image.height,
         t1.elapsed().as_secs_f64()
     );
+    if let (Some(rec), Some(dir)) = (recorder, &args.progression) {
+        let title = format!(
+            "{}, class {class}, {height}×{width} px, {}, {sampler:?}, seed {}",
+            if args.smoke {
+                "FiTv2 tiny (random)"
+            } else {
+                "FiTv2-XL/2"
+            },
+            args.method,
+            args.seed
+        );
+        rec.finish(dir, title, args.progression_space.unit())?;
+    }
     if args.smoke {
         eprintln!(
             "note: --smoke uses tiny RANDOM weights; the image is noise. It only shows the latent pipeline runs end to end."

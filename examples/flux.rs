@@ -27,7 +27,7 @@ use anyhow::{Context, anyhow, bail};
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor};
 use clap::Parser;
-use common::{Dtype, OnBackend};
+use common::{Dtype, OnBackend, ProgressionSpace, Recorder};
 use dype::burn::backend::BackendKind;
 use dype::burn::models::flux::{Flux, FluxConfig, FluxDenoiser, FluxLayout, StreamedFlux};
 use dype::burn::models::text::ClipConfig;
@@ -35,8 +35,8 @@ use dype::burn::models::text::T5Config;
 use dype::burn::models::text::{CLIP_MAX_LENGTH, T5_MAX_LENGTH};
 use dype::burn::models::vae::{VaeConfig, VaeDecoder};
 use dype::burn::pipeline::flux::{
-    FLUX_BASE_TOKENS, FluxConditioning, FluxGenerate, FluxMethod, OFFICIAL_DYPE_MU, generate,
-    load_embeddings,
+    FLUX_BASE_TOKENS, FluxConditioning, FluxGenerate, FluxMethod, OFFICIAL_DYPE_MU, decode_latents,
+    generate_with_states, load_embeddings, unpack_latents,
 };
 use dype::burn::pipeline::prompt::{PromptEncoder, PromptFiles};
 use dype::burn::pipeline::{seeded_noise, write_png};
@@ -125,6 +125,15 @@ struct Args {
     /// the whole DiT in host RAM. Same images.
     #[arg(long)]
     stream_blocks: bool,
+    /// Also measure this run's spectral progression (DyPE §3.1, Fig. 2: the mean PSD of `x_t` at
+    /// every step and γ(f, t), over the batch) and write `progression.json`, `.md` and `.png`
+    /// into this directory.
+    #[arg(long)]
+    progression: Option<PathBuf>,
+    /// Where the progression is measured: the sampler's latents (16 channels), or every state
+    /// decoded by the VAE (one decode per step).
+    #[arg(long, value_enum, default_value = "latent")]
+    progression_space: ProgressionSpace,
 }
 
 /// The tiny fixture model's configuration and its trained extent in tokens.
@@ -327,17 +336,39 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let t1 = Instant::now();
-    let images = generate(model.as_ref(), &vae, &cond, &request, &device, |p| {
-        bar.set_position(p.step as u64);
-        let k = p
-            .kappa
-            .map(|k| format!("{k:.3}"))
-            .unwrap_or_else(|| "static".into());
-        bar.set_message(format!(
-            "σ {:.4}  κ {k}  s {:.2}  attn {:.4}",
-            p.sigma, p.max_scale, p.attention_factor
-        ));
-    })?;
+    let mut recorder = Recorder::default();
+    let (grid_h, grid_w) = (height / unit, width / unit);
+    let on_state = |st: &dype::burn::pipeline::flux::FluxState<'_, B>| {
+        if args.progression.is_none() {
+            return;
+        }
+        recorder.record(st.index, st.sigma, || {
+            let latent = unpack_latents(st.x.clone(), grid_h, grid_w);
+            match args.progression_space {
+                ProgressionSpace::Latent => Ok(latent),
+                ProgressionSpace::Decoded => Ok(decode_latents(&vae, latent, request.vae_tile)?),
+            }
+        })
+    };
+    let images = generate_with_states(
+        model.as_ref(),
+        &vae,
+        &cond,
+        &request,
+        &device,
+        |p| {
+            bar.set_position(p.step as u64);
+            let k = p
+                .kappa
+                .map(|k| format!("{k:.3}"))
+                .unwrap_or_else(|| "static".into());
+            bar.set_message(format!(
+                "σ {:.4}  κ {k}  s {:.2}  attn {:.4}",
+                p.sigma, p.max_scale, p.attention_factor
+            ));
+        },
+        on_state,
+    )?;
     bar.set_position(args.steps as u64);
     bar.finish();
     let elapsed = t1.elapsed().as_secs_f64();
@@ -388,6 +419,21 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         );
     }
     eprintln!("generated {} image(s) in {elapsed:.1}s", images.len());
+    if let Some(dir) = &args.progression {
+        let title = format!(
+            "{}, {height}×{width} px, {}, {} steps, seed {}, batch {}",
+            if args.demo {
+                "FLUX tiny (random)"
+            } else {
+                "FLUX.1-dev"
+            },
+            args.method,
+            args.steps,
+            args.seed,
+            args.batch
+        );
+        recorder.finish(dir, title, args.progression_space.unit())?;
+    }
     if args.demo {
         eprintln!(
             "note: --demo uses tiny RANDOM weights (DiT, VAE, text encoders) or random embeddings; the image is noise. \

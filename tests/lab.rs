@@ -697,3 +697,146 @@ fn paired_differences_pair_the_samples() {
         }
     }
 }
+
+/// `generate_with_states` (FiTv2 + VAE) returns `generate`'s image and lends every state from the
+/// noise to the result; recorded on the latents and decoded, the progression of that one run is
+/// written as JSON, Markdown and PNG and reads back (what `fitv2 --progression DIR` does with
+/// real weights).
+#[test]
+fn a_pipeline_runs_progression_is_written_and_reads_back() {
+    use dype::burn::models::fitv2::{FitConfig, FitV2, GuidedChannels};
+    use dype::burn::models::vae::{VaeConfig, VaeDecoder};
+    use dype::burn::pipeline::fitv2::{FitGenerate, FitSampler, generate, generate_with_states};
+    use dype::lab::progression::{ProgressionRun, run_markdown, write_run};
+
+    let device = Default::default();
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(models.join(name)).expect("fixture"))
+            .expect("json")
+    };
+    let config = FitConfig::from_json(&json("fitv2_tiny.json")["config"]).expect("config");
+    let vaes = json("vae_tiny.json");
+    let sd = vaes["vaes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["kind"] == "sd"))
+        .expect("sd vae");
+    let vae_config = VaeConfig::from_diffusers_json(&sd["config"]).expect("vae config");
+    let model = FitV2::<Cpu>::load(
+        models.join("fitv2_tiny.safetensors"),
+        &config,
+        FloatDType::F32,
+        &device,
+    )
+    .expect("model");
+    let vae = VaeDecoder::<Cpu>::load(
+        models.join("vae_sd_tiny.safetensors"),
+        &vae_config,
+        FloatDType::F32,
+        &device,
+    )
+    .expect("vae");
+    let unit = vae_config.upscale() * config.patch_size;
+    let steps = 4;
+    let request = FitGenerate {
+        class: 3,
+        height: 12 * unit,
+        width: 12 * unit,
+        position: "dy-yarn".parse().expect("method"),
+        decouple: true,
+        sampler: FitSampler::Euler { steps },
+        cfg_scale: 1.5,
+        guided: GuidedChannels::Reference,
+        seed: 5,
+    };
+    let plain = generate(&model, &vae, &request, &device, |_| {}).expect("generate");
+    let (mut latent, mut decoded) = (Progression::new(), Progression::new());
+    let mut seen = Vec::new();
+    let image = generate_with_states(
+        &model,
+        &vae,
+        &request,
+        &device,
+        |_| {},
+        |st| {
+            seen.push((st.index, st.t_fit));
+            let add = |prog: &mut Progression, x: burn::tensor::Tensor<Cpu, 4>| {
+                let [_, _, h, w] = x.dims();
+                let data = x.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
+                prog.add(st.index, 1.0 - st.t_fit, &data, h, w)
+                    .expect("add");
+            };
+            add(&mut latent, st.x.clone());
+            add(&mut decoded, vae.decode(st.x.clone()).expect("decode"));
+        },
+    )
+    .expect("generate_with_states");
+    assert_eq!(image, plain);
+    assert_eq!(seen.len(), steps + 1);
+    assert!(seen.iter().enumerate().all(|(i, s)| s.0 == i));
+    assert_eq!((seen[0].1, seen[steps].1), (0.0, 1.0));
+
+    let dir = tempdir("progression_run");
+    for (prog, unit, side) in [
+        (latent, "cycles/latent", 12 * config.patch_size),
+        (decoded, "cycles/px", 12 * unit),
+    ] {
+        let run = ProgressionRun {
+            title: format!("tiny FiTv2, {unit}"),
+            unit: unit.into(),
+            map: prog.map().expect("map"),
+        };
+        assert_eq!(run.map.t.len(), steps + 1);
+        assert_eq!((run.map.t[0], run.map.t[steps]), (1.0, 0.0));
+        // Radial bins of a side × side plane: up to the Nyquist frequency 1/2.
+        assert_eq!(run.map.frequency.len(), side / 2);
+        let out = dir.join(unit.replace('/', "_"));
+        write_run(&out, &run).expect("write");
+        let back: ProgressionRun = serde_json::from_str(
+            &std::fs::read_to_string(out.join("progression.json")).expect("json"),
+        )
+        .expect("parse");
+        assert_eq!(back, run);
+        let md = std::fs::read_to_string(out.join("progression.md")).expect("md");
+        assert_eq!(md, run_markdown(&run));
+        assert!(
+            ["| low |", "| middle |", "| high |"]
+                .iter()
+                .all(|b| md.contains(b))
+        );
+        assert!(
+            std::fs::metadata(out.join("progression.png"))
+                .expect("png")
+                .len()
+                > 0
+        );
+    }
+}
+
+/// The thirds of a map: bin ranges, and the mean settling time over the bins where γ is defined
+/// and reaches the level.
+#[test]
+fn thirds_average_the_settling_times_of_each_third() {
+    use dype::lab::ProgressionMap;
+    // Six bins, three steps (t = 1, 0.5, 0): bins 0–1 settle at t = 0.5, 2–5 at t = 0; bin 1 is
+    // undefined, bin 4 never reaches the level.
+    let map = ProgressionMap {
+        frequency: vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        t: vec![1.0, 0.5, 0.0],
+        log_psd: vec![vec![0.0; 6]; 3],
+        gamma: vec![
+            vec![0.0; 6],
+            vec![0.6, 0.6, 0.1, 0.1, 0.1, 0.1],
+            vec![1.0, 1.0, 1.0, 1.0, 0.2, 1.0],
+        ],
+        defined: vec![true, false, true, true, true, true],
+    };
+    let [low, middle, high] = map.thirds(0.5);
+    assert_eq!(low.frequencies, (0.1, 0.2));
+    assert_eq!((low.t, low.used, low.bins), (Some(0.5), 1, 2));
+    assert_eq!((middle.t, middle.used, middle.bins), (Some(0.0), 2, 2));
+    assert_eq!((high.t, high.used, high.bins), (Some(0.0), 1, 2));
+    assert_eq!(high.frequencies, (0.5, 0.6));
+    let none = map.thirds(2.0);
+    assert!(none.iter().all(|b| b.t.is_none() && b.used == 0));
+}

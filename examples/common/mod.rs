@@ -184,3 +184,88 @@ pub fn plot_fonts() -> bool {
     }
     labels
 }
+
+/// `--progression-space`: where the spectral progression is measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressionSpace {
+    /// The sampler state itself (the model's input space: latents, or pixels for the demo).
+    Latent,
+    /// Every state decoded by the VAE (one decode per step; RGB planes).
+    Decoded,
+}
+
+impl ProgressionSpace {
+    /// The frequency unit of the states recorded in this space.
+    pub fn unit(self) -> &'static str {
+        match self {
+            ProgressionSpace::Latent => "cycles/latent",
+            ProgressionSpace::Decoded => "cycles/px",
+        }
+    }
+}
+
+/// `--progression DIR`: the spectral progression of one run (DyPE §3.1, Fig. 2), fed from the
+/// pipeline's per-step callback. The callback cannot fail, so the first error is kept and
+/// reported by [`Recorder::finish`].
+#[derive(Default)]
+pub struct Recorder {
+    progression: dype::lab::Progression,
+    failure: Option<anyhow::Error>,
+}
+
+impl Recorder {
+    /// Adds the state at step `index` (paper time `t`): `state()` gives `[batch, channels, H, W]`
+    /// (the latent, or its decoded image). Nothing more is computed after a failure.
+    pub fn record<B: Backend>(
+        &mut self,
+        index: usize,
+        t: f64,
+        state: impl FnOnce() -> anyhow::Result<burn::tensor::Tensor<B, 4>>,
+    ) {
+        if self.failure.is_some() {
+            return;
+        }
+        let recorded = state().and_then(|x| {
+            let [_, _, h, w] = x.dims();
+            let data = x
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| anyhow!("reading the sampler state back: {e:?}"))?;
+            self.progression
+                .add(index, t, &data, h, w)
+                .context("spectral progression")
+        });
+        if let Err(e) = recorded {
+            self.failure = Some(e);
+        }
+    }
+
+    /// Writes `progression.json`, `.md` and `.png` into `dir` (`dype::lab::progression::write_run`);
+    /// `unit` is the frequency unit of the recorded states (`cycles/px`, `cycles/latent`).
+    pub fn finish(self, dir: &Path, title: String, unit: &str) -> anyhow::Result<()> {
+        if let Some(e) = self.failure {
+            return Err(e);
+        }
+        plot_fonts();
+        let run = dype::lab::progression::ProgressionRun {
+            title,
+            unit: unit.into(),
+            map: self.progression.map()?,
+        };
+        dype::lab::progression::write_run(dir, &run)
+            .with_context(|| format!("writing the progression to {}", dir.display()))?;
+        let bands: Vec<String> = run
+            .map
+            .thirds(0.5)
+            .iter()
+            .map(|b| b.t.map_or("–".into(), |t| format!("{t:.2}")))
+            .collect();
+        eprintln!(
+            "wrote the spectral progression to {} (γ = 0.5 at t = {} for the low / middle / high third of the frequencies)",
+            dir.display(),
+            bands.join(" / ")
+        );
+        Ok(())
+    }
+}

@@ -8,7 +8,7 @@ use dype_burn::pipeline::{Rgb8Image, write_png};
 use plotters::prelude::*;
 use plotters::style::colors::colormaps::ViridisRGB;
 
-use super::{LabError, LabReport};
+use super::{LabError, LabReport, ProgressionMap};
 use crate::shapes::Image;
 
 /// Registers DejaVu Sans as plotters' `sans-serif` once; whether text can be drawn.
@@ -176,22 +176,37 @@ pub fn comparison_chart(report: &LabReport, path: &Path) -> Result<(), LabError>
 /// paper's t from 1 (noise, top) to 0 (bottom), viridis from 0 (dark) to 1 (yellow); bins where
 /// γ is not defined ([`ProgressionMap::defined`](super::ProgressionMap::defined)) in grey.
 pub fn progression_figure(report: &LabReport, path: &Path) -> Result<(), LabError> {
-    let text = fonts();
-    let err = fig_err(path);
-    let rows = report.cells.len().max(1);
-    let cols = report
+    let rows: Vec<Vec<(String, &ProgressionMap)>> = report
         .cells
         .iter()
-        .map(|c| c.progression.len())
-        .max()
-        .unwrap_or(1)
-        .max(1);
-    let root =
-        BitMapBackend::new(path, (260 * cols as u32, 230 * rows as u32 + 10)).into_drawing_area();
+        .map(|cell| {
+            cell.progression
+                .iter()
+                .map(|(name, map)| (format!("{} · {name}", cell.cell.label), map))
+                .collect()
+        })
+        .collect();
+    gamma_panels(&rows, "cycles/px", (260, 230), path)
+}
+
+/// γ(f, t) maps as [`progression_figure`] draws them, one panel of `panel` pixels per
+/// `(title, map)`, in rows; `unit` labels the frequency axis.
+pub fn gamma_panels(
+    rows: &[Vec<(String, &ProgressionMap)>],
+    unit: &str,
+    panel: (u32, u32),
+    path: &Path,
+) -> Result<(), LabError> {
+    let text = fonts();
+    let err = fig_err(path);
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
+    let n_rows = rows.len().max(1);
+    let root = BitMapBackend::new(path, (panel.0 * cols as u32, panel.1 * n_rows as u32 + 10))
+        .into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let panels = root.split_evenly((rows, cols));
-    for (i, cell) in report.cells.iter().enumerate() {
-        for (j, (name, map)) in cell.progression.iter().enumerate() {
+    let panels = root.split_evenly((n_rows, cols));
+    for (i, row) in rows.iter().enumerate() {
+        for (j, (title, map)) in row.iter().enumerate() {
             let Some(area) = panels.get(i * cols + j) else {
                 continue;
             };
@@ -207,7 +222,7 @@ pub fn progression_figure(report: &LabReport, path: &Path) -> Result<(), LabErro
             builder.margin(6);
             if text {
                 builder
-                    .caption(format!("{} · {name}", cell.cell.label), ("sans-serif", 14))
+                    .caption(title.as_str(), ("sans-serif", 14))
                     .x_label_area_size(28)
                     .y_label_area_size(34);
             }
@@ -220,7 +235,7 @@ pub fn progression_figure(report: &LabReport, path: &Path) -> Result<(), LabErro
                     .disable_mesh()
                     .x_labels(4)
                     .y_labels(3)
-                    .x_desc("cycles/px")
+                    .x_desc(unit)
                     .y_desc("t")
                     .label_style(("sans-serif", 11))
                     .draw()

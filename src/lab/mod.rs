@@ -1178,31 +1178,15 @@ pub fn progression_markdown(report: &LabReport) -> String {
             cell.cell.label, cell.cell.height, cell.cell.width
         );
         for (name, map) in &cell.progression {
-            let times = map.settling_time(0.5);
-            let n = times.len();
-            let band = |chunk: &[Option<f64>]| {
-                let v: Vec<f64> = chunk.iter().flatten().copied().collect();
-                if v.is_empty() {
-                    format!("– (0/{})", chunk.len())
-                } else {
-                    format!(
-                        "{:.3} ({}/{})",
-                        v.iter().sum::<f64>() / v.len() as f64,
-                        v.len(),
-                        chunk.len()
-                    )
-                }
-            };
-            let parts: Vec<String> = (0..3)
-                .map(|k| band(times.get(k * n / 3..(k + 1) * n / 3).unwrap_or(&[])))
+            let parts: Vec<String> = map
+                .thirds(0.5)
+                .iter()
+                .map(|b| match b.t {
+                    Some(t) => format!("{t:.3} ({}/{})", b.used, b.bins),
+                    None => format!("– (0/{})", b.bins),
+                })
                 .collect();
-            s += &format!(
-                "| {name} | {} |\n",
-                (0..3)
-                    .map(|i| parts.get(i).cloned().unwrap_or_else(|| "–".into()))
-                    .collect::<Vec<_>>()
-                    .join(" | ")
-            );
+            s += &format!("| {name} | {} |\n", parts.join(" | "));
         }
     }
     s

@@ -7,8 +7,12 @@
 //!
 //! with the paper's time (t = 1 noise, t = 0 the result): γ = 0 while a frequency still has the
 //! noise's power, 1 once it has the final image's. Fed from a pipeline's per-step callback
-//! ([`dype_burn::pipeline::fitv2::sample_batch`], [`dype_burn::pipeline::flux::sample_with_states`]),
-//! so it works for any model those run, on latents or pixels.
+//! ([`dype_burn::pipeline::fitv2::sample_batch`], [`dype_burn::pipeline::flux::generate_with_states`]),
+//! so it works for any model those run, on latents or pixels: the lab's cells, and one run of
+//! FiTv2-XL/2 or FLUX with real weights (the `fitv2` and `flux` examples' `--progression DIR`,
+//! written by [`write_run`]).
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -157,4 +161,98 @@ impl ProgressionMap {
             })
             .collect()
     }
+}
+
+/// How one third of the frequency bins settles ([`ProgressionMap::thirds`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandSettling {
+    /// Lowest and highest bin centre of the third.
+    pub frequencies: (f64, f64),
+    /// The mean first paper time at which γ reaches the level, over the bins of the third where
+    /// γ is defined and does (`None` if no bin does).
+    pub t: Option<f64>,
+    /// Bins that mean is over.
+    pub used: usize,
+    /// Bins in the third.
+    pub bins: usize,
+}
+
+impl ProgressionMap {
+    /// The lowest, middle and highest third of the bins, each with the mean time at which γ first
+    /// reaches `level` ([`settling_time`](ProgressionMap::settling_time)): the paper's
+    /// observation is the low third settling first (largest t).
+    pub fn thirds(&self, level: f64) -> [BandSettling; 3] {
+        let times = self.settling_time(level);
+        let n = times.len();
+        std::array::from_fn(|k| {
+            let range = k * n / 3..(k + 1) * n / 3;
+            let chunk = times.get(range.clone()).unwrap_or(&[]);
+            let v: Vec<f64> = chunk.iter().flatten().copied().collect();
+            let f = self.frequency.get(range).unwrap_or(&[]);
+            BandSettling {
+                frequencies: (
+                    f.first().copied().unwrap_or(f64::NAN),
+                    f.last().copied().unwrap_or(f64::NAN),
+                ),
+                t: (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64),
+                used: v.len(),
+                bins: chunk.len(),
+            }
+        })
+    }
+}
+
+/// One sampler run's progression, as [`write_run`] saves it (`progression.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressionRun {
+    /// What ran (model, size, method, sampler, seed…), the figure's title.
+    pub title: String,
+    /// The frequency unit: `cycles/px` on decoded images, `cycles/latent` on latents.
+    pub unit: String,
+    /// The map.
+    pub map: ProgressionMap,
+}
+
+/// Writes one run's progression into `dir` (created): `progression.json` (the run), `progression.md`
+/// (per third of the bins, the paper time at which γ first reaches 0.5) and `progression.png`
+/// (the γ map, drawn as the lab draws its cells).
+pub fn write_run(dir: &Path, run: &ProgressionRun) -> Result<(), LabError> {
+    std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    super::write_json(&dir.join("progression.json"), run)?;
+    super::write_file(&dir.join("progression.md"), &run_markdown(run))?;
+    super::figures::gamma_panels(
+        &[vec![(run.title.clone(), &run.map)]],
+        &run.unit,
+        (720, 560),
+        &dir.join("progression.png"),
+    )
+}
+
+/// The Markdown [`write_run`] writes.
+pub fn run_markdown(run: &ProgressionRun) -> String {
+    let mut s = format!(
+        "# Spectral progression: {}\n\nThe paper's t (1 = noise, 0 = the result) at which γ(f, t) \
+         (DyPE Eq. 12) first reaches 0.5, averaged over each third of the frequency bins of `x_t` \
+         (mean PSD over samples and channels), over the bins where γ is defined (noise and result \
+         power at least {MIN_SPAN} decades apart). Low frequencies settling earlier (larger t) \
+         than high ones is the paper's observation (§3.1, Fig. 2). {} steps recorded.\n\n\
+         | band | {} | t (γ = 0.5) | bins used |\n|---|---|---|---|\n",
+        run.title,
+        run.map.t.len(),
+        run.unit
+    );
+    for (name, band) in ["low", "middle", "high"].iter().zip(run.map.thirds(0.5)) {
+        s += &format!(
+            "| {name} | {:.4}–{:.4} | {} | {}/{} |\n",
+            band.frequencies.0,
+            band.frequencies.1,
+            band.t.map_or("–".into(), |t| format!("{t:.3}")),
+            band.used,
+            band.bins
+        );
+    }
+    s
 }

@@ -93,6 +93,37 @@ pub fn generate<B: Backend>(
         .ok_or(PipelineError::NoImage)
 }
 
+/// [`generate`] with a callback that sees `x_t` (the latent, [`FitState`]) after every step and
+/// the initial noise: the spectral progression of DyPE's Fig. 2 is measured there, on the latents
+/// or decoded (`vae.decode(state.x)`). The image is the one [`generate`] returns.
+pub fn generate_with_states<B: Backend>(
+    model: &FitV2<B>,
+    vae: &VaeDecoder<B>,
+    request: &FitGenerate,
+    device: &B::Device,
+    progress: impl FnMut(&FitProgress),
+    on_state: impl FnMut(&FitState<'_, B>),
+) -> Result<Rgb8Image, PipelineError> {
+    let item = FitItem {
+        class: request.class,
+        seed: request.seed,
+    };
+    let latent = sample_batch(
+        model,
+        vae.config().upscale(),
+        request,
+        &[item],
+        device,
+        progress,
+        on_state,
+    )?;
+    let image = vae.decode(latent)?;
+    to_rgb8_fit(image)?
+        .into_iter()
+        .next()
+        .ok_or(PipelineError::NoImage)
+}
+
 /// Runs one generation with a pixel-space model (no VAE: the model's `in_channels` are the image's,
 /// in FiT's [−1, 1] range) and returns the image `[1, in_channels, height, width]` as sampled
 /// (convert with [`to_rgb8_fit`]).

@@ -329,6 +329,23 @@ pub fn generate<B: Backend>(
     device: &B::Device,
     progress: impl FnMut(&FluxProgress),
 ) -> Result<Vec<Rgb8Image>, PipelineError> {
+    generate_with_states(model, vae, cond, request, device, progress, |_| {})
+}
+
+/// [`generate`] with a callback that sees the packed state after every step and the initial
+/// noise ([`FluxState`]; the grid is `height / 16 × width / 16` tokens for the 8× VAE): the
+/// spectral progression of DyPE's Fig. 2 is measured there, on the latents ([`unpack_latents`])
+/// or decoded ([`decode_latents`]). The images are those [`generate`] returns.
+#[allow(clippy::too_many_arguments)]
+pub fn generate_with_states<B: Backend>(
+    model: &(impl FluxDenoiser<B> + ?Sized),
+    vae: &VaeDecoder<B>,
+    cond: &FluxConditioning<B>,
+    request: &FluxGenerate,
+    device: &B::Device,
+    progress: impl FnMut(&FluxProgress),
+    on_state: impl FnMut(&FluxState<'_, B>),
+) -> Result<Vec<Rgb8Image>, PipelineError> {
     let cfg = model.config();
     let f = vae.config().upscale();
     let unit = 2 * f;
@@ -378,20 +395,42 @@ pub fn generate<B: Backend>(
         })
         .collect();
     let x0 = pack_latents(Tensor::cat(noise, 0));
-    let x = sample(model, cond, request, x0, (h, w), device, progress)?;
+    let x = sample_with_states(model, cond, request, x0, (h, w), device, progress, on_state)?;
     let latent = unpack_latents(x, h, w);
     let mut images = Vec::with_capacity(batch);
     for i in 0..batch {
+        let image = decode_latents(vae, latent.clone().narrow(0, i, 1), request.vae_tile)?;
+        images.extend(to_rgb8_diffusers(image)?);
+    }
+    Ok(images)
+}
+
+/// Decodes unpacked latents `[B, latent_channels, H, W]` with the FLUX VAE as [`generate`] does:
+/// whole when both sides fit in `vae_tile` latent values, else tiled (overlap `vae_tile / 8`).
+/// Returns the images `[B, 3, 8H, 8W]` in f32, in the VAE's [−1, 1] range.
+pub fn decode_latents<B: Backend>(
+    vae: &VaeDecoder<B>,
+    latent: Tensor<B, 4>,
+    vae_tile: usize,
+) -> Result<Tensor<B, 4>, PipelineError> {
+    if vae_tile == 0 {
+        return Err(PipelineError::Zero { name: "vae_tile" });
+    }
+    let [batch, _, h, w] = latent.dims();
+    let mut images = Vec::with_capacity(batch);
+    for i in 0..batch {
         let one = latent.clone().narrow(0, i, 1);
-        let tile = request.vae_tile;
-        let image = if 2 * h > tile || 2 * w > tile {
-            vae.decode_tiled(one, tile, (tile / 8).max(1).min(tile - 1))?
+        let image = if h > vae_tile || w > vae_tile {
+            vae.decode_tiled(one, vae_tile, (vae_tile / 8).max(1).min(vae_tile - 1))?
         } else {
             vae.decode(one)?
         };
-        images.extend(to_rgb8_diffusers(image.cast(DType::F32))?);
+        images.push(image.cast(DType::F32));
     }
-    Ok(images)
+    if images.is_empty() {
+        return Err(PipelineError::Zero { name: "batch" });
+    }
+    Ok(Tensor::cat(images, 0))
 }
 
 #[cfg(all(test, feature = "cpu"))]

@@ -285,3 +285,50 @@ fn comfy_variants_resolve_with_their_policies() {
         "isotropic: both axes at the largest scale"
     );
 }
+
+/// `generate_with_states` is `generate` with a view of every state: the same images, and the
+/// packed state at every σ of the grid from the noise (σ = 1) to the result (σ = 0).
+#[test]
+fn states_are_seen_at_every_sigma_without_changing_the_images() {
+    let (model, vae, cond, request) = tiny();
+    let device = Default::default();
+    let plain = generate(&model, &vae, &cond, &request, &device, |_| {}).expect("generate");
+    let mut states = Vec::new();
+    let seen = generate_with_states(
+        &model,
+        &vae,
+        &cond,
+        &request,
+        &device,
+        |_| {},
+        |s| {
+            states.push((s.index, s.sigma, s.x.dims()));
+        },
+    )
+    .expect("generate_with_states");
+    assert_eq!(seen, plain);
+    // The request is 48 × 48 px; a token is 2 × 2 latent values of the VAE's `upscale` px each.
+    let side = 48 / (2 * vae.config().upscale());
+    let tokens = side * side;
+    let channels = model.config().in_channels;
+    assert_eq!(states.len(), request.steps + 1);
+    for (i, (index, sigma, dims)) in states.iter().enumerate() {
+        assert_eq!(*index, i);
+        assert_eq!(*dims, [1, tokens, channels]);
+        assert!((0.0..=1.0).contains(sigma));
+    }
+    assert_eq!(states.first().map(|s| s.1), Some(1.0));
+    assert_eq!(states.last().map(|s| s.1), Some(0.0));
+
+    // Decoding an unpacked state gives an image of the request's size, whole or tiled.
+    let latent = unpack_latents(
+        crate::pipeline::seeded_noise::<B, 3>(3, [2, tokens, channels], &device),
+        side,
+        side,
+    );
+    let whole = decode_latents(&vae, latent.clone(), 2 * side).expect("decode");
+    assert_eq!(whole.dims(), [2, 3, 48, 48]);
+    let tiled = decode_latents(&vae, latent.clone(), 4).expect("tiled");
+    assert_eq!(tiled.dims(), [2, 3, 48, 48]);
+    assert!(decode_latents(&vae, latent, 0).is_err());
+}
