@@ -16,7 +16,7 @@
 //! ```
 //!
 //! Writes `lab.json`, `comparison.md`, `comparison.png`, `resolution_grid.png`, `grid_<cell>.png`,
-//! `progression.md` and `progression.png` into `--out`, and each finished cell to
+//! `progression.md`, `progression.png` and `frequencies.md` into `--out`, and each finished cell to
 //! `cells/<label>.json`; each method of a cell is saved as soon as it is done
 //! (`cells/<label>/method_<i>.json`, its first samples as PNGs), so `--resume` continues an
 //! interrupted cell at the next method.
@@ -186,7 +186,7 @@ impl OnBackend for Job<'_> {
                 .join("\n")
         );
         eprintln!(
-            "lab: {:.0} s here ({:.0} s of compute over all cells); wrote lab.json, comparison.md/.png, progression.md/.png and the grids to {}",
+            "lab: {:.0} s here ({:.0} s of compute over all cells); wrote lab.json, comparison.md/.png, progression.md/.png, frequencies.md and the grids to {}",
             report.seconds,
             report.cell_seconds(),
             args.out.display()

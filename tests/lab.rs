@@ -193,6 +193,7 @@ fn the_quick_lab_writes_all_its_outputs() {
         "resolution_grid.png",
         "progression.md",
         "progression.png",
+        "frequencies.md",
     ] {
         let len = std::fs::metadata(out.join(f)).map(|m| m.len()).unwrap_or(0);
         assert!(len > 100, "{f} missing or empty");
@@ -622,6 +623,10 @@ fn the_committed_full_run_matches_the_code_and_the_docs() {
         dype::lab::progression_markdown(&report),
         read(&lab.join("progression.md"))
     );
+    assert_eq!(
+        dype::lab::frequencies_markdown(&report),
+        read(&lab.join("frequencies.md"))
+    );
     let evidence = read(&root.join("docs/evidence.md"));
     let rows: Vec<&str> = comparison
         .lines()
@@ -839,4 +844,41 @@ fn thirds_average_the_settling_times_of_each_third() {
     assert_eq!(high.frequencies, (0.5, 0.6));
     let none = map.thirds(2.0);
     assert!(none.iter().all(|b| b.t.is_none() && b.used == 0));
+}
+
+/// At 4:1 (the training height, four times the width) the calibration rows separate too: fresh
+/// renders are the floor, the 1× render stretched along the width keeps one object but leaves
+/// the renderer's area range (per-axis PI's failure), and the 1× render tiled has no single
+/// object and a large centre error.
+#[test]
+fn calibration_rows_separate_at_4_to_1() {
+    let device = Default::default();
+    let render = RenderConfig::default();
+    let (h, w) = (32, 128);
+    let reference = Reference::new(&render, h, w, 16, 1_000_000).expect("reference");
+    let (fresh, classes) = renders(16, 5_000, h, w);
+    let (small, _) = renders(16, 5_000, 32, 32);
+    let stretched = resize::<Cpu>(&small, h, w, &device).expect("resize");
+    let tiled = tile(&small, h, w).expect("tile");
+    let row = |images: &[Image]| {
+        metrics::row_metrics(images, &classes, &reference, 200, 7)
+            .expect("metrics")
+            .0
+    };
+    let (fresh, stretched, tiled) = (row(&fresh), row(&stretched), row(&tiled));
+    assert!(fresh.one.mean >= 0.99, "renderer: {:?}", fresh.one);
+    assert!(fresh.area_err.hi < 0.005, "renderer: {:?}", fresh.area_err);
+    assert!(
+        fresh.detail.mean.abs() < 0.1,
+        "renderer: {:?}",
+        fresh.detail
+    );
+    assert!(stretched.one.mean >= 0.99, "stretched: {:?}", stretched.one);
+    assert!(
+        stretched.area_err.lo > fresh.area_err.hi + 0.02,
+        "stretched: {:?}",
+        stretched.area_err
+    );
+    assert_eq!(tiled.one.mean, 0.0, "tiled: {:?}", tiled.one);
+    assert!(tiled.centre_err.lo > 0.1, "tiled: {:?}", tiled.centre_err);
 }

@@ -189,94 +189,237 @@ pub fn progression_figure(report: &LabReport, path: &Path) -> Result<(), LabErro
     gamma_panels(&rows, "cycles/px", (260, 230), path)
 }
 
+/// Height of the γ colour bar under a figure of γ maps.
+const BAR: u32 = 44;
+
 /// γ(f, t) maps as [`progression_figure`] draws them, one panel of `panel` pixels per
-/// `(title, map)`, in rows; `unit` labels the frequency axis.
+/// `(title, map)`, in rows, with a γ colour bar underneath; `unit` labels the frequency axis.
 pub fn gamma_panels(
     rows: &[Vec<(String, &ProgressionMap)>],
     unit: &str,
     panel: (u32, u32),
     path: &Path,
 ) -> Result<(), LabError> {
-    let text = fonts();
     let err = fig_err(path);
     let cols = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let n_rows = rows.len().max(1);
-    let root = BitMapBackend::new(path, (panel.0 * cols as u32, panel.1 * n_rows as u32 + 10))
-        .into_drawing_area();
+    let height = panel.1 * n_rows as u32 + 10;
+    let root = BitMapBackend::new(path, (panel.0 * cols as u32, height + BAR)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
-    let panels = root.split_evenly((n_rows, cols));
+    let (maps, bar) = root.split_vertically(height);
+    let panels = maps.split_evenly((n_rows, cols));
     for (i, row) in rows.iter().enumerate() {
         for (j, (title, map)) in row.iter().enumerate() {
-            let Some(area) = panels.get(i * cols + j) else {
-                continue;
-            };
-            let bins = map.frequency.len();
-            let fmax = map.frequency.last().copied().unwrap_or(0.5);
-            let fmin = map.frequency.first().copied().unwrap_or(0.0);
-            let df = if bins > 1 {
-                (fmax - fmin) / (bins - 1) as f64
-            } else {
-                0.1
-            };
-            let mut builder = ChartBuilder::on(area);
-            builder.margin(6);
-            if text {
-                builder
-                    .caption(title.as_str(), ("sans-serif", 14))
-                    .x_label_area_size(28)
-                    .y_label_area_size(34);
-            }
-            let mut chart = builder
-                .build_cartesian_2d((fmin - df / 2.0)..(fmax + df / 2.0), 0f64..1f64)
-                .map_err(|e| err(e.to_string()))?;
-            if text {
-                chart
-                    .configure_mesh()
-                    .disable_mesh()
-                    .x_labels(4)
-                    .y_labels(3)
-                    .x_desc(unit)
-                    .y_desc("t")
-                    .label_style(("sans-serif", 11))
-                    .draw()
-                    .map_err(|e| err(e.to_string()))?;
-            }
-            let steps = map.t.len();
-            for (s, (t, row)) in map.t.iter().zip(&map.gamma).enumerate() {
-                // Each recorded step covers half-way to its neighbours in t.
-                let t_hi = if s == 0 {
-                    1.0
-                } else {
-                    (t + map.t[s - 1]) / 2.0
-                };
-                let t_lo = if s + 1 == steps {
-                    0.0
-                } else {
-                    (t + map.t[s + 1]) / 2.0
-                };
-                chart
-                    .draw_series(
-                        row.iter()
-                            .zip(&map.frequency)
-                            .enumerate()
-                            .map(|(k, (g, f))| {
-                                let colour: RGBColor =
-                                    if map.defined.get(k).copied().unwrap_or(true) {
-                                        ViridisRGB.get_color(*g as f32)
-                                    } else {
-                                        RGBColor(190, 190, 190)
-                                    };
-                                Rectangle::new(
-                                    [(f - df / 2.0, t_lo), (f + df / 2.0, t_hi)],
-                                    colour.filled(),
-                                )
-                            }),
-                    )
-                    .map_err(|e| err(e.to_string()))?;
+            if let Some(area) = panels.get(i * cols + j) {
+                draw_gamma(area, title, map, unit).map_err(&err)?;
             }
         }
     }
+    draw_gamma_bar(&bar, GAMMA_CAPTION).map_err(&err)?;
     root.present().map_err(|e| err(e.to_string()))
+}
+
+/// What the γ colours mean.
+const GAMMA_CAPTION: &str =
+    "γ(f, t): 0 = the noise's power still, 1 = the result's (DyPE Eq. 12); t = 1 is the noise";
+
+/// One run's progression as DyPE's Fig. 2 shows it: the mean PSD of `x_t` at every recorded step
+/// (log–log, coloured by t from the noise to the result) beside the γ(f, t) map, with the γ colour
+/// bar underneath.
+pub fn progression_run_figure(
+    title: &str,
+    map: &ProgressionMap,
+    unit: &str,
+    path: &Path,
+) -> Result<(), LabError> {
+    let err = fig_err(path);
+    let (w, h) = (1280u32, 560u32);
+    let root = BitMapBackend::new(path, (w, h + BAR)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
+    let (top, bar) = root.split_vertically(h);
+    let (left, right) = top.split_horizontally(w / 2);
+    draw_psd(&left, title, map, unit).map_err(&err)?;
+    draw_gamma(&right, "γ(f, t), DyPE Eq. 12", map, unit).map_err(&err)?;
+    draw_gamma_bar(
+        &bar,
+        "colours: γ in the map (0 = the noise's power, 1 = the result's); t in the PSD lines (0 = t 1, the noise; 1 = t 0, the result)",
+    )
+    .map_err(&err)?;
+    root.present().map_err(|e| err(e.to_string()))
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// One γ map: frequency to the right, the paper's t from 1 (top) to 0, viridis, undefined bins
+/// grey.
+fn draw_gamma(
+    area: &Area<'_>,
+    title: &str,
+    map: &ProgressionMap,
+    unit: &str,
+) -> Result<(), String> {
+    let text = fonts();
+    let bins = map.frequency.len();
+    let fmax = map.frequency.last().copied().unwrap_or(0.5);
+    let fmin = map.frequency.first().copied().unwrap_or(0.0);
+    let df = if bins > 1 {
+        (fmax - fmin) / (bins - 1) as f64
+    } else {
+        0.1
+    };
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(6);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 14))
+            .x_label_area_size(28)
+            .y_label_area_size(34);
+    }
+    let mut chart = builder
+        .build_cartesian_2d((fmin - df / 2.0)..(fmax + df / 2.0), 0f64..1f64)
+        .map_err(|e| e.to_string())?;
+    if text {
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(4)
+            .y_labels(3)
+            .x_desc(unit)
+            .y_desc("t")
+            .label_style(("sans-serif", 11))
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    let steps = map.t.len();
+    for (s, (t, row)) in map.t.iter().zip(&map.gamma).enumerate() {
+        // Each recorded step covers half-way to its neighbours in t.
+        let t_hi = if s == 0 {
+            1.0
+        } else {
+            (t + map.t[s - 1]) / 2.0
+        };
+        let t_lo = if s + 1 == steps {
+            0.0
+        } else {
+            (t + map.t[s + 1]) / 2.0
+        };
+        chart
+            .draw_series(
+                row.iter()
+                    .zip(&map.frequency)
+                    .enumerate()
+                    .map(|(k, (g, f))| {
+                        let colour: RGBColor = if map.defined.get(k).copied().unwrap_or(true) {
+                            ViridisRGB.get_color(*g as f32)
+                        } else {
+                            RGBColor(190, 190, 190)
+                        };
+                        Rectangle::new(
+                            [(f - df / 2.0, t_lo), (f + df / 2.0, t_hi)],
+                            colour.filled(),
+                        )
+                    }),
+            )
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The mean PSD at every recorded step, log10 power over log10 frequency, one line per step
+/// coloured by its t (the noise dark, the result yellow).
+fn draw_psd(area: &Area<'_>, title: &str, map: &ProgressionMap, unit: &str) -> Result<(), String> {
+    let text = fonts();
+    let finite = || {
+        map.log_psd
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+    };
+    let lo = finite().fold(f64::INFINITY, f64::min);
+    let hi = finite().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if lo < hi {
+        (lo, hi)
+    } else {
+        (lo - 1.0, lo + 1.0)
+    };
+    let fmin = map.frequency.first().copied().unwrap_or(0.01).max(1e-6);
+    let fmax = map
+        .frequency
+        .last()
+        .copied()
+        .unwrap_or(0.5)
+        .max(fmin * 1.01);
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(6);
+    if text {
+        builder
+            .caption(title, ("sans-serif", 14))
+            .x_label_area_size(28)
+            .y_label_area_size(44);
+    }
+    let mut chart = builder
+        .build_cartesian_2d((fmin..fmax).log_scale(), lo..hi)
+        .map_err(|e| e.to_string())?;
+    if text {
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(5)
+            .y_labels(5)
+            .x_desc(unit)
+            .y_desc("log10 PSD of x_t")
+            .label_style(("sans-serif", 11))
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    for (t, row) in map.t.iter().zip(&map.log_psd) {
+        let colour = ViridisRGB.get_color((1.0 - t) as f32);
+        chart
+            .draw_series(LineSeries::new(
+                map.frequency
+                    .iter()
+                    .zip(row)
+                    .filter(|(f, v)| **f > 0.0 && v.is_finite())
+                    .map(|(f, v)| (*f, *v)),
+                colour.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// The colour bar (viridis 0 → 1, then grey for undefined bins) with `caption` under it.
+fn draw_gamma_bar(area: &Area<'_>, caption: &str) -> Result<(), String> {
+    let (w, _) = area.dim_in_pixel();
+    let (x0, x1) = (w as i32 / 3, 2 * w as i32 / 3);
+    let (y0, y1) = (4, 18);
+    let n = 100;
+    for k in 0..n {
+        let a = x0 + (x1 - x0) * k / n;
+        let b = x0 + (x1 - x0) * (k + 1) / n;
+        area.draw(&Rectangle::new(
+            [(a, y0), (b, y1)],
+            ViridisRGB.get_color(k as f32 / (n - 1) as f32).filled(),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    area.draw(&Rectangle::new(
+        [(x1 + 30, y0), (x1 + 50, y1)],
+        RGBColor(190, 190, 190).filled(),
+    ))
+    .map_err(|e| e.to_string())?;
+    if fonts() {
+        let style = ("sans-serif", 12).into_font().color(&BLACK);
+        for (x, label) in [(x0 - 14, "0"), (x1 + 6, "1"), (x1 + 56, "undefined")] {
+            area.draw(&Text::new(label, (x, y0 + 1), style.clone()))
+                .map_err(|e| e.to_string())?;
+        }
+        let width = 6 * caption.chars().count() as i32;
+        area.draw(&Text::new(caption, ((w as i32 - width) / 2, y1 + 6), style))
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// A grid of samples: one row per entry (its name on the left when text can be drawn), one column

@@ -432,7 +432,7 @@ pub fn model_fingerprint<B: Backend>(model: &FitV2<B>) -> Result<String, LabErro
 /// Runs the comparison and the progression on `model` (a shapes FiTv2 trained at
 /// `training_size`²) and writes every output into `out` (created): `lab.json` (everything),
 /// `comparison.md`, `comparison.png`, `resolution_grid.png` (methods × cells), `grid_<cell>.png`
-/// (methods × classes), `progression.md`, `progression.png`.
+/// (methods × classes), `progression.md`, `progression.png`, `frequencies.md` (every step).
 /// Each cell is saved when it is done (`cells/<label>.json` and its grid); `options` says which
 /// cells to sample and whether saved ones are reused. The combined outputs are written when the
 /// report holds every cell ([`LabReport::is_complete`]).
@@ -996,6 +996,7 @@ fn write_outputs(report: &LabReport, out: &Path) -> Result<(), LabError> {
     write_json(&out.join("lab.json"), report)?;
     write_file(&out.join("comparison.md"), &comparison_markdown(report))?;
     write_file(&out.join("progression.md"), &progression_markdown(report))?;
+    write_file(&out.join("frequencies.md"), &frequencies_markdown(report))?;
     figures::comparison_chart(report, &out.join("comparison.png"))?;
     figures::resolution_grid(report, &out.join("cells"), &out.join("resolution_grid.png"))?;
     figures::progression_figure(report, &out.join("progression.png"))
@@ -1072,6 +1073,55 @@ fn fmt_est(e: &Estimate, digits: usize) -> String {
     format!("{:.d$} [{:.d$}, {:.d$}]", e.mean, e.lo, e.hi, d = digits)
 }
 
+/// What the frequency tables' columns are.
+const FREQUENCY_COLUMNS: &str = "κ, the interpolation scale per axis (rows, columns: the \
+    layout's extent ratio; Lumina's time-aware RoPE applies one area scale √(H·W)/size to both \
+    axes instead), the attention factor, the fraction of rotary pairs left at their native \
+    frequency, and the mean log2 ratio of the frequencies to the native ones.";
+
+/// A frequency table in Markdown.
+fn frequency_table<'a>(rows: impl IntoIterator<Item = &'a FrequencyRow>) -> String {
+    let mut s = String::from(
+        "| method | σ | κ | scale | attention | native pairs | mean log2 ω/ω₀ |\n|---|---|---|---|---|---|---|\n",
+    );
+    for f in rows {
+        s += &format!(
+            "| {} | {:.3} | {} | {} | {:.3} | {:.2} | {:+.3} |\n",
+            f.method,
+            f.sigma,
+            f.kappa.map_or("–".into(), |k| format!("{k:.3}")),
+            f.scale
+                .iter()
+                .map(|v| format!("{v:.2}"))
+                .collect::<Vec<_>>()
+                .join(" / "),
+            f.attention_factor,
+            f.native_pairs,
+            f.mean_log2_ratio
+        );
+    }
+    s
+}
+
+/// What every method does to the RoPE at every sampler step of every cell, in Markdown
+/// (`frequencies.md`; the comparison shows the first, middle and last step).
+pub fn frequencies_markdown(report: &LabReport) -> String {
+    let mut s = format!(
+        "# What each method does to the frequencies\n\nPer cell, method and sampler step (σ = the \
+         paper's t at the step's model evaluation, 1 = noise): {FREQUENCY_COLUMNS}\n"
+    );
+    for cell in &report.cells {
+        s += &format!(
+            "\n## {} ({} × {} px)\n\n{}",
+            cell.cell.label,
+            cell.cell.height,
+            cell.cell.width,
+            frequency_table(&cell.frequencies)
+        );
+    }
+    s
+}
+
 /// The comparison tables (one per cell) and the frequency tables, in Markdown.
 pub fn comparison_markdown(report: &LabReport) -> String {
     let c = &report.config;
@@ -1129,34 +1179,17 @@ pub fn comparison_markdown(report: &LabReport) -> String {
             }
         }
         s += &format!(
-            "\nWhat each method does to the RoPE at {} (first, middle and last sampler step): κ, \
-             the interpolation scale per axis (rows, columns), the attention factor, the fraction of \
-             rotary pairs left at their native frequency, and the mean log2 ratio of the \
-             frequencies to the native ones.\n\n| method | σ | κ | scale | attention | native pairs | mean log2 ω/ω₀ |\n|---|---|---|---|---|---|---|\n",
+            "\nWhat each method does to the RoPE at {} (first, middle and last sampler step; every \
+             step in `frequencies.md`): {FREQUENCY_COLUMNS}\n\n",
             cell.cell.label
         );
         let steps = c.steps;
-        for f in cell.frequencies.chunks(steps.max(1)).flat_map(|m| {
+        s += &frequency_table(cell.frequencies.chunks(steps.max(1)).flat_map(|m| {
             let picks = [0, steps / 2, steps.saturating_sub(1)];
             let mut v: Vec<&FrequencyRow> = picks.iter().filter_map(|&i| m.get(i)).collect();
             v.dedup_by(|a, b| a.sigma == b.sigma);
             v
-        }) {
-            s += &format!(
-                "| {} | {:.3} | {} | {} | {:.3} | {:.2} | {:+.3} |\n",
-                f.method,
-                f.sigma,
-                f.kappa.map_or("–".into(), |k| format!("{k:.3}")),
-                f.scale
-                    .iter()
-                    .map(|v| format!("{v:.2}"))
-                    .collect::<Vec<_>>()
-                    .join(" / "),
-                f.attention_factor,
-                f.native_pairs,
-                f.mean_log2_ratio
-            );
-        }
+        }));
     }
     s
 }

@@ -215,7 +215,7 @@ pub struct ProgressionRun {
 
 /// Writes one run's progression into `dir` (created): `progression.json` (the run), `progression.md`
 /// (per third of the bins, the paper time at which γ first reaches 0.5) and `progression.png`
-/// (the γ map, drawn as the lab draws its cells).
+/// (the PSD of `x_t` at every step beside the γ map).
 pub fn write_run(dir: &Path, run: &ProgressionRun) -> Result<(), LabError> {
     std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
         path: dir.to_path_buf(),
@@ -223,10 +223,10 @@ pub fn write_run(dir: &Path, run: &ProgressionRun) -> Result<(), LabError> {
     })?;
     super::write_json(&dir.join("progression.json"), run)?;
     super::write_file(&dir.join("progression.md"), &run_markdown(run))?;
-    super::figures::gamma_panels(
-        &[vec![(run.title.clone(), &run.map)]],
+    super::figures::progression_run_figure(
+        &run.title,
+        &run.map,
         &run.unit,
-        (720, 560),
         &dir.join("progression.png"),
     )
 }
