@@ -113,7 +113,7 @@ struct Args {
     progression: Option<PathBuf>,
     /// Where the progression is measured: the sampler's latents, or every state decoded by the
     /// VAE (one decode per step). `--demo` samples pixels: both are the same there.
-    #[arg(long, value_enum, default_value = "latent")]
+    #[arg(long, value_enum, default_value = "latent", requires = "progression")]
     progression_space: ProgressionSpace,
 }
 
@@ -202,6 +202,18 @@ fn progress_message(p: &dype::burn::pipeline::fitv2::FitProgress) -> String {
     )
 }
 
+/// A short name of the solver for titles (`Euler 50`, `dopri5 50 (atol 1e-6, rtol 0.001)`).
+fn sampler_name(sampler: FitSampler) -> String {
+    match sampler {
+        FitSampler::Euler { steps } => format!("Euler {steps}"),
+        FitSampler::Heun { steps } => format!("Heun {steps}"),
+        FitSampler::Dopri5 { steps, atol, rtol } => {
+            format!("dopri5 {steps} (atol {atol:e}, rtol {rtol})")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 /// Nearest-neighbour zoom by an integer factor.
 fn zoom(image: Rgb8Image, k: usize) -> Rgb8Image {
     if k <= 1 {
@@ -282,6 +294,9 @@ fn run_demo<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         _ => 0,
     };
     let bar = progress_bar(sampler, per_image, classes.len() as u64);
+    if args.progression.is_some() && args.progression_space == ProgressionSpace::Decoded {
+        eprintln!("note: --demo samples pixels: its states are the images (`decoded` = `latent`)");
+    }
     let t1 = Instant::now();
     let mut images = Vec::new();
     let mut recorder = args.progression.as_ref().map(|_| Recorder::default());
@@ -347,9 +362,12 @@ fn run_demo<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     );
     if let (Some(rec), Some(dir)) = (recorder, &args.progression) {
         let title = format!(
-            "shapes model, {height}×{width} px, {}, {} image(s), {sampler:?}",
+            "shapes model, {height}×{width} px, {}, {} image(s), {}, cfg {}, seed {}",
             args.method,
-            images.len()
+            images.len(),
+            sampler_name(sampler),
+            args.cfg,
+            args.seed
         );
         rec.finish(dir, title, "cycles/px")?;
     }
@@ -527,13 +545,20 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     );
     if let (Some(rec), Some(dir)) = (recorder, &args.progression) {
         let title = format!(
-            "{}, class {class}, {height}×{width} px, {}, {sampler:?}, seed {}",
+            "{}, class {class}, {height}×{width} px, {}, {}, cfg {}{}, seed {}",
             if args.smoke {
                 "FiTv2 tiny (random)"
             } else {
                 "FiTv2-XL/2"
             },
             args.method,
+            sampler_name(sampler),
+            args.cfg,
+            if args.guide_all {
+                " (all channels)"
+            } else {
+                ""
+            },
             args.seed
         );
         rec.finish(dir, title, args.progression_space.unit())?;

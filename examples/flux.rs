@@ -132,7 +132,7 @@ struct Args {
     progression: Option<PathBuf>,
     /// Where the progression is measured: the sampler's latents (16 channels), or every state
     /// decoded by the VAE (one decode per step).
-    #[arg(long, value_enum, default_value = "latent")]
+    #[arg(long, value_enum, default_value = "latent", requires = "progression")]
     progression_space: ProgressionSpace,
 }
 
@@ -421,7 +421,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     eprintln!("generated {} image(s) in {elapsed:.1}s", images.len());
     if let Some(dir) = &args.progression {
         let title = format!(
-            "{}, {height}×{width} px, {}, {} steps, seed {}, batch {}",
+            "{}, {height}×{width} px, {}, {} steps, guidance {}, μ {}, seed {}, batch {}, {dtype:?}",
             if args.demo {
                 "FLUX tiny (random)"
             } else {
@@ -429,6 +429,8 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
             },
             args.method,
             args.steps,
+            args.guidance,
+            mu.map(|m| m.to_string()).unwrap_or_else(|| "auto".into()),
             args.seed,
             args.batch
         );

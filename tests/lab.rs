@@ -882,3 +882,60 @@ fn calibration_rows_separate_at_4_to_1() {
     assert_eq!(tiled.one.mean, 0.0, "tiled: {:?}", tiled.one);
     assert!(tiled.centre_err.lo > 0.1, "tiled: {:?}", tiled.centre_err);
 }
+
+/// A diverged state (NaN, ∞) is refused by `Progression::add` instead of read as zero power, and
+/// `write_run` refuses a malformed map (one state, rows of the wrong length, non-finite values)
+/// before writing anything.
+#[test]
+fn malformed_progressions_are_refused() {
+    use dype::lab::ProgressionMap;
+    use dype::lab::progression::{ProgressionRun, write_run};
+    let mut prog = Progression::new();
+    let mut plane = vec![0.5f32; 16];
+    prog.add(0, 1.0, &plane, 4, 4).expect("finite");
+    plane[3] = f32::NAN;
+    assert!(prog.add(1, 0.5, &plane, 4, 4).is_err());
+    plane[3] = f32::INFINITY;
+    assert!(prog.add(1, 0.5, &plane, 4, 4).is_err());
+
+    let good = ProgressionMap {
+        frequency: vec![0.25, 0.5],
+        t: vec![1.0, 0.0],
+        log_psd: vec![vec![0.0, 0.0], vec![1.0, -1.0]],
+        gamma: vec![vec![0.0, 0.0], vec![1.0, 1.0]],
+        defined: vec![true, true],
+    };
+    good.check().expect("good map");
+    let dir = tempdir("malformed_progression");
+    let broken = [
+        ProgressionMap {
+            t: vec![1.0],
+            log_psd: vec![vec![0.0, 0.0]],
+            gamma: vec![vec![0.0, 0.0]],
+            ..good.clone()
+        },
+        ProgressionMap {
+            log_psd: vec![vec![0.0], vec![1.0, -1.0]],
+            ..good.clone()
+        },
+        ProgressionMap {
+            gamma: vec![vec![0.0, f64::NAN], vec![1.0, 1.0]],
+            ..good.clone()
+        },
+        ProgressionMap {
+            frequency: vec![0.5, 0.25],
+            ..good.clone()
+        },
+    ];
+    for (i, map) in broken.into_iter().enumerate() {
+        assert!(map.check().is_err(), "map {i}");
+        let out = dir.join(format!("m{i}"));
+        let run = ProgressionRun {
+            title: "broken".into(),
+            unit: "cycles/px".into(),
+            map,
+        };
+        assert!(write_run(&out, &run).is_err(), "map {i}");
+        assert!(!out.join("progression.json").exists());
+    }
+}

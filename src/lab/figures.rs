@@ -189,6 +189,15 @@ pub fn progression_figure(report: &LabReport, path: &Path) -> Result<(), LabErro
     gamma_panels(&rows, "cycles/px", (260, 230), path)
 }
 
+/// Viridis at `v` in [0, 1]; grey for a non-finite value.
+fn viridis(v: f64) -> RGBColor {
+    if v.is_finite() {
+        ViridisRGB.get_color(v.clamp(0.0, 1.0) as f32)
+    } else {
+        RGBColor(190, 190, 190)
+    }
+}
+
 /// Height of the γ colour bar under a figure of γ maps.
 const BAR: u32 = 44;
 
@@ -204,7 +213,9 @@ pub fn gamma_panels(
     let cols = rows.iter().map(Vec::len).max().unwrap_or(1).max(1);
     let n_rows = rows.len().max(1);
     let height = panel.1 * n_rows as u32 + 10;
-    let root = BitMapBackend::new(path, (panel.0 * cols as u32, height + BAR)).into_drawing_area();
+    // At least wide enough for the colour bar's caption.
+    let width = (panel.0 * cols as u32).max(760);
+    let root = BitMapBackend::new(path, (width, height + BAR)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let (maps, bar) = root.split_vertically(height);
     let panels = maps.split_evenly((n_rows, cols));
@@ -237,8 +248,14 @@ pub fn progression_run_figure(
     let root = BitMapBackend::new(path, (w, h + BAR)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(e.to_string()))?;
     let (top, bar) = root.split_vertically(h);
+    let top = if fonts() {
+        top.titled(title, ("sans-serif", 16))
+            .map_err(|e| err(e.to_string()))?
+    } else {
+        top
+    };
     let (left, right) = top.split_horizontally(w / 2);
-    draw_psd(&left, title, map, unit).map_err(&err)?;
+    draw_psd(&left, "mean PSD of x_t at every step", map, unit).map_err(&err)?;
     draw_gamma(&right, "γ(f, t), DyPE Eq. 12", map, unit).map_err(&err)?;
     draw_gamma_bar(
         &bar,
@@ -310,7 +327,7 @@ fn draw_gamma(
                     .enumerate()
                     .map(|(k, (g, f))| {
                         let colour: RGBColor = if map.defined.get(k).copied().unwrap_or(true) {
-                            ViridisRGB.get_color(*g as f32)
+                            viridis(*g)
                         } else {
                             RGBColor(190, 190, 190)
                         };
@@ -338,10 +355,12 @@ fn draw_psd(area: &Area<'_>, title: &str, map: &ProgressionMap, unit: &str) -> R
     };
     let lo = finite().fold(f64::INFINITY, f64::min);
     let hi = finite().fold(f64::NEG_INFINITY, f64::max);
-    let (lo, hi) = if lo < hi {
+    // A constant plane's floor (log10 of the smallest positive power) would flatten the rest.
+    let lo = lo.max(hi - 12.0);
+    let (lo, hi) = if lo.is_finite() && lo < hi {
         (lo, hi)
     } else {
-        (lo - 1.0, lo + 1.0)
+        (0.0, 1.0)
     };
     let fmin = map.frequency.first().copied().unwrap_or(0.01).max(1e-6);
     let fmax = map
@@ -374,7 +393,7 @@ fn draw_psd(area: &Area<'_>, title: &str, map: &ProgressionMap, unit: &str) -> R
             .map_err(|e| e.to_string())?;
     }
     for (t, row) in map.t.iter().zip(&map.log_psd) {
-        let colour = ViridisRGB.get_color((1.0 - t) as f32);
+        let colour = viridis(1.0 - t);
         chart
             .draw_series(LineSeries::new(
                 map.frequency

@@ -70,6 +70,11 @@ impl Progression {
         if plane == 0 || data.is_empty() || !data.len().is_multiple_of(plane) || !t.is_finite() {
             return Err(LabError::Config("progression: data is not whole planes"));
         }
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(LabError::Config(
+                "progression: the state has non-finite values (did the sampler diverge?)",
+            ));
+        }
         let planes: Vec<&[f32]> = data.chunks_exact(plane).collect();
         let spectrum = shapes::radial_psd(&planes, height, width)?;
         if self.frequency.is_empty() {
@@ -202,6 +207,37 @@ impl ProgressionMap {
     }
 }
 
+impl ProgressionMap {
+    /// Whether the map is one [`Progression::map`] could have made: at least two recorded
+    /// states, `t`, `log_psd` and `gamma` of one length, every row as long as `frequency`,
+    /// frequencies finite, positive and increasing, every value finite (what [`write_run`]
+    /// checks before drawing a map that came from elsewhere).
+    pub fn check(&self) -> Result<(), LabError> {
+        let n = self.frequency.len();
+        let rows_ok = |rows: &[Vec<f64>]| {
+            rows.len() == self.t.len()
+                && rows
+                    .iter()
+                    .all(|r| r.len() == n && r.iter().all(|v| v.is_finite()))
+        };
+        let ok = self.t.len() >= 2
+            && n >= 1
+            && self.t.iter().all(|t| t.is_finite())
+            && self.frequency.iter().all(|f| f.is_finite() && *f > 0.0)
+            && self.frequency.windows(2).all(|w| w[0] < w[1])
+            && rows_ok(&self.log_psd)
+            && rows_ok(&self.gamma)
+            && (self.defined.is_empty() || self.defined.len() == n);
+        if ok {
+            Ok(())
+        } else {
+            Err(LabError::Config(
+                "progression: the map is malformed (steps, bins or non-finite values)",
+            ))
+        }
+    }
+}
+
 /// One sampler run's progression, as [`write_run`] saves it (`progression.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgressionRun {
@@ -215,8 +251,10 @@ pub struct ProgressionRun {
 
 /// Writes one run's progression into `dir` (created): `progression.json` (the run), `progression.md`
 /// (per third of the bins, the paper time at which γ first reaches 0.5) and `progression.png`
-/// (the PSD of `x_t` at every step beside the γ map).
+/// (the PSD of `x_t` at every step beside the γ map). A malformed map
+/// ([`ProgressionMap::check`]) is refused before anything is written.
 pub fn write_run(dir: &Path, run: &ProgressionRun) -> Result<(), LabError> {
+    run.map.check()?;
     std::fs::create_dir_all(dir).map_err(|source| LabError::Io {
         path: dir.to_path_buf(),
         source,
@@ -238,17 +276,21 @@ pub fn run_markdown(run: &ProgressionRun) -> String {
          (DyPE Eq. 12) first reaches 0.5, averaged over each third of the frequency bins of `x_t` \
          (mean PSD over samples and channels), over the bins where γ is defined (noise and result \
          power at least {MIN_SPAN} decades apart). Low frequencies settling earlier (larger t) \
-         than high ones is the paper's observation (§3.1, Fig. 2). {} steps recorded.\n\n\
+         than high ones is the paper's observation (§3.1, Fig. 2). {} states recorded (the noise \
+         and every step).\n\n\
          | band | {} | t (γ = 0.5) | bins used |\n|---|---|---|---|\n",
         run.title,
         run.map.t.len(),
         run.unit
     );
     for (name, band) in ["low", "middle", "high"].iter().zip(run.map.thirds(0.5)) {
+        let range = if band.bins == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.4}–{:.4}", band.frequencies.0, band.frequencies.1)
+        };
         s += &format!(
-            "| {name} | {:.4}–{:.4} | {} | {}/{} |\n",
-            band.frequencies.0,
-            band.frequencies.1,
+            "| {name} | {range} | {} | {}/{} |\n",
             band.t.map_or("–".into(), |t| format!("{t:.3}")),
             band.used,
             band.bins

@@ -200,7 +200,7 @@ fn batched<B: Backend, const D: usize>(
 /// [`unpack_latents`]): σ schedule from `request.steps` and `request.mu`,
 /// and at every step the rotary at `Sigma(σ)`, the velocity from the DiT and one Euler update.
 /// `request.height`, `width`, `seed`, `batch` and `vae_tile` are not used here (the batch is
-/// `x0`'s). [`generate`] calls this after drawing the seeded noise.
+/// `x0`'s). [`generate`] runs this (through [`sample_with_states`]) after drawing the seeded noise.
 pub fn sample<B: Backend>(
     model: &(impl FluxDenoiser<B> + ?Sized),
     cond: &FluxConditioning<B>,
@@ -336,7 +336,6 @@ pub fn generate<B: Backend>(
 /// noise ([`FluxState`]; the grid is `height / 16 × width / 16` tokens for the 8× VAE): the
 /// spectral progression of DyPE's Fig. 2 is measured there, on the latents ([`unpack_latents`])
 /// or decoded ([`decode_latents`]). The images are those [`generate`] returns.
-#[allow(clippy::too_many_arguments)]
 pub fn generate_with_states<B: Backend>(
     model: &(impl FluxDenoiser<B> + ?Sized),
     vae: &VaeDecoder<B>,
@@ -406,8 +405,9 @@ pub fn generate_with_states<B: Backend>(
 }
 
 /// Decodes unpacked latents `[B, latent_channels, H, W]` with the FLUX VAE as [`generate`] does:
-/// whole when both sides fit in `vae_tile` latent values, else tiled (overlap `vae_tile / 8`).
-/// Returns the images `[B, 3, 8H, 8W]` in f32, in the VAE's [−1, 1] range.
+/// one sample at a time, whole when both sides fit in `vae_tile` latent values, else tiled
+/// (overlap `vae_tile / 8`, at least 1 and less than the tile). Returns the images
+/// `[B, 3, upscale·H, upscale·W]` in f32, in the VAE's [−1, 1] range.
 pub fn decode_latents<B: Backend>(
     vae: &VaeDecoder<B>,
     latent: Tensor<B, 4>,
@@ -417,6 +417,9 @@ pub fn decode_latents<B: Backend>(
         return Err(PipelineError::Zero { name: "vae_tile" });
     }
     let [batch, _, h, w] = latent.dims();
+    if batch == 0 {
+        return Err(PipelineError::Zero { name: "batch" });
+    }
     let mut images = Vec::with_capacity(batch);
     for i in 0..batch {
         let one = latent.clone().narrow(0, i, 1);
@@ -426,9 +429,6 @@ pub fn decode_latents<B: Backend>(
             vae.decode(one)?
         };
         images.push(image.cast(DType::F32));
-    }
-    if images.is_empty() {
-        return Err(PipelineError::Zero { name: "batch" });
     }
     Ok(Tensor::cat(images, 0))
 }

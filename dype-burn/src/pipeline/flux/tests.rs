@@ -294,6 +294,7 @@ fn states_are_seen_at_every_sigma_without_changing_the_images() {
     let device = Default::default();
     let plain = generate(&model, &vae, &cond, &request, &device, |_| {}).expect("generate");
     let mut states = Vec::new();
+    let mut last = None;
     let seen = generate_with_states(
         &model,
         &vae,
@@ -303,6 +304,7 @@ fn states_are_seen_at_every_sigma_without_changing_the_images() {
         |_| {},
         |s| {
             states.push((s.index, s.sigma, s.x.dims()));
+            last = Some(s.x.clone());
         },
     )
     .expect("generate_with_states");
@@ -319,6 +321,10 @@ fn states_are_seen_at_every_sigma_without_changing_the_images() {
     }
     assert_eq!(states.first().map(|s| s.1), Some(1.0));
     assert_eq!(states.last().map(|s| s.1), Some(0.0));
+    // The last state, decoded by `decode_latents`, is the image `generate` returned.
+    let result = unpack_latents(last.expect("states"), side, side);
+    let decoded = decode_latents(&vae, result, request.vae_tile).expect("decode");
+    assert_eq!(to_rgb8_diffusers(decoded).expect("rgb8"), plain);
 
     // Decoding an unpacked state gives an image of the request's size, whole or tiled.
     let latent = unpack_latents(
@@ -326,9 +332,20 @@ fn states_are_seen_at_every_sigma_without_changing_the_images() {
         side,
         side,
     );
+    // A tile of exactly the latent's side decodes it whole; one value less tiles it.
     let whole = decode_latents(&vae, latent.clone(), 2 * side).expect("decode");
     assert_eq!(whole.dims(), [2, 3, 48, 48]);
-    let tiled = decode_latents(&vae, latent.clone(), 4).expect("tiled");
+    let one = decode_latents(&vae, latent.clone().narrow(0, 1, 1), 2 * side).expect("one");
+    let direct = vae.decode(latent.clone().narrow(0, 1, 1)).expect("vae");
+    assert_eq!(
+        one.into_data().to_vec::<f32>().expect("f32"),
+        direct
+            .cast(DType::F32)
+            .into_data()
+            .to_vec::<f32>()
+            .expect("f32")
+    );
+    let tiled = decode_latents(&vae, latent.clone(), 2 * side - 1).expect("tiled");
     assert_eq!(tiled.dims(), [2, 3, 48, 48]);
     assert!(decode_latents(&vae, latent, 0).is_err());
 }
