@@ -5,12 +5,18 @@ use std::path::Path;
 
 use burn::tensor::FloatDType;
 use dype::burn::backend::Cpu;
-use dype::burn::models::fitv2::FitPosition;
+use dype::burn::models::fitv2::{FitPosition, FitV2};
 use dype::lab::metrics::{self, Reference, bootstrap, detail_error, mean_at};
 use dype::lab::progression::{Progression, gamma};
 use dype::lab::{Cell, LabConfig, RunOptions, frequency_rows, resize, tile};
 use dype::shapes::{CLASSES, Image, RenderConfig, Sample};
-use dype::train::{SampleOptions, load_bundle, sample, shapes_model};
+use dype::train::{BundleInfo, SampleOptions, load_bundle, sample, shapes_model};
+
+/// The bundled shapes model (`examples/shapes`, on the default CPU device) and its bundle info.
+fn bundled() -> (FitV2<Cpu>, BundleInfo) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    load_bundle::<Cpu>(&dir, FloatDType::F32, &Default::default()).expect("bundle")
+}
 
 fn renders(n: usize, first_seed: u64, h: usize, w: usize) -> (Vec<Image>, Vec<usize>) {
     let render = RenderConfig::default();
@@ -98,8 +104,7 @@ fn calibration_rows_separate_as_claimed() {
 #[test]
 fn the_models_upscaled_output_reads_as_blurred() {
     let device = Default::default();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
-    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let model = bundled().0;
     let options = SampleOptions {
         steps: 8,
         ..SampleOptions::default()
@@ -146,8 +151,7 @@ fn every_method_is_the_base_rope_at_the_training_size() {
         );
     }
     let device = Default::default();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
-    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let model = bundled().0;
     let mut lab = LabConfig::full(32);
     lab.cells.truncate(1);
     lab.samples = 2;
@@ -172,8 +176,7 @@ fn every_method_is_the_base_rope_at_the_training_size() {
 #[test]
 fn the_quick_lab_writes_all_its_outputs() {
     let device = Default::default();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
-    let (model, info) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let (model, info) = bundled();
     let config = LabConfig::quick(info.train.image_size);
     let out = tempdir("quick");
     let report = dype::lab::run(
@@ -382,8 +385,7 @@ fn tempdir(name: &str) -> std::path::PathBuf {
 #[test]
 fn cells_sampled_apart_assemble_into_the_same_report() {
     let device = Default::default();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
-    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let model = bundled().0;
     let config = tiny_config(2);
     let whole_dir = tempdir("whole");
     let whole = dype::lab::run(
@@ -456,14 +458,12 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
 #[test]
 fn the_model_fingerprint_follows_the_weights() {
     let device = Default::default();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
-    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let model = bundled().0;
     let a = dype::lab::model_fingerprint(&model).expect("fingerprint");
     let b = dype::lab::model_fingerprint(&model).expect("fingerprint");
     assert_eq!(a, b);
     assert_eq!(a.len(), 64);
-    let other =
-        dype::burn::models::fitv2::FitV2::<Cpu>::init(&shapes_model(), 1, &device).expect("init");
+    let other = FitV2::<Cpu>::init(&shapes_model(), 1, &device).expect("init");
     assert_ne!(
         a,
         dype::lab::model_fingerprint(&other).expect("fingerprint")
@@ -475,8 +475,7 @@ fn the_model_fingerprint_follows_the_weights() {
 #[test]
 fn an_interrupted_cell_resumes_method_by_method() {
     let device = Default::default();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
-    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let model = bundled().0;
     let config = tiny_config(2);
     let out = tempdir("methods");
     let first = dype::lab::run(
@@ -540,8 +539,7 @@ fn an_interrupted_cell_resumes_method_by_method() {
 #[test]
 fn a_cells_methods_can_be_split_over_two_runs() {
     let device = Default::default();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
-    let (model, _) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
+    let model = bundled().0;
     let config = tiny_config(1);
     let whole_dir = tempdir("split-whole");
     let whole = dype::lab::run(
@@ -608,9 +606,7 @@ fn the_committed_full_run_matches_the_code_and_the_docs() {
     assert!(report.is_complete());
     assert_eq!(report.config, LabConfig::full(32));
     assert_eq!(report.metrics_version, dype::lab::METRICS_VERSION);
-    let device = Default::default();
-    let (model, _) = load_bundle::<Cpu>(&root.join("examples/shapes"), FloatDType::F32, &device)
-        .expect("bundle");
+    let model = bundled().0;
     assert_eq!(
         report.model,
         dype::lab::model_fingerprint(&model).expect("fingerprint"),
@@ -709,7 +705,7 @@ fn paired_differences_pair_the_samples() {
 /// real weights).
 #[test]
 fn a_pipeline_runs_progression_is_written_and_reads_back() {
-    use dype::burn::models::fitv2::{FitConfig, FitV2, GuidedChannels};
+    use dype::burn::models::fitv2::{FitConfig, GuidedChannels};
     use dype::burn::models::vae::{VaeConfig, VaeDecoder};
     use dype::burn::pipeline::fitv2::{FitGenerate, FitSampler, generate, generate_with_states};
     use dype::lab::progression::{ProgressionRun, run_markdown, write_run};
@@ -765,14 +761,12 @@ fn a_pipeline_runs_progression_is_written_and_reads_back() {
         |_| {},
         |st| {
             seen.push((st.index, st.t_fit));
-            let add = |prog: &mut Progression, x: burn::tensor::Tensor<Cpu, 4>| {
-                let [_, _, h, w] = x.dims();
-                let data = x.into_data().convert::<f32>().to_vec::<f32>().expect("f32");
-                prog.add(st.index, 1.0 - st.t_fit, &data, h, w)
-                    .expect("add");
-            };
-            add(&mut latent, st.x.clone());
-            add(&mut decoded, vae.decode(st.x.clone()).expect("decode"));
+            let t = 1.0 - st.t_fit;
+            latent
+                .add_tensor(st.index, t, st.x.clone())
+                .expect("latent");
+            let image = vae.decode(st.x.clone()).expect("decode");
+            decoded.add_tensor(st.index, t, image).expect("decoded");
         },
     )
     .expect("generate_with_states");

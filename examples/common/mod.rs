@@ -226,14 +226,8 @@ impl Recorder {
             return;
         }
         let recorded = state().and_then(|x| {
-            let [_, _, h, w] = x.dims();
-            let data = x
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .map_err(|e| anyhow!("reading the sampler state back: {e:?}"))?;
             self.progression
-                .add(index, t, &data, h, w)
+                .add_tensor(index, t, x)
                 .context("spectral progression")
         });
         if let Err(e) = recorded {

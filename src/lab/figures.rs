@@ -267,6 +267,23 @@ pub fn progression_run_figure(
 
 type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
 
+/// A progression panel's chart builder: its title and label areas when text can be drawn.
+fn panel_frame<'a, 'b>(
+    area: &'a Area<'b>,
+    title: &str,
+    y_labels: u32,
+) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder.margin(6);
+    if fonts() {
+        builder
+            .caption(title, ("sans-serif", 14))
+            .x_label_area_size(28)
+            .y_label_area_size(y_labels);
+    }
+    builder
+}
+
 /// One γ map: frequency to the right, the paper's t from 1 (top) to 0, viridis, undefined bins
 /// grey.
 fn draw_gamma(
@@ -284,15 +301,7 @@ fn draw_gamma(
     } else {
         0.1
     };
-    let mut builder = ChartBuilder::on(area);
-    builder.margin(6);
-    if text {
-        builder
-            .caption(title, ("sans-serif", 14))
-            .x_label_area_size(28)
-            .y_label_area_size(34);
-    }
-    let mut chart = builder
+    let mut chart = panel_frame(area, title, 34)
         .build_cartesian_2d((fmin - df / 2.0)..(fmax + df / 2.0), 0f64..1f64)
         .map_err(|e| e.to_string())?;
     if text {
@@ -369,15 +378,7 @@ fn draw_psd(area: &Area<'_>, title: &str, map: &ProgressionMap, unit: &str) -> R
         .copied()
         .unwrap_or(0.5)
         .max(fmin * 1.01);
-    let mut builder = ChartBuilder::on(area);
-    builder.margin(6);
-    if text {
-        builder
-            .caption(title, ("sans-serif", 14))
-            .x_label_area_size(28)
-            .y_label_area_size(44);
-    }
-    let mut chart = builder
+    let mut chart = panel_frame(area, title, 44)
         .build_cartesian_2d((fmin..fmax).log_scale(), lo..hi)
         .map_err(|e| e.to_string())?;
     if text {

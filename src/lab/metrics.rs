@@ -315,6 +315,20 @@ pub fn mean_at(values: &[f64], idx: &[usize]) -> f64 {
     if n == 0 { f64::NAN } else { sum / n as f64 }
 }
 
+/// The bootstrap stream of each column of [`row_metrics`]: column `c` of a row bootstrapped
+/// with `seed` draws its resamples from `seed ^ c`. Every row of a cell uses the same `seed`, so
+/// a column's resamples are the same in every row (what [`crate::lab::paired_difference`] pairs).
+pub mod stream {
+    /// *one*.
+    pub const ONE: u64 = 0;
+    /// *area err*.
+    pub const AREA_ERR: u64 = 1;
+    /// *centre err*.
+    pub const CENTRE_ERR: u64 = 2;
+    /// *detail*.
+    pub const DETAIL: u64 = 3;
+}
+
 /// The metrics of one row of a table (a method, or a calibration, at one resolution).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowMetrics {
@@ -365,12 +379,14 @@ pub fn row_metrics(
     let area: Vec<f64> = scores.iter().map(|s| s.area_err).collect();
     let centre: Vec<f64> = scores.iter().filter_map(|s| s.centre_err).collect();
     let metrics = RowMetrics {
-        one: bootstrap(n, resamples, seed, |idx| mean_at(&one, idx)),
-        area_err: bootstrap(n, resamples, seed ^ 1, |idx| mean_at(&area, idx)),
-        centre_err: bootstrap(centre.len(), resamples, seed ^ 2, |idx| {
+        one: bootstrap(n, resamples, seed ^ stream::ONE, |idx| mean_at(&one, idx)),
+        area_err: bootstrap(n, resamples, seed ^ stream::AREA_ERR, |idx| {
+            mean_at(&area, idx)
+        }),
+        centre_err: bootstrap(centre.len(), resamples, seed ^ stream::CENTRE_ERR, |idx| {
             mean_at(&centre, idx)
         }),
-        detail: bootstrap(n, resamples, seed ^ 3, |idx| {
+        detail: bootstrap(n, resamples, seed ^ stream::DETAIL, |idx| {
             let power = mean_power(idx.iter().filter_map(|&i| spectra.get(i)));
             detail_error(&power, reference, DETAIL_BAND)
         }),

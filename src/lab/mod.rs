@@ -838,16 +838,7 @@ fn sample_chunk<B: Backend>(
         if failure.is_some() {
             return;
         }
-        let [_, _, h, w] = state.x.dims();
-        let recorded = state
-            .x
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .to_vec::<f32>()
-            .map_err(|_| LabError::Config("reading the sampler state back"))
-            .and_then(|data| prog.add(state.index, 1.0 - state.t_fit, &data, h, w));
-        if let Err(e) = recorded {
+        if let Err(e) = prog.add_tensor(state.index, 1.0 - state.t_fit, state.x.clone()) {
             failure = Some(e);
         }
     })?;
@@ -1050,27 +1041,26 @@ pub fn paired_difference(
             metrics::mean_at(&va, idx) - metrics::mean_at(&vb, idx)
         })
     };
-    // The seeds of `metrics::row_metrics`' own streams for these two columns.
+    // The rows' own streams for these two columns.
+    use metrics::stream;
     Some(PairedDifference {
         a: a.to_owned(),
         b: b.to_owned(),
-        one: diff(|s| s.one, BOOTSTRAP_SEED),
-        area_err: diff(|s| s.area_err, BOOTSTRAP_SEED ^ 1),
+        one: diff(|s| s.one, BOOTSTRAP_SEED ^ stream::ONE),
+        area_err: diff(|s| s.area_err, BOOTSTRAP_SEED ^ stream::AREA_ERR),
     })
 }
 
-fn fmt_signed(e: &Estimate, digits: usize) -> String {
+/// `mean [lo, hi]` with `digits` decimals (a leading sign when `signed`); `–` for no estimate.
+fn fmt_est(e: &Estimate, digits: usize, signed: bool) -> String {
     if !e.mean.is_finite() {
         return "–".into();
     }
-    format!("{:+.d$} [{:+.d$}, {:+.d$}]", e.mean, e.lo, e.hi, d = digits)
-}
-
-fn fmt_est(e: &Estimate, digits: usize) -> String {
-    if !e.mean.is_finite() {
-        return "–".into();
+    if signed {
+        format!("{:+.d$} [{:+.d$}, {:+.d$}]", e.mean, e.lo, e.hi, d = digits)
+    } else {
+        format!("{:.d$} [{:.d$}, {:.d$}]", e.mean, e.lo, e.hi, d = digits)
     }
-    format!("{:.d$} [{:.d$}, {:.d$}]", e.mean, e.lo, e.hi, d = digits)
 }
 
 /// What the frequency tables' columns are.
@@ -1154,10 +1144,10 @@ pub fn comparison_markdown(report: &LabReport) -> String {
             };
             s += &format!(
                 "| {name} | {} | {} | {} | {} |\n",
-                fmt_est(&row.metrics.one, 2),
-                fmt_est(&row.metrics.area_err, 3),
-                fmt_est(&row.metrics.centre_err, 3),
-                fmt_est(&row.metrics.detail, 3)
+                fmt_est(&row.metrics.one, 2, false),
+                fmt_est(&row.metrics.area_err, 3, false),
+                fmt_est(&row.metrics.centre_err, 3, false),
+                fmt_est(&row.metrics.detail, 3, false)
             );
         }
         let pairs: Vec<PairedDifference> = DYNAMIC_PAIRS
@@ -1173,8 +1163,8 @@ pub fn comparison_markdown(report: &LabReport) -> String {
                     "| {} − {} | {} | {} |\n",
                     p.a,
                     p.b,
-                    fmt_signed(&p.one, 2),
-                    fmt_signed(&p.area_err, 3)
+                    fmt_est(&p.one, 2, true),
+                    fmt_est(&p.area_err, 3, true)
                 );
             }
         }

@@ -14,6 +14,8 @@
 
 use std::path::Path;
 
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::shapes;
@@ -96,6 +98,23 @@ impl Progression {
         }
         *n += planes.len();
         Ok(())
+    }
+
+    /// [`add`](Progression::add) for a sampler state on a device, `[batch, channels, height,
+    /// width]`: read back to the host as f32 (what the pipelines' per-step callbacks lend).
+    pub fn add_tensor<B: Backend>(
+        &mut self,
+        index: usize,
+        t: f64,
+        x: Tensor<B, 4>,
+    ) -> Result<(), LabError> {
+        let [_, _, h, w] = x.dims();
+        let data = x
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .map_err(|_| LabError::Config("progression: reading the sampler state back"))?;
+        self.add(index, t, &data, h, w)
     }
 
     /// The map over the recorded steps (at least two, each recorded at least once).
