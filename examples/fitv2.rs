@@ -32,7 +32,7 @@ use dype::burn::pipeline::fitv2::{
 };
 use dype::burn::pipeline::image::to_rgb8_fit;
 use dype::burn::pipeline::{Rgb8Image, imagenet_class, imagenet_classes, write_png};
-use dype::shapes::CLASS_NAMES;
+use dype_lab::shapes::CLASS_NAMES;
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -149,6 +149,7 @@ fn try_main() -> anyhow::Result<()> {
     if args.zoom == 0 || args.zoom > 64 {
         return Err(anyhow!("--zoom {}: expected 1..=64", args.zoom));
     }
+    common::check_outputs(&args.out, args.progression.as_deref())?;
     common::on_backend(args.backend, Job(&args))
 }
 
@@ -299,7 +300,7 @@ fn run_demo<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     }
     let t1 = Instant::now();
     let mut images = Vec::new();
-    let mut recorder = args.progression.as_ref().map(|_| Recorder::default());
+    let mut recorder = Recorder::new(args.progression.as_deref())?;
     for (i, &class) in classes.iter().enumerate() {
         let request = FitGenerate {
             class,
@@ -431,15 +432,17 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     // Open and validate the DiT checkpoint before anything else is loaded or downloaded.
     let t0 = Instant::now();
     let weights = match (&args.weights, args.smoke) {
-        (Some(p), _) => p.clone(),
         (None, true) => common::fixtures().join("fitv2_tiny.safetensors"),
-        (None, false) => dype::hub::fetch(dype::hub::FITV2_XL)?,
+        (given, _) => {
+            common::local_or_hub(given.as_deref(), "--weights", dype::hub::FITV2_XL, false)?
+        }
     };
     let model = FitV2::<B>::load(&weights, &config, dtype, &device)?;
     let vae_path = match (&args.vae, args.smoke) {
-        (Some(p), _) => p.clone(),
         (None, true) => common::fixtures().join("vae_sd_tiny.safetensors"),
-        (None, false) => dype::hub::fetch(dype::hub::SD_VAE_FT_EMA)?,
+        (given, _) => {
+            common::local_or_hub(given.as_deref(), "--vae", dype::hub::SD_VAE_FT_EMA, false)?
+        }
     };
     let vae = VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device)?;
     eprintln!(
@@ -496,7 +499,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         bar.set_position(p.evaluation as u64);
         bar.set_message(progress_message(p));
     };
-    let mut recorder = args.progression.as_ref().map(|_| Recorder::default());
+    let mut recorder = Recorder::new(args.progression.as_deref())?;
     let image = match recorder.as_mut() {
         Some(rec) => generate_with_states(&model, &vae, &request, &device, progress, |st| {
             rec.record(st.index, 1.0 - st.t_fit, || match args.progression_space {

@@ -157,6 +157,7 @@ fn main() -> std::process::ExitCode {
 fn try_main() -> anyhow::Result<()> {
     let args = Args::parse();
     common::exit_if_list(&args.method);
+    common::check_outputs(&args.out, args.progression.as_deref())?;
     common::on_backend(args.backend, Job(&args))
 }
 
@@ -169,8 +170,8 @@ impl OnBackend for Job<'_> {
 }
 
 /// Adds how to get access to the gated FLUX.1-dev repository to a download error.
-fn gated_hint<E: std::error::Error + Send + Sync + 'static>(e: E) -> anyhow::Error {
-    anyhow::Error::new(e).context(
+fn gated_hint(e: anyhow::Error) -> anyhow::Error {
+    e.context(
         "FLUX.1-dev is gated: accept its licence at https://huggingface.co/black-forest-labs/FLUX.1-dev \
          and set HF_TOKEN to a token with read access (or pass local files with --weights/--vae)",
     )
@@ -241,9 +242,11 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     // Open and validate the DiT checkpoint before anything else is loaded or downloaded.
     let t0 = Instant::now();
     let weights = match (&args.weights, args.demo) {
-        (Some(p), _) => p.clone(),
         (None, true) => common::fixtures().join("flux_tiny_bfl.safetensors"),
-        (None, false) => dype::hub::fetch(dype::hub::FLUX_DEV).map_err(gated_hint)?,
+        (given, _) => {
+            common::local_or_hub(given.as_deref(), "--weights", dype::hub::FLUX_DEV, false)
+                .map_err(gated_hint)?
+        }
     };
     // Validate the DiT checkpoint (keys, shapes, dtypes; no tensors built) before anything else.
     {
@@ -271,9 +274,9 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         Box::new(Flux::<B>::load(&weights, &config, dtype, &device)?)
     };
     let vae_path = match (&args.vae, args.demo) {
-        (Some(p), _) => p.clone(),
         (None, true) => common::fixtures().join("vae_flux_tiny.safetensors"),
-        (None, false) => dype::hub::fetch(dype::hub::FLUX_AE).map_err(gated_hint)?,
+        (given, _) => common::local_or_hub(given.as_deref(), "--vae", dype::hub::FLUX_AE, false)
+            .map_err(gated_hint)?,
     };
     let vae = VaeDecoder::<B>::load(&vae_path, &vae_config, dtype, &device)?;
     let cond = match (&args.embeddings, prompt_cond) {
@@ -336,12 +339,12 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let t1 = Instant::now();
-    let mut recorder = Recorder::default();
+    let mut recorder = Recorder::new(args.progression.as_deref())?;
     let (grid_h, grid_w) = (height / unit, width / unit);
     let on_state = |st: &dype::burn::pipeline::flux::FluxState<'_, B>| {
-        if args.progression.is_none() {
+        let Some(recorder) = recorder.as_mut() else {
             return;
-        }
+        };
         recorder.record(st.index, st.sigma, || {
             let latent = unpack_latents(st.x.clone(), grid_h, grid_w);
             match args.progression_space {
@@ -419,7 +422,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
         );
     }
     eprintln!("generated {} image(s) in {elapsed:.1}s", images.len());
-    if let Some(dir) = &args.progression {
+    if let (Some(recorder), Some(dir)) = (recorder, &args.progression) {
         let title = format!(
             "{}, {height}×{width} px, {}, {} steps, guidance {}, μ {}, seed {}, batch {}, {dtype:?}",
             if args.demo {
@@ -457,15 +460,16 @@ fn encode_prompt<B: Backend>(
 ) -> anyhow::Result<(FluxConditioning<B>, PromptEncoder<B>)> {
     let t0 = Instant::now();
     let fetch = |given: &Option<PathBuf>,
+                 flag: &str,
                  demo: &str,
                  hub: dype::hub::HubFile,
                  sharded: bool|
      -> anyhow::Result<PathBuf> {
         match (given, args.demo) {
-            (Some(p), _) => Ok(p.clone()),
             (None, true) => Ok(common::fixtures().join(demo)),
-            (None, false) if sharded => dype::hub::fetch_sharded(hub).map_err(gated_hint),
-            (None, false) => dype::hub::fetch(hub).map_err(gated_hint),
+            (given, _) => {
+                common::local_or_hub(given.as_deref(), flag, hub, sharded).map_err(gated_hint)
+            }
         }
     };
     let (t5_cfg, clip_cfg, t5_len) = if args.demo {
@@ -477,21 +481,30 @@ fn encode_prompt<B: Backend>(
         (T5Config::xxl(), ClipConfig::vit_l_14(), T5_MAX_LENGTH)
     };
     let files = PromptFiles {
-        t5: fetch(&args.t5, "t5_tiny.safetensors", dype::hub::FLUX_T5, true)?,
+        t5: fetch(
+            &args.t5,
+            "--t5",
+            "t5_tiny.safetensors",
+            dype::hub::FLUX_T5,
+            true,
+        )?,
         t5_tokenizer: fetch(
             &args.t5_tokenizer,
+            "--t5-tokenizer",
             "t5_tiny_tokenizer.json",
             dype::hub::FLUX_T5_TOKENIZER,
             false,
         )?,
         clip: fetch(
             &args.clip,
+            "--clip",
             "clip_tiny.safetensors",
             dype::hub::FLUX_CLIP,
             false,
         )?,
         clip_tokenizer: fetch(
             &args.clip_tokenizer,
+            "--clip-tokenizer",
             "clip_tiny_tokenizer.json",
             dype::hub::CLIP_TOKENIZER,
             false,

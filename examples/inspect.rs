@@ -10,7 +10,6 @@
 
 mod common;
 
-use std::f64::consts::PI;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
@@ -164,6 +163,10 @@ fn try_main() -> anyhow::Result<()> {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
+    #[cfg(not(feature = "lab"))]
+    if args.plot.is_some() {
+        return Err(common::needs_feature("--plot", "lab"));
+    }
     let (rope, extents, names) = build(args)?;
     let mut steps = Vec::new();
     for sigma in schedule(args.schedule, args.steps, args.mu)? {
@@ -179,6 +182,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         print_text(&mut out, args, &rope, &extents, &names, &steps);
     }
     common::write_stdout(&out)?;
+    #[cfg(feature = "lab")]
     if let Some(path) = &args.plot {
         plot(path, &rope, &names, &steps).context("plot")?;
         eprintln!("wrote {}", path.display());
@@ -283,6 +287,7 @@ fn print_json(
     );
 }
 
+#[cfg(feature = "lab")]
 fn plot(
     path: &std::path::Path,
     rope: &AxialRope,
@@ -301,7 +306,7 @@ fn plot(
         .context("no scaled axis")?;
     let off: usize = rope.axes()[..a].iter().map(|x| x.axis.pairs()).sum();
     let n = ax.axis.pairs();
-    let lam = |w: f64| (2.0 * PI / w).log10();
+    let lam = |w: f64| (2.0 * std::f64::consts::PI / w).log10();
     let mut ymax = 0.0f64;
     let mut ymin = f64::INFINITY;
     for s in steps {

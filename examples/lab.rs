@@ -1,6 +1,6 @@
 //! The lab: how each positional method behaves when the shapes FiTv2 (trained here at 32²)
 //! samples at 2×, 4× and 4:1, measured against the renderer's known ideal, and the spectral
-//! progression of DyPE's Fig. 2 (`dype::lab`; docs/evidence.md shows a full run).
+//! progression of DyPE's Fig. 2 (`dype_lab::lab`; docs/evidence.md shows a full run).
 //!
 //! ```text
 //! cargo run --release --example lab -- --quick                # toy settings, < 1 min (CI)
@@ -31,7 +31,7 @@ use burn::tensor::backend::Backend;
 use clap::Parser;
 use common::OnBackend;
 use dype::burn::backend::BackendKind;
-use dype::lab::{Cell, LabConfig, LabProgress};
+use dype_lab::lab::{Cell, LabConfig, LabProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Compare positional methods on the shapes model beyond its training resolution.
@@ -95,7 +95,7 @@ impl OnBackend for Job<'_> {
     fn run<B: Backend>(self, device: B::Device) -> anyhow::Result<()> {
         let args = self.0;
         let dir = args.model.clone().unwrap_or_else(common::shapes_dir);
-        let (model, info) = dype::train::load_bundle::<B>(&dir, FloatDType::F32, &device)
+        let (model, info) = dype_lab::train::load_bundle::<B>(&dir, FloatDType::F32, &device)
             .with_context(|| format!("loading the model bundle in {}", dir.display()))?;
         let size = info.train.image_size;
         let mut config = if args.quick {
@@ -145,12 +145,12 @@ impl OnBackend for Job<'_> {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        let options = dype::lab::RunOptions {
+        let options = dype_lab::lab::RunOptions {
             resume: args.resume,
             only: args.only.clone(),
             methods: args.only_methods.clone(),
         };
-        let report = dype::lab::run(
+        let report = dype_lab::lab::run(
             &model,
             size,
             &config,
@@ -166,8 +166,8 @@ impl OnBackend for Job<'_> {
         bar.finish_and_clear();
         if !report.is_complete() {
             // The tables of the cells there are so far (nothing is written but the cells).
-            println!("{}", dype::lab::comparison_markdown(&report));
-            println!("{}", dype::lab::progression_markdown(&report));
+            println!("{}", dype_lab::lab::comparison_markdown(&report));
+            println!("{}", dype_lab::lab::progression_markdown(&report));
             eprintln!(
                 "lab: {:.0} s; {} of {} cells in {} (the tables above are those cells only); run with --resume (no --only) once every cell is there",
                 report.seconds,
@@ -179,7 +179,7 @@ impl OnBackend for Job<'_> {
         }
         println!(
             "{}",
-            dype::lab::comparison_markdown(&report)
+            dype_lab::lab::comparison_markdown(&report)
                 .lines()
                 .filter(|l| l.starts_with('|') || l.starts_with('#'))
                 .collect::<Vec<_>>()

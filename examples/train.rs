@@ -1,5 +1,5 @@
-//! Trains the small pixel-space FiTv2 of `dype::train` on the procedural shapes dataset
-//! (`dype::shapes`), with checkpoints you can resume, then runs the quality gate.
+//! Trains the small pixel-space FiTv2 of `dype_lab::train` on the procedural shapes dataset
+//! (`dype_lab::shapes`), with checkpoints you can resume, then runs the quality gate.
 //!
 //! ```text
 //! cargo run --release --example train -- --steps 2000 --out runs/shapes      # ≈ 1 h on 2 cores
@@ -11,7 +11,7 @@
 //! and AdamW, `ema.safetensors` in FiT's key layout) and `loss.csv` (step, loss, mean of the last
 //! 100). The EMA weights are what `fitv2 --demo` samples. With `--keep-every N`, every N-th
 //! checkpoint's EMA weights are also kept as `ema/step-NNNNNN.safetensors` (config and step in the
-//! header; `dype::train::load_bundle`-compatible weights).
+//! header; `dype_lab::train::load_bundle`-compatible weights).
 
 mod common;
 
@@ -24,8 +24,10 @@ use burn::tensor::backend::Backend;
 use clap::Parser;
 use common::OnBackend;
 use dype::burn::backend::BackendKind;
-use dype::shapes::CLASS_NAMES;
-use dype::train::{BundleInfo, GATE_THRESHOLD, TrainConfig, Trainer, export_bundle, quality_gate};
+use dype_lab::shapes::CLASS_NAMES;
+use dype_lab::train::{
+    BundleInfo, GATE_THRESHOLD, TrainConfig, Trainer, export_bundle, quality_gate,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Train the shapes FiTv2 (pixel space, 32² px, 8 × 8 tokens) with checkpoints and a quality gate.
@@ -228,7 +230,7 @@ fn keep_ema(out: &Path, step: u64) -> anyhow::Result<()> {
     let dir = out.join("ema");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let to = dir.join(format!("step-{step:06}.safetensors"));
-    std::fs::copy(out.join("last").join(dype::train::files::EMA), &to)
+    std::fs::copy(out.join("last").join(dype_lab::train::files::EMA), &to)
         .with_context(|| format!("writing {}", to.display()))?;
     Ok(())
 }

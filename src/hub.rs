@@ -1,6 +1,9 @@
 //! On-demand checkpoint downloads from the Hugging Face Hub (cached in the usual HF cache,
-//! honouring `HF_TOKEN` and `HF_HOME`), with errors that say which flag gives a local file instead.
+//! honouring `HF_TOKEN` and `HF_HOME`). The well-known files of the model zoo are named here once
+//! ([`FITV2_XL`], [`FLUX_DEV`], …); downloading them ([`fetch`], [`fetch_sharded`]) needs the
+//! feature `hub` (an HTTP client with TLS).
 
+#[cfg(feature = "hub")]
 use std::path::PathBuf;
 
 /// A downloadable file: repository and path inside it.
@@ -10,36 +13,32 @@ pub struct HubFile {
     pub repo: &'static str,
     /// File path inside the repository.
     pub file: &'static str,
-    /// The command-line flag that takes a local copy instead.
-    pub flag: &'static str,
 }
 
 /// FiTv2-XL/2 EMA weights (F32, 2.68 GB).
 pub const FITV2_XL: HubFile = HubFile {
     repo: "InfImagine/FiTv2",
     file: "FiTv2_XL/model_ema.safetensors",
-    flag: "--weights",
 };
 /// The SD VAE FiT decodes with (`stabilityai/sd-vae-ft-ema`).
 pub const SD_VAE_FT_EMA: HubFile = HubFile {
     repo: "stabilityai/sd-vae-ft-ema",
     file: "diffusion_pytorch_model.safetensors",
-    flag: "--vae",
 };
 
 /// Why a download failed.
+#[cfg(feature = "hub")]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HubError {
     /// The Hub could not be reached or refused a file.
     #[error(
         "could not download `{path}` from the Hugging Face Hub repository `{}`: {source}\n\
-         (offline? pass a local copy with {} PATH; gated repository? accept its licence on the Hub and set HF_TOKEN)",
-        file.repo,
-        file.flag
+         (offline? use a local copy instead; gated repository? accept its licence on the Hub and set HF_TOKEN)",
+        file.repo
     )]
     Download {
-        /// The file asked for (repository, path, flag for a local copy).
+        /// The file asked for (repository and path).
         file: HubFile,
         /// The path that failed: the file itself or one of its shards.
         path: String,
@@ -68,6 +67,7 @@ pub enum HubError {
 }
 
 /// A Hub client from the environment (`HF_HOME`, `HF_ENDPOINT`), authenticated with `HF_TOKEN`.
+#[cfg(feature = "hub")]
 fn api() -> Result<hf_hub::api::sync::Api, hf_hub::api::sync::ApiError> {
     let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.is_empty());
     hf_hub::api::sync::ApiBuilder::from_env()
@@ -77,6 +77,7 @@ fn api() -> Result<hf_hub::api::sync::Api, hf_hub::api::sync::ApiError> {
 }
 
 /// Returns the local path of `f`, downloading it into the HF cache first if needed.
+#[cfg(feature = "hub")]
 pub fn fetch(f: HubFile) -> Result<PathBuf, HubError> {
     let err = |source| HubError::Download {
         file: f,
@@ -95,13 +96,11 @@ pub fn fetch(f: HubFile) -> Result<PathBuf, HubError> {
 pub const FLUX_DEV: HubFile = HubFile {
     repo: "black-forest-labs/FLUX.1-dev",
     file: "flux1-dev.safetensors",
-    flag: "--weights",
 };
 /// The FLUX autoencoder (BFL layout, `ae.safetensors`) from the gated FLUX.1-dev repository.
 pub const FLUX_AE: HubFile = HubFile {
     repo: "black-forest-labs/FLUX.1-dev",
     file: "ae.safetensors",
-    flag: "--vae",
 };
 
 /// FLUX.1-dev's T5-XXL encoder (`text_encoder_2/`, sharded bf16 safetensors; fetch with
@@ -109,29 +108,26 @@ pub const FLUX_AE: HubFile = HubFile {
 pub const FLUX_T5: HubFile = HubFile {
     repo: "black-forest-labs/FLUX.1-dev",
     file: "text_encoder_2/model.safetensors.index.json",
-    flag: "--t5",
 };
 /// FLUX.1-dev's T5 tokenizer (`tokenizer_2/tokenizer.json`).
 pub const FLUX_T5_TOKENIZER: HubFile = HubFile {
     repo: "black-forest-labs/FLUX.1-dev",
     file: "tokenizer_2/tokenizer.json",
-    flag: "--t5-tokenizer",
 };
 /// FLUX.1-dev's CLIP-L text encoder (`text_encoder/model.safetensors`).
 pub const FLUX_CLIP: HubFile = HubFile {
     repo: "black-forest-labs/FLUX.1-dev",
     file: "text_encoder/model.safetensors",
-    flag: "--clip",
 };
 /// CLIP ViT-L/14's tokenizer.json (the FLUX.1-dev repository ships only vocab/merges files).
 pub const CLIP_TOKENIZER: HubFile = HubFile {
     repo: "openai/clip-vit-large-patch14",
     file: "tokenizer.json",
-    flag: "--clip-tokenizer",
 };
 
 /// Fetches a sharded checkpoint: its `*.safetensors.index.json` and every shard its `weight_map`
 /// names (they land beside the index in the cache). Returns the local index path.
+#[cfg(feature = "hub")]
 pub fn fetch_sharded(index: HubFile) -> Result<PathBuf, HubError> {
     let local = fetch(index)?;
     let text = std::fs::read_to_string(&local).map_err(|source| HubError::IndexRead {

@@ -1,4 +1,12 @@
-#![doc = include_str!("../README.md")]
+//! # dype
+//!
+//! The host of the workspace's top-level examples (`fitv2`, `flux`, `train`, `lab`, `inspect`,
+//! `gpu`) and end-to-end tests; `publish = false`. The libraries are [`dype_core`] (the `no_std`
+//! RoPE extrapolation math) and [`dype_burn`] (burn modules and the model zoo); the experiments
+//! are `dype_lab` (`publish = false`). This crate re-exports the two libraries and adds the checkpoint files the examples use
+//! ([`hub`]; downloads with the feature `hub`).
+//!
+//! See the workspace README for the layout and which example needs which feature.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -8,6 +16,8 @@ pub use dype_burn as burn;
 pub use dype_core as core;
 
 pub mod hub;
-pub mod lab;
-pub mod shapes;
-pub mod train;
+
+/// The README's code blocks, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -120,7 +120,7 @@ pub fn shapes_model<B: Backend>(
     device: &B::Device,
 ) -> anyhow::Result<(dype::burn::models::fitv2::FitV2<B>, String)> {
     let dir = shapes_dir();
-    let (model, info) = dype::train::load_bundle::<B>(&dir, dtype, device)
+    let (model, info) = dype_lab::train::load_bundle::<B>(&dir, dtype, device)
         .with_context(|| format!("loading the shapes model from {}", dir.display()))?;
     Ok((
         model,
@@ -175,14 +175,75 @@ pub fn recipe(name: &str) -> anyhow::Result<Recipe> {
     presets::recipe_by_name(name).map_err(|e| anyhow!("--method {name}: {e}"))
 }
 
-/// Registers DejaVu Sans as plotters' `sans-serif` (`dype::lab::fonts`); warns when it is not
+/// Registers DejaVu Sans as plotters' `sans-serif` (`dype_lab::lab::fonts`); warns when it is not
 /// found (plots are then drawn without text).
+#[cfg(feature = "lab")]
 pub fn plot_fonts() -> bool {
-    let labels = dype::lab::fonts();
+    let labels = dype_lab::lab::fonts();
     if !labels {
         eprintln!("warning: no DejaVuSans.ttf found; plotting without text");
     }
     labels
+}
+
+/// The checks of a generating example before any work starts: `--out` can be written (its folder
+/// exists), and `--progression` is available in this build.
+pub fn check_outputs(out: &Path, progression: Option<&Path>) -> anyhow::Result<()> {
+    dype::burn::pipeline::check_output(out).context("--out")?;
+    #[cfg(not(feature = "lab"))]
+    if progression.is_some() {
+        return Err(needs_feature("--progression", "lab"));
+    }
+    #[cfg(feature = "lab")]
+    let _ = progression;
+    Ok(())
+}
+
+/// The error of a flag that needs a cargo feature this build was made without (given before any
+/// work starts).
+pub fn needs_feature(flag: &str, feature: &str) -> anyhow::Error {
+    anyhow!(
+        "{flag} needs the `{feature}` feature: rebuild with `cargo run --release --features {feature} --example …`"
+    )
+}
+
+/// The local path of a checkpoint file: the one given with `flag`, else a download from the Hub
+/// (feature `hub`); `sharded` fetches an index and all its shards.
+#[cfg(feature = "hub")]
+pub fn local_or_hub(
+    given: Option<&Path>,
+    flag: &str,
+    file: dype::hub::HubFile,
+    sharded: bool,
+) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    let fetched = if sharded {
+        dype::hub::fetch_sharded(file)
+    } else {
+        dype::hub::fetch(file)
+    };
+    fetched.with_context(|| format!("(or pass a local copy with {flag} PATH)"))
+}
+
+/// The local path of a checkpoint file given with `flag`; this build cannot download (no `hub`
+/// feature), so a missing flag is an error naming both ways out.
+#[cfg(not(feature = "hub"))]
+pub fn local_or_hub(
+    given: Option<&Path>,
+    flag: &str,
+    file: dype::hub::HubFile,
+    _sharded: bool,
+) -> anyhow::Result<PathBuf> {
+    given.map(Path::to_path_buf).ok_or_else(|| {
+        anyhow!(
+            "no {flag} given: pass a local copy of `{}` from `{}` with {flag} PATH, or rebuild with \
+             `--features hub` to download it",
+            file.file,
+            file.repo
+        )
+    })
 }
 
 /// `--progression-space`: where the spectral progression is measured.
@@ -207,13 +268,22 @@ impl ProgressionSpace {
 /// `--progression DIR`: the spectral progression of one run (DyPE §3.1, Fig. 2), fed from the
 /// pipeline's per-step callback. The callback cannot fail, so the first error is kept and
 /// reported by [`Recorder::finish`].
-#[derive(Default)]
+#[cfg(feature = "lab")]
 pub struct Recorder {
-    progression: dype::lab::Progression,
+    progression: dype_lab::lab::Progression,
     failure: Option<anyhow::Error>,
 }
 
+#[cfg(feature = "lab")]
 impl Recorder {
+    /// A recorder when `--progression` names a directory, else `None`.
+    pub fn new(dir: Option<&Path>) -> anyhow::Result<Option<Self>> {
+        Ok(dir.map(|_| Recorder {
+            progression: dype_lab::lab::Progression::default(),
+            failure: None,
+        }))
+    }
+
     /// Adds the state at step `index` (paper time `t`): `state()` gives `[batch, channels, H, W]`
     /// (the latent, or its decoded image). Nothing more is computed after a failure.
     pub fn record<B: Backend>(
@@ -235,19 +305,19 @@ impl Recorder {
         }
     }
 
-    /// Writes `progression.json`, `.md` and `.png` into `dir` (`dype::lab::progression::write_run`);
+    /// Writes `progression.json`, `.md` and `.png` into `dir` (`dype_lab::lab::progression::write_run`);
     /// `unit` is the frequency unit of the recorded states (`cycles/px`, `cycles/latent`).
     pub fn finish(self, dir: &Path, title: String, unit: &str) -> anyhow::Result<()> {
         if let Some(e) = self.failure {
             return Err(e);
         }
         plot_fonts();
-        let run = dype::lab::progression::ProgressionRun {
+        let run = dype_lab::lab::progression::ProgressionRun {
             title,
             unit: unit.into(),
             map: self.progression.map()?,
         };
-        dype::lab::progression::write_run(dir, &run)
+        dype_lab::lab::progression::write_run(dir, &run)
             .with_context(|| format!("writing the progression to {}", dir.display()))?;
         let bands: Vec<String> = run
             .map
@@ -261,5 +331,36 @@ impl Recorder {
             bands.join(" / ")
         );
         Ok(())
+    }
+}
+
+/// `--progression` in a build without the lab: the type has no values ([`Recorder::new`] refuses
+/// the flag before any work starts).
+#[cfg(not(feature = "lab"))]
+pub enum Recorder {}
+
+#[cfg(not(feature = "lab"))]
+impl Recorder {
+    /// `None` without `--progression`; the flag itself is an error naming the `lab` feature.
+    pub fn new(dir: Option<&Path>) -> anyhow::Result<Option<Self>> {
+        match dir {
+            Some(_) => Err(needs_feature("--progression", "lab")),
+            None => Ok(None),
+        }
+    }
+
+    /// Never called: there is no recorder without the lab.
+    pub fn record<B: Backend>(
+        &mut self,
+        _index: usize,
+        _t: f64,
+        _state: impl FnOnce() -> anyhow::Result<burn::tensor::Tensor<B, 4>>,
+    ) {
+        match *self {}
+    }
+
+    /// Never called: there is no recorder without the lab.
+    pub fn finish(self, _dir: &Path, _title: String, _unit: &str) -> anyhow::Result<()> {
+        match self {}
     }
 }

@@ -22,7 +22,7 @@ case "${1:-}" in
     # Bind the CUDA version of the GPU host's driver (format MAJOR0MINOR0; 12080 = CUDA 12.8).
     # The H200 machines here run driver 580 (CUDA 13.0), so 13000 is the default.
     export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
-    cargo build --release --no-default-features --features cuda,train --example gpu --example train
+    cargo build --release --no-default-features --features cuda,train,text --example gpu --example train
     target="${CARGO_TARGET_DIR:-target}"
     mkdir -p .gpu
     cp "$target/release/examples/gpu" .gpu/gpu

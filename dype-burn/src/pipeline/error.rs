@@ -78,6 +78,37 @@ pub enum PipelineError {
     /// The decoder returned no image.
     #[error("the decoder returned no image")]
     NoImage,
+    /// The estimated memory of a generation is above the limit ([`super::memory_limit`]):
+    /// refused before its first large allocation.
+    #[error(
+        "{what} needs an estimated {} of memory, above the limit of {} ({limit_from}); \
+         ask for a smaller size or batch, or set DYPE_MEMORY_LIMIT (bytes, e.g. 64G) to raise the limit",
+        super::format_bytes(*needed),
+        super::format_bytes(*limit)
+    )]
+    Memory {
+        /// What was asked for, in words (size, batch, tokens).
+        what: String,
+        /// The estimate in bytes (`u64::MAX` where it overflows).
+        needed: u64,
+        /// The limit in bytes.
+        limit: u64,
+        /// Where the limit comes from (`DYPE_MEMORY_LIMIT`, the host's available memory).
+        limit_from: &'static str,
+    },
+    /// FLUX's time shift μ is so large at this token count that the σ schedule collapses (every
+    /// σ rounds to 1 before the last step).
+    #[error(
+        "the σ schedule collapses at μ = {mu:.4e} ({tokens} image tokens): exp(μ) swamps every \
+         step's shift, so σ rounds to 1 until the last step; pin a smaller μ \
+         (`FluxGenerate::mu`; the flux example's `--mu` or `--pin-mu`)"
+    )]
+    ScheduleCollapse {
+        /// μ at this size (or as pinned).
+        mu: f64,
+        /// Image tokens of the request.
+        tokens: usize,
+    },
     /// Positional math rejected the configuration.
     #[error(transparent)]
     Math(#[from] DypeError),

@@ -250,8 +250,30 @@ fn sample_impl<B: Backend>(
         return Err(PipelineError::Zero { name: "steps" });
     }
     let (h, w) = (request.height / unit, request.width / unit);
-    let n = h * w;
+    let n = h.saturating_mul(w);
     let (ph, pw) = (h * cfg.patch_size, w * cfg.patch_size);
+    crate::pipeline::check_memory(
+        || {
+            format!(
+                "sampling {} image(s) of {}×{} px ({n} tokens)",
+                items.len(),
+                request.height,
+                request.width
+            )
+        },
+        cfg.in_channels
+            .checked_mul(ph)
+            .and_then(|c| c.checked_mul(pw))
+            .and_then(|state| {
+                crate::pipeline::sampling_bytes(
+                    items.len(),
+                    state,
+                    n,
+                    cfg.hidden_size,
+                    request.cfg_scale != 1.0,
+                )
+            }),
+    )?;
     let noise: Vec<Tensor<B, 4>> = items
         .iter()
         .map(|i| {

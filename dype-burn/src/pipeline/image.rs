@@ -13,16 +13,16 @@ use burn::tensor::{DType, Tensor};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ImageError {
-    /// File system error.
-    #[error("{path}: {source}")]
+    /// File system error (its cause follows as the error's source).
+    #[error("cannot write {path}")]
     Io {
         /// The path.
         path: PathBuf,
         /// The error.
         source: std::io::Error,
     },
-    /// Encoder error.
-    #[error("{path}: PNG encoding failed: {source}")]
+    /// Encoder error (its cause follows as the error's source).
+    #[error("{path}: PNG encoding failed")]
     Encode {
         /// The path.
         path: PathBuf,
@@ -34,6 +34,20 @@ pub enum ImageError {
     Channels {
         /// Channels of the tensor.
         channels: usize,
+    },
+    /// The folder an output file would go into does not exist (or is not a folder).
+    #[error("cannot write {path}: the folder {folder} does not exist")]
+    NoFolder {
+        /// The output path.
+        path: PathBuf,
+        /// Its folder.
+        folder: PathBuf,
+    },
+    /// The output path is a folder.
+    #[error("cannot write {path}: it is a folder (give a file name)")]
+    IsFolder {
+        /// The output path.
+        path: PathBuf,
     },
     /// The image tensor could not be read back to the host.
     #[error("cannot read the image back from the device: {reason}")]
@@ -51,6 +65,27 @@ pub enum ImageError {
         /// Bytes held.
         len: usize,
     },
+}
+
+/// Checks that a file can be written at `path` before any work starts (a sampling run that ends
+/// in a missing folder loses the whole run): its folder exists and `path` is not a folder.
+pub fn check_output(path: &Path) -> Result<(), ImageError> {
+    if path.is_dir() {
+        return Err(ImageError::IsFolder {
+            path: path.to_path_buf(),
+        });
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(ImageError::NoFolder {
+            path: path.to_path_buf(),
+            folder: folder.to_path_buf(),
+        });
+    }
+    Ok(())
 }
 
 /// Writes `image` as an 8-bit RGB PNG with `metadata` as `tEXt` chunks (key, value).

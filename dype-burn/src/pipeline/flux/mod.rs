@@ -225,6 +225,39 @@ pub struct FluxState<'a, B: Backend> {
     pub x: &'a Tensor<B, 3>,
 }
 
+/// μ and the σ schedule of a request over `tokens` image tokens: the pinned μ or FLUX.1-dev's
+/// shift at this size; a schedule whose σ are not strictly decreasing (μ so large that every σ
+/// but the last rounds to 1) is [`PipelineError::ScheduleCollapse`], naming μ and how to pin it.
+pub fn schedule(request: &FluxGenerate, tokens: usize) -> Result<(f64, Vec<f64>), PipelineError> {
+    let shift = FlowShift::FLUX_DEV;
+    let mu = match request.mu {
+        Some(mu) => mu,
+        None => match shift.mu(tokens) {
+            Ok(mu) => mu,
+            // Out of μ's range: report the μ this size asks for.
+            Err(_) => {
+                let slope = (shift.max_shift - shift.base_shift)
+                    / (shift.max_image_seq_len - shift.base_image_seq_len);
+                let mu = shift.base_shift + slope * (tokens as f64 - shift.base_image_seq_len);
+                return Err(PipelineError::ScheduleCollapse { mu, tokens });
+            }
+        },
+    };
+    let collapse = PipelineError::ScheduleCollapse { mu, tokens };
+    let sigmas: Vec<f64> = match flux_sigmas(request.steps, mu) {
+        Ok(s) => s.collect(),
+        Err(_) if mu.is_finite() && mu.abs() > dype_core::flow::MAX_MU => return Err(collapse),
+        Err(e) => return Err(e.into()),
+    };
+    if sigmas
+        .windows(2)
+        .any(|p| p[1].partial_cmp(&p[0]) != Some(core::cmp::Ordering::Less))
+    {
+        return Err(collapse);
+    }
+    Ok((mu, sigmas))
+}
+
 /// [`sample`] with a callback that sees the state after every step (and the initial noise): what
 /// the lab's spectral progression measures.
 #[allow(clippy::too_many_arguments)]
@@ -262,11 +295,7 @@ pub fn sample_with_states<B: Backend>(
     let txt = batched(cond.t5.clone(), batch, "t5")?;
     let y = batched(cond.pooled.clone(), batch, "pooled")?;
     let l = txt.dims()[1];
-    let mu = match request.mu {
-        Some(mu) => mu,
-        None => FlowShift::FLUX_DEV.mu(n)?,
-    };
-    let sigmas: Vec<f64> = flux_sigmas(request.steps, mu)?.collect();
+    let (_, sigmas) = schedule(request, n)?;
     let rope = request.method.rope(cfg, request.base_tokens)?;
     let mut rotary = RotaryEmbedding::<B>::batch(
         rope,
@@ -384,6 +413,28 @@ pub fn generate_with_states<B: Backend>(
     }
     let batch = request.batch;
     let (h, w) = (request.height / unit, request.width / unit);
+    let tokens = h.saturating_mul(w);
+    // Refuse what cannot run before the first large allocation: a collapsed σ schedule, then an
+    // estimate of the working memory (latents and the DiT's activations over text + image).
+    schedule(request, tokens)?;
+    crate::pipeline::check_memory(
+        || {
+            format!(
+                "sampling {batch} image(s) of {}×{} px ({tokens} image tokens)",
+                request.height, request.width
+            )
+        },
+        cfg.in_channels.checked_mul(tokens).and_then(|state| {
+            let text = cond.t5.dims()[1];
+            crate::pipeline::sampling_bytes(
+                batch,
+                state,
+                tokens.checked_add(text)?,
+                cfg.hidden_size,
+                false,
+            )
+        }),
+    )?;
     let noise: Vec<Tensor<B, 4>> = (0..batch as u64)
         .map(|i| {
             crate::pipeline::seeded_noise::<B, 4>(

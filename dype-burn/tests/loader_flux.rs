@@ -2,14 +2,15 @@
 //! offending key, in both the BFL and the diffusers layout, and nothing is built from a bad
 //! checkpoint.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
-use common::{beside, load_json, rewrite, tempdir};
 use dype_burn::backend::Cpu;
 use dype_burn::models::flux::{Flux, FluxConfig};
+use support::{beside, load_json, rewrite, tempdir};
 
 fn tiny() -> (FluxConfig, PathBuf, PathBuf) {
     let (json, v) = load_json("models/flux_tiny.json");

@@ -1,12 +1,12 @@
-//! Training the shapes FiTv2 (`dype::train`): seeded initialisation, the loss going down on a
+//! Training the shapes FiTv2 (`dype_lab::train`): seeded initialisation, the loss going down on a
 //! fixed batch, exact resume, the FiT-layout checkpoint round trip, the batch stream.
 
 use burn::backend::Autodiff;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
-use dype::burn::backend::Cpu;
-use dype::burn::models::fitv2::{FitConfig, FitPosition, FitV2, fit_grid, fit_rope};
-use dype::burn::rotary::{PairLayout, RotaryEmbedding};
-use dype::train::{
+use dype_burn::backend::Cpu;
+use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, fit_grid, fit_rope};
+use dype_burn::rotary::{PairLayout, RotaryEmbedding};
+use dype_lab::train::{
     BundleInfo, TrainConfig, Trainer, TrainingError, batch, export_bundle, load_bundle,
 };
 
@@ -94,7 +94,7 @@ fn initialisation_is_seeded_and_starts_at_zero_velocity() {
     );
     assert!(!zero("blocks.0.attn.qkv.weight"));
     let n = config.ori_max_pe_len;
-    let rope = fit_rope(&config, FitPosition::from(dype::core::Method::Base), true).expect("rope");
+    let rope = fit_rope(&config, FitPosition::from(dype_core::Method::Base), true).expect("rope");
     let rotary = RotaryEmbedding::<Cpu>::new(
         rope,
         fit_grid(n, n, n * n).expect("grid"),
@@ -152,14 +152,14 @@ fn a_bundle_round_trips_through_the_fit_checkpoint_loader() {
     assert_eq!(back, info);
     assert_eq!(weights(&model), weights(trainer.ema()));
     // The weights file is a FiT checkpoint: the reference's key names, PyTorch [out, in] layout.
-    let raw = std::fs::read(dir.join(dype::train::bundle::WEIGHTS)).expect("read");
+    let raw = std::fs::read(dir.join(dype_lab::train::bundle::WEIGHTS)).expect("read");
     let st = safetensors::SafeTensors::deserialize(&raw).expect("safetensors");
     let qkv = st.tensor("blocks.0.attn.qkv.weight").expect("qkv");
     assert_eq!(qkv.shape(), &[96, 32]);
     assert_eq!(st.len(), config.model.key_map().len());
     // A truncated file is rejected by name.
     std::fs::write(
-        dir.join(dype::train::bundle::WEIGHTS),
+        dir.join(dype_lab::train::bundle::WEIGHTS),
         &raw[..raw.len() / 2],
     )
     .expect("write");

@@ -2,16 +2,17 @@
 //! dype-core's per-token tables (≤ 1e-6), and rotating random q/k on the device equals rotating with
 //! the fixtures' cos/sin rows (official DyPE FLUX and FiT layouts).
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{f64s, flag, load_json, num, string};
 use dype_burn::backend::Cpu;
 use dype_burn::rotary::{RotaryEmbedding, SamplePositions};
 use dype_core::presets::{self, FitFreqs, OfficialMethod};
 use dype_core::table::{ExtentRule, flux_ids, grid_ids};
 use dype_core::{PairLayout, Sigma, write_token_table};
 use serde_json::Value;
+use support::{f64s, flag, load_json, num, string};
 
 type B = Cpu;
 

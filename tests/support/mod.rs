@@ -1,15 +1,21 @@
-//! Shared parity-runner plumbing: fixture resolution (`DYPE_FIXTURES_DIR`) and the report line.
+//! Parity-runner plumbing shared by the member crates' tests (`dype-core/tests/parity_rope.rs`,
+//! `dype-burn/tests/parity_*.rs`, the loaders), included by each with
+//! `#[path = "../../tests/support/mod.rs"] mod support;`: fixture resolution (`DYPE_FIXTURES_DIR`),
+//! the report line, reference-tensor files.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
-/// The fixtures root: `$DYPE_FIXTURES_DIR` when set, else `tests/fixtures` of this package.
+/// The fixtures root: `$DYPE_FIXTURES_DIR` when set, else the workspace's `tests/fixtures` (the
+/// one set of reference files every crate's runners read; found above the crate's manifest).
 pub fn fixtures_root() -> PathBuf {
     match std::env::var_os("DYPE_FIXTURES_DIR") {
         Some(d) => PathBuf::from(d),
         None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests")
-            .join("fixtures"),
+            .ancestors()
+            .map(|dir| dir.join("tests").join("fixtures"))
+            .find(|dir| dir.join("README.md").is_file())
+            .expect("the workspace's tests/fixtures (or set DYPE_FIXTURES_DIR)"),
     }
 }
 

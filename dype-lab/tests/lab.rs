@@ -1,20 +1,20 @@
-//! The lab (`dype::lab`): its metrics on known inputs (the calibration rows separate as the docs
+//! The lab (`dype_lab::lab`): its metrics on known inputs (the calibration rows separate as the docs
 //! claim), the 1× identity of every method, and a quick run writing all its outputs.
 
 use std::path::Path;
 
 use burn::tensor::FloatDType;
-use dype::burn::backend::Cpu;
-use dype::burn::models::fitv2::{FitPosition, FitV2};
-use dype::lab::metrics::{self, Reference, bootstrap, detail_error, mean_at};
-use dype::lab::progression::{Progression, gamma};
-use dype::lab::{Cell, LabConfig, RunOptions, frequency_rows, resize, tile};
-use dype::shapes::{CLASSES, Image, RenderConfig, Sample};
-use dype::train::{BundleInfo, SampleOptions, load_bundle, sample, shapes_model};
+use dype_burn::backend::Cpu;
+use dype_burn::models::fitv2::{FitPosition, FitV2};
+use dype_lab::lab::metrics::{self, Reference, bootstrap, detail_error, mean_at};
+use dype_lab::lab::progression::{Progression, gamma};
+use dype_lab::lab::{Cell, LabConfig, RunOptions, frequency_rows, resize, tile};
+use dype_lab::shapes::{CLASSES, Image, RenderConfig, Sample};
+use dype_lab::train::{BundleInfo, SampleOptions, load_bundle, sample, shapes_model};
 
 /// The bundled shapes model (`examples/shapes`, on the default CPU device) and its bundle info.
 fn bundled() -> (FitV2<Cpu>, BundleInfo) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let dir = workspace().join("examples/shapes");
     load_bundle::<Cpu>(&dir, FloatDType::F32, &Default::default()).expect("bundle")
 }
 
@@ -133,7 +133,7 @@ fn every_method_is_the_base_rope_at_the_training_size() {
     let config = shapes_model();
     let cell = Cell::new("1x", 32, 32);
     let mut not_native = Vec::new();
-    for entry in dype::core::presets::METHODS {
+    for entry in dype_core::presets::METHODS {
         let position: FitPosition = entry.name.parse().expect("registry name");
         let rows = frequency_rows(&config, entry.name, position, &cell, 8).expect("rows");
         if rows
@@ -159,7 +159,7 @@ fn every_method_is_the_base_rope_at_the_training_size() {
     lab.bootstrap = 10;
     lab.reference_per_class = 2;
     let out = tempdir("identity");
-    dype::lab::run(
+    dype_lab::lab::run(
         &model,
         32,
         &lab,
@@ -179,7 +179,7 @@ fn the_quick_lab_writes_all_its_outputs() {
     let (model, info) = bundled();
     let config = LabConfig::quick(info.train.image_size);
     let out = tempdir("quick");
-    let report = dype::lab::run(
+    let report = dype_lab::lab::run(
         &model,
         32,
         &config,
@@ -245,7 +245,7 @@ fn the_quick_lab_writes_all_its_outputs() {
         resume: true,
         ..RunOptions::default()
     };
-    let again = dype::lab::run(&model, 32, &config, &out, &resume, &device, |p| {
+    let again = dype_lab::lab::run(&model, 32, &config, &out, &resume, &device, |p| {
         eprintln!("resumed run: {}", p.what);
         evaluations += 1
     })
@@ -262,7 +262,7 @@ fn the_quick_lab_writes_all_its_outputs() {
     let mut other = config.clone();
     other.steps += 1;
     other.cells.truncate(1);
-    dype::lab::run(&model, 32, &other, &out, &resume, &device, |_| {
+    dype_lab::lab::run(&model, 32, &other, &out, &resume, &device, |_| {
         evaluations += 1
     })
     .expect("other");
@@ -388,7 +388,7 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
     let model = bundled().0;
     let config = tiny_config(2);
     let whole_dir = tempdir("whole");
-    let whole = dype::lab::run(
+    let whole = dype_lab::lab::run(
         &model,
         32,
         &config,
@@ -407,7 +407,7 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
     };
     // The second cell first: its calibration needs the model's 1× samples, which it makes itself.
     let second = config.cells[1].label.clone();
-    let part = dype::lab::run(&model, 32, &config, &split, &only(&second), &device, |_| {})
+    let part = dype_lab::lab::run(&model, 32, &config, &split, &only(&second), &device, |_| {})
         .expect("second cell");
     assert!(!part.is_complete());
     assert!(
@@ -415,9 +415,9 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
         "combined outputs wait for every cell"
     );
     let first = config.cells[0].label.clone();
-    dype::lab::run(&model, 32, &config, &split, &only(&first), &device, |_| {}).expect("first");
+    dype_lab::lab::run(&model, 32, &config, &split, &only(&first), &device, |_| {}).expect("first");
     let mut evaluations = 0;
-    let assembled = dype::lab::run(
+    let assembled = dype_lab::lab::run(
         &model,
         32,
         &config,
@@ -433,7 +433,7 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
     assert_eq!(evaluations, 0, "every cell was on disk");
     assert!(assembled.is_complete() && split.join("lab.json").exists());
     assert!(assembled.cell_seconds() > 0.0);
-    let without_time = |r: &dype::lab::LabReport| {
+    let without_time = |r: &dype_lab::lab::LabReport| {
         r.cells
             .iter()
             .map(|c| {
@@ -448,7 +448,7 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
         only: vec!["no such cell".into()],
         ..RunOptions::default()
     };
-    assert!(dype::lab::run(&model, 32, &config, &split, &bad, &device, |_| {}).is_err());
+    assert!(dype_lab::lab::run(&model, 32, &config, &split, &bad, &device, |_| {}).is_err());
     let _ = std::fs::remove_dir_all(&whole_dir);
     let _ = std::fs::remove_dir_all(&split);
 }
@@ -459,14 +459,14 @@ fn cells_sampled_apart_assemble_into_the_same_report() {
 fn the_model_fingerprint_follows_the_weights() {
     let device = Default::default();
     let model = bundled().0;
-    let a = dype::lab::model_fingerprint(&model).expect("fingerprint");
-    let b = dype::lab::model_fingerprint(&model).expect("fingerprint");
+    let a = dype_lab::lab::model_fingerprint(&model).expect("fingerprint");
+    let b = dype_lab::lab::model_fingerprint(&model).expect("fingerprint");
     assert_eq!(a, b);
     assert_eq!(a.len(), 64);
     let other = FitV2::<Cpu>::init(&shapes_model(), 1, &device).expect("init");
     assert_ne!(
         a,
-        dype::lab::model_fingerprint(&other).expect("fingerprint")
+        dype_lab::lab::model_fingerprint(&other).expect("fingerprint")
     );
 }
 
@@ -478,7 +478,7 @@ fn an_interrupted_cell_resumes_method_by_method() {
     let model = bundled().0;
     let config = tiny_config(2);
     let out = tempdir("methods");
-    let first = dype::lab::run(
+    let first = dype_lab::lab::run(
         &model,
         32,
         &config,
@@ -498,7 +498,7 @@ fn an_interrupted_cell_resumes_method_by_method() {
     }
     let mut last = 0;
     let mut evaluations = 0;
-    let again = dype::lab::run(&model, 32, &config, &out, &resume, &device, |p| {
+    let again = dype_lab::lab::run(&model, 32, &config, &out, &resume, &device, |p| {
         if p.done > last {
             evaluations += p.done - last;
             last = p.done;
@@ -510,7 +510,7 @@ fn an_interrupted_cell_resumes_method_by_method() {
         evaluations, skipped,
         "progress counts the saved methods as done"
     );
-    let rows = |r: &dype::lab::LabReport| {
+    let rows = |r: &dype_lab::lab::LabReport| {
         r.cells
             .iter()
             .map(|c| {
@@ -526,9 +526,9 @@ fn an_interrupted_cell_resumes_method_by_method() {
     saved["bits"] = serde_json::Value::String("0".repeat(64));
     std::fs::write(&path, saved.to_string()).expect("write");
     std::fs::remove_file(out.join("cells/1x.json")).expect("remove");
-    let err = dype::lab::run(&model, 32, &config, &out, &resume, &device, |_| {});
+    let err = dype_lab::lab::run(&model, 32, &config, &out, &resume, &device, |_| {});
     assert!(
-        matches!(err, Err(dype::lab::LabError::NotIdentity { .. })),
+        matches!(err, Err(dype_lab::lab::LabError::NotIdentity { .. })),
         "{err:?}"
     );
     let _ = std::fs::remove_dir_all(&out);
@@ -542,7 +542,7 @@ fn a_cells_methods_can_be_split_over_two_runs() {
     let model = bundled().0;
     let config = tiny_config(1);
     let whole_dir = tempdir("split-whole");
-    let whole = dype::lab::run(
+    let whole = dype_lab::lab::run(
         &model,
         32,
         &config,
@@ -558,14 +558,15 @@ fn a_cells_methods_can_be_split_over_two_runs() {
         methods: vec![method.to_string()],
         ..RunOptions::default()
     };
-    let a = dype::lab::run(&model, 32, &config, &out, &part("pi"), &device, |_| {}).expect("a");
+    let a = dype_lab::lab::run(&model, 32, &config, &out, &part("pi"), &device, |_| {}).expect("a");
     assert!(
         a.cells.is_empty(),
         "base is not on disk yet: the cell waits"
     );
-    let b = dype::lab::run(&model, 32, &config, &out, &part("base"), &device, |_| {}).expect("b");
+    let b =
+        dype_lab::lab::run(&model, 32, &config, &out, &part("base"), &device, |_| {}).expect("b");
     assert_eq!(b.cells.len(), 1, "with pi on disk, the cell is finished");
-    let key = |r: &dype::lab::LabReport| {
+    let key = |r: &dype_lab::lab::LabReport| {
         serde_json::to_string(&(&r.cells[0].rows, &r.cells[0].progression)).expect("json")
     };
     assert_eq!(key(&b), key(&whole));
@@ -573,7 +574,7 @@ fn a_cells_methods_can_be_split_over_two_runs() {
         methods: vec!["no-such-method".into()],
         ..RunOptions::default()
     };
-    assert!(dype::lab::run(&model, 32, &config, &out, &bad, &device, |_| {}).is_err());
+    assert!(dype_lab::lab::run(&model, 32, &config, &out, &bad, &device, |_| {}).is_err());
     let _ = std::fs::remove_dir_all(&whole_dir);
     let _ = std::fs::remove_dir_all(&out);
 }
@@ -593,34 +594,34 @@ fn tiny_config(cells: usize) -> LabConfig {
 
 /// The full run committed in `docs/lab/` is the one the docs discuss and this code would make: it
 /// is complete, ran the full config on the bundled weights under the current metric definitions,
-/// its Markdown outputs are what [`dype::lab::comparison_markdown`] and
-/// [`dype::lab::progression_markdown`] write from its `lab.json`, every row of its comparison
+/// its Markdown outputs are what [`dype_lab::lab::comparison_markdown`] and
+/// [`dype_lab::lab::progression_markdown`] write from its `lab.json`, every row of its comparison
 /// tables appears verbatim in docs/evidence.md, and all its methods gave the same bits at 1×.
 #[test]
 fn the_committed_full_run_matches_the_code_and_the_docs() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = workspace();
     let lab = root.join("docs/lab");
     let read =
         |p: &Path| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let report = committed_report();
     assert!(report.is_complete());
     assert_eq!(report.config, LabConfig::full(32));
-    assert_eq!(report.metrics_version, dype::lab::METRICS_VERSION);
+    assert_eq!(report.metrics_version, dype_lab::lab::METRICS_VERSION);
     let model = bundled().0;
     assert_eq!(
         report.model,
-        dype::lab::model_fingerprint(&model).expect("fingerprint"),
+        dype_lab::lab::model_fingerprint(&model).expect("fingerprint"),
         "docs/lab was sampled with other weights than examples/shapes"
     );
 
-    let comparison = dype::lab::comparison_markdown(&report);
+    let comparison = dype_lab::lab::comparison_markdown(&report);
     assert_eq!(comparison, read(&lab.join("comparison.md")));
     assert_eq!(
-        dype::lab::progression_markdown(&report),
+        dype_lab::lab::progression_markdown(&report),
         read(&lab.join("progression.md"))
     );
     assert_eq!(
-        dype::lab::frequencies_markdown(&report),
+        dype_lab::lab::frequencies_markdown(&report),
         read(&lab.join("frequencies.md"))
     );
     let evidence = read(&root.join("docs/evidence.md"));
@@ -649,8 +650,8 @@ fn the_committed_full_run_matches_the_code_and_the_docs() {
     assert!(bits.iter().all(|b| b.len() == 64 && *b == bits[0]));
 }
 
-fn committed_report() -> dype::lab::LabReport {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/lab/lab.json");
+fn committed_report() -> dype_lab::lab::LabReport {
+    let path = workspace().join("docs/lab/lab.json");
     let text = std::fs::read_to_string(&path).expect("docs/lab/lab.json");
     serde_json::from_str(&text).expect("lab.json")
 }
@@ -660,7 +661,7 @@ fn committed_report() -> dype::lab::LabReport {
 /// difference of the rows' means, and at 1× (every method the base RoPE) every pair is 0.
 #[test]
 fn paired_differences_pair_the_samples() {
-    use dype::lab::{DYNAMIC_PAIRS, paired_difference};
+    use dype_lab::lab::{DYNAMIC_PAIRS, paired_difference};
     let report = committed_report();
     let resamples = report.config.bootstrap;
     for cell in &report.cells {
@@ -705,13 +706,13 @@ fn paired_differences_pair_the_samples() {
 /// real weights).
 #[test]
 fn a_pipeline_runs_progression_is_written_and_reads_back() {
-    use dype::burn::models::fitv2::{FitConfig, GuidedChannels};
-    use dype::burn::models::vae::{VaeConfig, VaeDecoder};
-    use dype::burn::pipeline::fitv2::{FitGenerate, FitSampler, generate, generate_with_states};
-    use dype::lab::progression::{ProgressionRun, run_markdown, write_run};
+    use dype_burn::models::fitv2::{FitConfig, GuidedChannels};
+    use dype_burn::models::vae::{VaeConfig, VaeDecoder};
+    use dype_burn::pipeline::fitv2::{FitGenerate, FitSampler, generate, generate_with_states};
+    use dype_lab::lab::progression::{ProgressionRun, run_markdown, write_run};
 
     let device = Default::default();
-    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models");
+    let models = workspace().join("tests/fixtures/models");
     let json = |name: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(models.join(name)).expect("fixture"))
             .expect("json")
@@ -816,7 +817,7 @@ fn a_pipeline_runs_progression_is_written_and_reads_back() {
 /// and reaches the level.
 #[test]
 fn thirds_average_the_settling_times_of_each_third() {
-    use dype::lab::ProgressionMap;
+    use dype_lab::lab::ProgressionMap;
     // Six bins, three steps (t = 1, 0.5, 0): bins 0–1 settle at t = 0.5, 2–5 at t = 0; bin 1 is
     // undefined, bin 4 never reaches the level.
     let map = ProgressionMap {
@@ -882,8 +883,8 @@ fn calibration_rows_separate_at_4_to_1() {
 /// before writing anything.
 #[test]
 fn malformed_progressions_are_refused() {
-    use dype::lab::ProgressionMap;
-    use dype::lab::progression::{ProgressionRun, write_run};
+    use dype_lab::lab::ProgressionMap;
+    use dype_lab::lab::progression::{ProgressionRun, write_run};
     let mut prog = Progression::new();
     let mut plane = vec![0.5f32; 16];
     prog.add(0, 1.0, &plane, 4, 4).expect("finite");
@@ -932,4 +933,9 @@ fn malformed_progressions_are_refused() {
         assert!(write_run(&out, &run).is_err(), "map {i}");
         assert!(!out.join("progression.json").exists());
     }
+}
+
+/// The workspace root (the bundled model, `docs/` and the fixtures live there).
+fn workspace() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }

@@ -2,10 +2,10 @@
 //! RoPE variant at extrapolated sizes, a padded two-size batch, classifier-free guidance, and whole
 //! Euler / dopri5 trajectories — each from both the safetensors and the .pt weights.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
-use common::{Cases, Tally, beside, flag, load_json, num, rel_l2};
 use dype_burn::backend::Cpu;
 use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, GuidedChannels, fit_rope};
 use dype_burn::rotary::{PairLayout, RotaryTables};
@@ -15,6 +15,7 @@ use dype_burn::weights::Checkpoint;
 use dype_core::presets::FitFreqs;
 use serde_json::Value;
 use std::error::Error;
+use support::{Cases, Tally, beside, flag, load_json, num, rel_l2};
 
 type B = Cpu;
 

@@ -2,10 +2,10 @@
 //! exactly what the resident [`Flux`] computes, for the BFL and the diffusers file, in f32 and
 //! bf16, through `forward` and through the pipeline's sampling loop.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
-use common::{Cases, beside, flag, load_json, num, string};
 use dype_burn::backend::Cpu;
 use dype_burn::models::flux::{Flux, FluxConfig, FluxDenoiser, StreamedFlux, flux_rope};
 use dype_burn::pipeline::flux::{FluxConditioning, FluxGenerate, sample};
@@ -16,6 +16,7 @@ use dype_burn::rotary::SamplePositions;
 use dype_core::Sigma;
 use dype_core::presets::OfficialMethod;
 use serde_json::Value;
+use support::{Cases, beside, flag, load_json, num, string};
 
 type B = Cpu;
 

@@ -1,15 +1,16 @@
 //! FiTv2 in half precision: the f32 checkpoint cast to bf16/f16 on load runs with f32 states and
 //! stays close to the f32 reference output (RoPE and norms in f32 inside).
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
-use common::{Cases, beside, load_json, rel_l2};
 use dype_burn::backend::Cpu;
 use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, fit_grid, fit_rope};
 use dype_burn::rotary::PairLayout;
 use dype_burn::rotary::RotaryEmbedding;
 use dype_core::presets::FitFreqs;
+use support::{Cases, beside, load_json, rel_l2};
 
 type B = Cpu;
 

@@ -1,15 +1,16 @@
 //! Text-encoder checkpoint loading (T5 and CLIP) fails loudly and precisely: missing, unexpected
 //! and misshaped tensors are named with the file, truncated files are rejected.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
-use common::{beside, load_json, rewrite, string, tempdir};
 use dype_burn::backend::Cpu;
 use dype_burn::models::text::{ClipConfig, ClipTextModel};
 use dype_burn::models::text::{T5Config, T5Encoder};
+use support::{beside, load_json, rewrite, string, tempdir};
 
 #[derive(Clone, Copy)]
 enum Model {

@@ -7,14 +7,14 @@
 use std::path::Path;
 
 use burn::tensor::FloatDType;
-use dype::burn::backend::Cpu;
-use dype::shapes::{CLASS_NAMES, CLASSES, MIN_AREA_FRACTION, classify};
-use dype::train::{SampleOptions, load_bundle, sample};
+use dype_burn::backend::Cpu;
+use dype_lab::shapes::{CLASS_NAMES, CLASSES, MIN_AREA_FRACTION, classify};
+use dype_lab::train::{SampleOptions, load_bundle, sample};
 
 #[test]
 fn the_bundled_model_draws_every_class_recognisably() {
     let device = Default::default();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/shapes");
+    let dir = workspace().join("examples/shapes");
     let (model, info) = load_bundle::<Cpu>(&dir, FloatDType::F32, &device).expect("bundle");
     let size = info.train.image_size;
     assert_eq!(model.config().num_classes, CLASSES);
@@ -33,4 +33,9 @@ fn the_bundled_model_draws_every_class_recognisably() {
         }
     }
     assert!(wrong.is_empty(), "not recognised: {wrong:?}");
+}
+
+/// The workspace root (the bundled model, `docs/` and the fixtures live there).
+fn workspace() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }

@@ -4,16 +4,17 @@
 //! names for `sd`; diffusers and BFL `ae.safetensors` layouts for `flux`), on the Cpu (Flex)
 //! backend in f32, and compares with the stored image by relative L2 error.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
-use common::{Tally, load_json};
 use dype_burn::backend::Cpu;
 use dype_burn::models::vae::{VaeConfig, VaeDecoder};
 use dype_burn::weights::Checkpoint;
 use serde_json::Value;
+use support::{Tally, load_json};
 
 const TOL: f64 = 1e-4;
 const FIXTURE: &str = "models/vae_tiny.json";

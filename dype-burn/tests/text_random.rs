@@ -1,12 +1,13 @@
 //! Random-weight text encoders (used by the GPU timing script) build in f32 and bf16 and run.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
-use common::load_json;
 use dype_burn::backend::Cpu;
 use dype_burn::models::text::{ClipConfig, ClipTextModel};
 use dype_burn::models::text::{T5Config, T5Encoder};
+use support::load_json;
 
 type B = Cpu;
 

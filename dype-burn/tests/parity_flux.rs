@@ -4,16 +4,17 @@
 //! and the bf16 copy; a 6-step flow-match Euler trajectory with Dy-YaRN; and the diffusers
 //! `FlowMatchEulerDiscreteScheduler` sigma schedules.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
-use common::{Cases, Tally, beside, flag, load_json, max_abs, num, rel_l2, string};
 use dype_burn::backend::Cpu;
 use dype_burn::models::flux::{Flux, FluxConfig, flux_rope};
 use dype_burn::rotary::PairLayout;
 use dype_burn::rotary::RotaryEmbedding;
 use dype_burn::rotary::SamplePositions;
 use std::error::Error;
+use support::{Cases, Tally, beside, flag, load_json, max_abs, num, rel_l2, string};
 
 use dype_burn::sampling::euler;
 use dype_core::Sigma;
@@ -226,7 +227,7 @@ fn parity_flux_schedules() {
     for s in v["schedules"].as_array().expect("schedules") {
         let (len, steps) = (num(s, "image_seq_len") as usize, num(s, "steps") as usize);
         let mu = shift.mu(len).expect("mu");
-        let want = common::f64s(s, "sigmas");
+        let want = support::f64s(s, "sigmas");
         let got: Vec<f64> = flux_sigmas(steps, mu).expect("schedule").collect();
         let err = max_abs(&got, &want).max((mu - num(s, "mu")).abs());
         tally.check(|| format!("image_seq_len {len}, {steps} steps"), err, 1e-6);

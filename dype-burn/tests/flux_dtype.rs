@@ -1,10 +1,10 @@
 //! FLUX in half precision: the f32 checkpoint cast to bf16/f16 on load takes f32 states, returns
 //! f32 velocities and stays close to the f32 reference (norms, RoPE and timestep features in f32).
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
-use common::{Cases, beside, flag, load_json, num, rel_l2, string};
 use dype_burn::backend::Cpu;
 use dype_burn::models::flux::{Flux, FluxConfig, flux_rope};
 use dype_burn::rotary::PairLayout;
@@ -12,6 +12,7 @@ use dype_burn::rotary::RotaryEmbedding;
 use dype_burn::rotary::SamplePositions;
 use dype_core::Sigma;
 use dype_core::presets::OfficialMethod;
+use support::{Cases, beside, flag, load_json, num, rel_l2, string};
 
 type B = Cpu;
 

@@ -1,16 +1,17 @@
 //! `pipeline::prompt::PromptEncoder` on the tiny fixture encoders: it tokenizes and encodes exactly
 //! as the tokenizers and encoders do one by one, reports truncation, and keeps T5 out of f16.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
-use common::{beside, load_json};
 use dype_burn::backend::Cpu;
 use dype_burn::models::text::{
     ClipConfig, ClipTextModel, ClipTokenizer, T5Config, T5Encoder, T5Tokenizer,
 };
 use dype_burn::pipeline::PipelineError;
 use dype_burn::pipeline::prompt::{PromptEncoder, PromptFiles};
+use support::{beside, load_json};
 
 type B = Cpu;
 

@@ -1,14 +1,15 @@
 //! Parity of dype-core against the reference RoPE implementations (`tests/fixtures/rope/*.json`,
 //! or `$DYPE_FIXTURES_DIR/rope/`). Every case is computed from its parameters through the public API.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
-use common::{Tally, f64s, flag, load_json, max_abs, max_rel, num, opt_num, string};
 use dype_core::hf::HfRope;
 use dype_core::presets::{self, FitFreqs, OfficialMethod};
 use dype_core::table::TokenPositions;
 use dype_core::{AxisScales, PairLayout, Sigma, write_token_table};
 use serde_json::Value;
+use support::{Tally, f64s, flag, load_json, max_abs, max_rel, num, opt_num, string};
 
 const FREQ_TOL_F64: f64 = 1e-6;
 const FREQ_TOL_F32: f64 = 3e-6;

@@ -1,4 +1,4 @@
-//! The lab (issue 13): what each positional method does when the shapes FiTv2 of [`crate::train`]
+//! The lab: what each positional method does when the shapes FiTv2 of [`crate::train`]
 //! samples beyond its training resolution, measured against the renderer's known ideal.
 //!
 //! * **Method comparison** ([`run`]): at every [`Cell`] (1×, 2×, 4×, an extreme aspect ratio) the

@@ -1,14 +1,15 @@
 //! FiTv2 checkpoint loading fails loudly and precisely: every failure mode names the file and the
 //! offending key, and nothing is built from a bad checkpoint.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;
-use common::{beside, load_json, rewrite, tempdir};
 use dype_burn::backend::Cpu;
 use dype_burn::models::fitv2::{FitConfig, FitV2};
+use support::{beside, load_json, rewrite, tempdir};
 
 fn tiny_config() -> (FitConfig, PathBuf) {
     let (json, v) = load_json("models/fitv2_tiny.json");

@@ -1,4 +1,4 @@
-//! Cost of training and sampling the shapes FiTv2 (`dype::train::shapes_model`: 32² px, patch 4,
+//! Cost of training and sampling the shapes FiTv2 (`dype_lab::train::shapes_model`: 32² px, patch 4,
 //! hidden 128, depth 6) on the burn Cpu backend (Flex):
 //!
 //! * `train_step`: one AdamW step at the default batch (32): batch rendering, forward, backward,
@@ -18,11 +18,11 @@ mod bench {
     use burn::tensor::backend::Backend;
     use burn::tensor::{Device, Int, Tensor, TensorData};
     use criterion::Criterion;
-    use dype::burn::backend::Cpu;
-    use dype::burn::models::fitv2::{FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope};
-    use dype::burn::rotary::{PairLayout, RotaryEmbedding};
-    use dype::core::{FitTime, Method};
-    use dype::train::{TrainConfig, Trainer};
+    use dype_burn::backend::Cpu;
+    use dype_burn::models::fitv2::{FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope};
+    use dype_burn::rotary::{PairLayout, RotaryEmbedding};
+    use dype_core::{FitTime, Method};
+    use dype_lab::train::{TrainConfig, Trainer};
 
     type B = Cpu;
 

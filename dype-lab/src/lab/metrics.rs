@@ -1,4 +1,4 @@
-//! The lab's metrics, fixed before any method was compared (issue 13): structure from the shapes
+//! The lab's metrics, fixed before any method was compared: structure from the shapes
 //! detector, detail from the radially averaged power spectrum, and bootstrap confidence intervals.
 //!
 //! Per sample (one image of a requested class at one resolution):

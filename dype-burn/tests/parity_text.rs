@@ -1,14 +1,15 @@
 //! FLUX.1 text-encoder parity against HF transformers (`models/text_tiny.json`): token ids of both
 //! tokenizers exactly, T5 encoder hidden states and CLIP hidden/pooled outputs to 1e-4 relative L2.
 
-mod common;
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
-use common::{Cases, Tally, beside, load_json, num, rel_l2, string};
 use dype_burn::backend::Cpu;
 use dype_burn::models::text::{ClipConfig, ClipTextModel};
 use dype_burn::models::text::{ClipTokenizer, T5Tokenizer};
 use dype_burn::models::text::{T5Config, T5Encoder, relative_position_bucket};
+use support::{Cases, Tally, beside, load_json, num, rel_l2, string};
 
 type B = Cpu;
 
