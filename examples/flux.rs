@@ -2,7 +2,7 @@
 //! CLIP-L, encoded once and freed before sampling) or from precomputed text embeddings.
 //!
 //! ```text
-//! cargo run --release --example flux -- --demo --prompt "a red fox" --out /tmp/flux_demo.png  # tiny random weights, CPU
+//! cargo run --release --features text --example flux -- --demo --prompt "a red fox" --out /tmp/flux_demo.png  # tiny random weights, CPU
 //! cargo run --release --features cuda --example flux -- --backend cuda \
 //!     --prompt "a lighthouse at dusk, 4k photograph" --height 4096 --width 4096 --pin-mu
 //! cargo run --release --features cuda --example flux -- --backend cuda \

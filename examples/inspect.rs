@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release --example inspect -- --preset flux --method dy-yarn --size 4096x4096 --steps 6
-//! cargo run --release --example inspect -- --preset fitv2 --method dy-ntk --size 384 --plot fit.png
+//! cargo run --release --features lab --example inspect -- --preset fitv2 --method dy-ntk --size 384 --plot fit.png
 //! cargo run --release --example inspect -- --preset hf --method yarn --size 16384 --json
 //! ```
 

@@ -3,16 +3,16 @@
 //! progression of DyPE's Fig. 2 (`dype_lab::lab`; docs/evidence.md shows a full run).
 //!
 //! ```text
-//! cargo run --release --example lab -- --quick                # toy settings, < 1 min (CI)
-//! cargo run --release --example lab -- --out runs/lab         # the full lab (≈ 2 h 15 min, one process)
-//! cargo run --release --example lab -- --out runs/lab --resume   # continue it (finished methods kept)
+//! cargo run --release --features lab --example lab -- --quick                # toy settings, < 1 min (CI)
+//! cargo run --release --features lab --example lab -- --out runs/lab         # the full lab (≈ 2 h 15 min, one process)
+//! cargo run --release --features lab --example lab -- --out runs/lab --resume   # continue it (finished methods kept)
 //! # both cores (≈ 67 min): two processes sample different cells or methods, then a resumed run
 //! # assembles them (and finishes a cell neither process could)
-//! lab="cargo run --release --example lab -- --out runs/lab --resume"
+//! lab="cargo run --release --features lab --example lab -- --out runs/lab --resume"
 //! $lab --only 4x --only-methods base,pi,ntk,yarn,dy-pi,dy-ntk,dy-yarn &
 //! $lab --only 1x,2x,4to1 && $lab --only 4x --only-methods official-dy-yarn,fit-yarn,lumina-time-aware; wait
 //! $lab
-//! cargo run --release --example lab -- --methods base,dy-yarn --samples 64 --steps 32
+//! cargo run --release --features lab --example lab -- --methods base,dy-yarn --samples 64 --steps 32
 //! ```
 //!
 //! Writes `lab.json`, `comparison.md`, `comparison.png`, `resolution_grid.png`, `grid_<cell>.png`,

@@ -2,8 +2,8 @@
 //! (`dype_lab::shapes`), with checkpoints you can resume, then runs the quality gate.
 //!
 //! ```text
-//! cargo run --release --example train -- --steps 2000 --out runs/shapes      # ≈ 1 h on 2 cores
-//! cargo run --release --example train -- --steps 3000 --out runs/shapes --resume
+//! cargo run --release --features train --example train -- --steps 2000 --out runs/shapes      # ≈ 1 h on 2 cores
+//! cargo run --release --features train --example train -- --steps 3000 --out runs/shapes --resume
 //! cargo run --release --features cuda --example train -- --backend cuda --steps 20000
 //! ```
 //!

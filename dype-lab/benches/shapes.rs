@@ -7,7 +7,7 @@
 //!   uncond) and Dy-YaRN RoPE at 1× (8 × 8 tokens), 2× (16 × 16) and 4× (32 × 32): a sampling step
 //!   of Euler costs one, Heun two.
 //!
-//! `cargo bench --bench shapes`; numbers are recorded in docs/performance.md.
+//! `cargo bench -p dype-lab --bench shapes`; numbers are recorded in docs/performance.md.
 
 #[cfg(all(feature = "cpu", feature = "train"))]
 mod bench {

@@ -45,7 +45,7 @@ case "${1:-}" in
     timeout "${TEXT_S:-90}" .gpu/gpu --backend cuda text-encoders || echo "text encoders failed or timed out (exit $?)"
     ;;
   train)
-    # Trains the shapes FiTv2 (dype::train) on CUDA within a time budget:
+    # Trains the shapes FiTv2 (dype_lab::train) on CUDA within a time budget:
     #   scripts/gpu/run.sh train SECONDS OUT_DIR [BATCH]
     # A 200-step run at constant lr measures the step rate; the run then resumes to the most steps
     # that fit, cooling the lr down to 0 over its last 35 % (the same run as one command
