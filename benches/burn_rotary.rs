@@ -14,9 +14,8 @@
 //! layer (`attention(q, k, v, None, default)`, 24 × 128, N = 4608) at 1024² as the yardstick.
 //! Numbers are recorded in docs/performance.md.
 //!
-//! `cargo bench --bench burn_rotary` (takes a few minutes on 2 cores, ~6 GB peak memory at 4096²).
+//! `cargo bench -p dype-benches --bench burn_rotary` (takes a few minutes on 2 cores, ~6 GB peak memory at 4096²).
 
-#[cfg(feature = "cpu")]
 mod bench {
     use std::hint::black_box;
     use std::time::Duration;
@@ -185,17 +184,10 @@ mod bench {
     }
 }
 
-#[cfg(feature = "cpu")]
 criterion::criterion_group!(
     benches,
     bench::rotary,
     bench::attention_layer,
     bench::elementwise_baselines
 );
-#[cfg(feature = "cpu")]
 criterion::criterion_main!(benches);
-
-#[cfg(not(feature = "cpu"))]
-fn main() {
-    eprintln!("burn_rotary needs the `cpu` feature (burn Flex backend)");
-}

@@ -9,7 +9,6 @@
 //!
 //! `cargo bench -p dype-lab --bench shapes`; numbers are recorded in docs/performance.md.
 
-#[cfg(all(feature = "cpu", feature = "train"))]
 mod bench {
     use std::hint::black_box;
     use std::time::Duration;
@@ -83,12 +82,5 @@ mod bench {
     }
 }
 
-#[cfg(all(feature = "cpu", feature = "train"))]
 criterion::criterion_group!(benches, bench::train_step, bench::sample_eval);
-#[cfg(all(feature = "cpu", feature = "train"))]
 criterion::criterion_main!(benches);
-
-#[cfg(not(all(feature = "cpu", feature = "train")))]
-fn main() {
-    eprintln!("the shapes bench needs the `cpu` and `train` features");
-}

@@ -190,13 +190,7 @@ pub fn plot_fonts() -> bool {
 /// exists), and `--progression` is available in this build.
 pub fn check_outputs(out: &Path, progression: Option<&Path>) -> anyhow::Result<()> {
     dype::burn::pipeline::check_output(out).context("--out")?;
-    #[cfg(not(feature = "lab"))]
-    if progression.is_some() {
-        return Err(needs_feature("--progression", "lab"));
-    }
-    #[cfg(feature = "lab")]
-    let _ = progression;
-    Ok(())
+    Recorder::new(progression).map(drop)
 }
 
 /// The error of a flag that needs a cargo feature this build was made without (given before any

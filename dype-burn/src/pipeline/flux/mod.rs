@@ -229,18 +229,15 @@ pub struct FluxState<'a, B: Backend> {
 /// shift at this size; a schedule whose σ are not strictly decreasing (μ so large that every σ
 /// but the last rounds to 1) is [`PipelineError::ScheduleCollapse`], naming μ and how to pin it.
 pub fn schedule(request: &FluxGenerate, tokens: usize) -> Result<(f64, Vec<f64>), PipelineError> {
-    let shift = FlowShift::FLUX_DEV;
     let mu = match request.mu {
         Some(mu) => mu,
-        None => match shift.mu(tokens) {
+        None => match FlowShift::FLUX_DEV.mu(tokens) {
             Ok(mu) => mu,
-            // Out of μ's range: report the μ this size asks for.
-            Err(_) => {
-                let slope = (shift.max_shift - shift.base_shift)
-                    / (shift.max_image_seq_len - shift.base_image_seq_len);
-                let mu = shift.base_shift + slope * (tokens as f64 - shift.base_image_seq_len);
-                return Err(PipelineError::ScheduleCollapse { mu, tokens });
-            }
+            // Out of μ's range: the error carries the μ this size asks for.
+            Err(DypeError::OutOfRange {
+                name: "mu", value, ..
+            }) => return Err(PipelineError::ScheduleCollapse { mu: value, tokens }),
+            Err(e) => return Err(e.into()),
         },
     };
     let collapse = PipelineError::ScheduleCollapse { mu, tokens };
