@@ -166,8 +166,14 @@ mod bench {
             .measurement_time(Duration::from_secs(3));
         group.bench_function("apply_qk_half_split", |b| {
             b.iter(|| {
-                let q = tables.apply(q.clone(), PairLayout::HalfSplit).expect("q");
-                let k = tables.apply(k.clone(), PairLayout::HalfSplit).expect("k");
+                let q = tables
+                    .with_layout(PairLayout::HalfSplit)
+                    .apply(q.clone())
+                    .expect("q");
+                let k = tables
+                    .with_layout(PairLayout::HalfSplit)
+                    .apply(k.clone())
+                    .expect("k");
                 sync(&device);
                 black_box((q, k))
             })

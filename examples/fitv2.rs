@@ -262,10 +262,7 @@ fn side_by_side(images: &[Rgb8Image]) -> Rgb8Image {
 fn run_demo<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     let (height, width) =
         common::parse_size::<usize>(args.size.as_deref().unwrap_or("32")).context("--size")?;
-    let position: FitPosition = args
-        .method
-        .parse()
-        .map_err(|e| anyhow!("--method {}: {e}", args.method))?;
+    let position = FitPosition::Recipe(common::recipe(&args.method)?);
     let classes: Vec<usize> = match args.class.as_deref().unwrap_or("all") {
         "all" => (0..CLASS_NAMES.len()).collect(),
         name => vec![shapes_class(name)?],
@@ -405,10 +402,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     let dtype = args.dtype.float();
     let (height, width) =
         common::parse_size::<usize>(args.size.as_deref().unwrap_or("384")).context("--size")?;
-    let position: FitPosition = args
-        .method
-        .parse()
-        .map_err(|e| anyhow!("--method {}: {e}", args.method))?;
+    let position = FitPosition::Recipe(common::recipe(&args.method)?);
     let (config, vae_config) = if args.smoke {
         (smoke_config()?, smoke_vae_config()?)
     } else {

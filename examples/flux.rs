@@ -23,7 +23,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor};
 use clap::Parser;
@@ -210,8 +210,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
              file with `t5` [1|B, L, 4096] and `pooled` [1|B, 768]); --demo runs a smoke test"
         );
     }
-    let method =
-        FluxMethod::by_name(&args.method).map_err(|e| anyhow!("--method {}: {e}", args.method))?;
+    let method = FluxMethod(common::recipe(&args.method)?);
     let ((config, base_tokens), vae_config) = if args.demo {
         (demo_config()?, demo_vae_config()?)
     } else {

@@ -1,6 +1,7 @@
 //! DyPE in someone else's model: a tiny burn self-attention layer (not one of dype's), with the
-//! timestep-aware rotary embedding injected through the public API, run for a few sampler steps,
-//! and its rotation checked against dype-core's expanded table.
+//! timestep-aware rotary embedding injected through the public API, run for a few sampler steps
+//! with the paper's Dy-YaRN and with a frequency rule of our own, and its rotation checked against
+//! dype-core's expanded table.
 //!
 //! `cargo run -p dype-burn --example custom_model`
 use burn::module::Module;
@@ -46,6 +47,31 @@ impl<B: Backend> SelfAttention<B> {
 
 type Error = Box<dyn std::error::Error>;
 
+/// A frequency rule of our own, not one of dype's methods: PI whose strength follows σ linearly
+/// (`ω / s^σ`). It gets what the built-in methods get and goes everywhere they do.
+struct LinearDyPi;
+
+impl FrequencyRule for LinearDyPi {
+    fn name(&self) -> &str {
+        "linear-dy-pi"
+    }
+    fn is_dynamic(&self) -> bool {
+        true
+    }
+    fn kappa(&self, sigma: Sigma) -> Result<Option<f64>, DypeError> {
+        Ok(Some(sigma.get()))
+    }
+    fn frequencies(&self, input: &RuleInput<'_>, out: &mut [f64]) -> Result<f64, DypeError> {
+        let s = input.scales.linear.powf(input.kappa.unwrap_or(1.0));
+        for w in out.iter_mut() {
+            *w /= s; // `out` holds the base frequencies on entry
+        }
+        Ok(1.0) // the attention factor
+    }
+}
+
+static LINEAR_DY_PI: LinearDyPi = LinearDyPi;
+
 fn main() -> Result<(), Error> {
     type B = dype_burn::backend::Cpu;
     let device = Default::default();
@@ -53,28 +79,34 @@ fn main() -> Result<(), Error> {
     // 16 per image axis.
     let (train, height, width, heads, head_dim) = (8.0, 16, 12, 2, 32);
 
-    // Injecting DyPE: a rope over the model's axes, the token positions, one embedding.
-    let axis = AxisConfig::scaled(head_dim / 2, 10_000.0, train)?;
-    let method = presets::method_by_name("dy-yarn")?;
-    let rope = AxialRope::new(&[axis, axis], method, AxisPolicy::PerAxis)?;
-    let positions = SamplePositions::grid(height, width)?;
-    let mut rotary = RotaryEmbedding::<B>::new(rope, positions, PairLayout::Interleaved, &device)?;
-
     let layer = SelfAttention::<B>::new(heads * head_dim, heads, &device);
+    let axis = AxisConfig::scaled(head_dim / 2, 10_000.0, train)?;
     let mut x = Tensor::<B, 3>::random(
         [1, height * width, heads * head_dim],
         Distribution::Normal(0.0, 1.0),
         &device,
     );
-    for sigma in [1.0, 0.75, 0.5, 0.25, 0.0] {
-        let report = rotary.set_timestep(Sigma::new(sigma)?)?; // once per sampler step
-        let kappa = report.kappa().unwrap_or(0.0);
-        let attn = report.max_attention_factor();
-        x = x.clone() + layer.forward(x, &rotary)?.mul_scalar(0.1); // a stand-in for a DiT step
-        let err = check_against_dype_core(&rotary, sigma)?;
-        println!("σ {sigma:.2}: κ {kappa:.4}, attention {attn:.4}, |burn − dype-core| {err:.1e}");
-        if err > 1e-5 {
-            return Err(format!("rotation differs from dype-core's table by {err}").into());
+    for (name, method) in [
+        ("dy-yarn", presets::method_by_name("dy-yarn")?),
+        (LINEAR_DY_PI.name(), Method::custom(&LINEAR_DY_PI)),
+    ] {
+        // Injecting DyPE: a rope over the model's axes, the token positions, one embedding.
+        let rope = AxialRope::new(&[axis, axis], method, AxisPolicy::PerAxis)?;
+        let positions = SamplePositions::grid(height, width)?;
+        let mut rotary =
+            RotaryEmbedding::<B>::new(rope, positions, PairLayout::Interleaved, &device)?;
+        for sigma in [1.0, 0.75, 0.5, 0.25, 0.0] {
+            let report = rotary.set_timestep(Sigma::new(sigma)?)?; // once per sampler step
+            let kappa = report.kappa().unwrap_or(0.0);
+            let attn = report.max_attention_factor();
+            x = x.clone() + layer.forward(x, &rotary)?.mul_scalar(0.1); // a stand-in for a DiT step
+            let err = check_against_dype_core(&rotary, sigma)?;
+            println!(
+                "{name} σ {sigma:.2}: κ {kappa:.4}, attention {attn:.4}, |burn − dype-core| {err:.1e}"
+            );
+            if err > 1e-5 {
+                return Err(format!("rotation differs from dype-core's table by {err}").into());
+            }
         }
     }
     println!("output {:?}, all finite", x.dims());

@@ -67,6 +67,7 @@ pub mod prelude {
     pub use crate::rotary::{RotaryEmbedding, RotaryError, SamplePositions, StepReport};
     pub use dype_core::presets;
     pub use dype_core::{
-        AttentionFactor, AxialRope, AxisConfig, AxisPolicy, DypeError, Method, PairLayout, Sigma,
+        AttentionFactor, AxialRope, AxisConfig, AxisPolicy, DypeError, FrequencyRule, Method,
+        PairLayout, RuleInput, Sigma,
     };
 }

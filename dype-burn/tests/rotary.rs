@@ -95,7 +95,8 @@ fn check_layout_against_reference(layout: PairLayout) {
     let tables = RotaryTables::<B>::from_table(&table, &device()).unwrap();
     let got = to_vec(
         tables
-            .apply(tensor4::<B>(&x, dims, &device()), layout)
+            .with_layout(layout)
+            .apply(tensor4::<B>(&x, dims, &device()))
             .unwrap(),
     );
     assert!(
@@ -125,18 +126,14 @@ fn layouts_differ() {
     let tables = RotaryTables::<B>::from_table(&table, &device()).unwrap();
     let a = to_vec(
         tables
-            .apply(
-                tensor4::<B>(&x, [1, 1, 4, 8], &device()),
-                PairLayout::Interleaved,
-            )
+            .with_layout(PairLayout::Interleaved)
+            .apply(tensor4::<B>(&x, [1, 1, 4, 8], &device()))
             .unwrap(),
     );
     let b = to_vec(
         tables
-            .apply(
-                tensor4::<B>(&x, [1, 1, 4, 8], &device()),
-                PairLayout::HalfSplit,
-            )
+            .with_layout(PairLayout::HalfSplit)
+            .apply(tensor4::<B>(&x, [1, 1, 4, 8], &device()))
             .unwrap(),
     );
     assert!(max_abs_diff(&a, &b) > 1e-2);
@@ -166,10 +163,8 @@ fn interleaved_matches_burn_rotary_encoding() {
     let x = rng.vec(2 * n * d);
     let ours = RotaryTables::<B>::from_table(&table, &device())
         .unwrap()
-        .apply(
-            tensor4::<B>(&x, [1, 2, n, d], &device()),
-            PairLayout::Interleaved,
-        )
+        .with_layout(PairLayout::Interleaved)
+        .apply(tensor4::<B>(&x, [1, 2, n, d], &device()))
         .unwrap();
     let burn_rope = RotaryEncodingConfig::new(n, d).init::<B>(&device());
     let theirs = burn_rope.forward(tensor4::<B>(&x, [1, 2, n, d], &device()));
@@ -188,7 +183,8 @@ fn rotation_scales_pair_norms_by_attention_factor() {
         let tables = RotaryTables::<B>::from_table(&table, &device()).unwrap();
         let y = to_vec(
             tables
-                .apply(tensor4::<B>(&x, dims, &device()), layout)
+                .with_layout(layout)
+                .apply(tensor4::<B>(&x, dims, &device()))
                 .unwrap(),
         );
         let half = 8;
@@ -240,12 +236,14 @@ fn dot_product_depends_only_on_position_difference() {
         let k: Vec<f32> = (0..n).flat_map(|_| kv.clone()).collect();
         let qr = to_vec(
             tables
-                .apply(tensor4::<B>(&q, [1, 1, n, d], &device()), layout)
+                .with_layout(layout)
+                .apply(tensor4::<B>(&q, [1, 1, n, d], &device()))
                 .unwrap(),
         );
         let kr = to_vec(
             tables
-                .apply(tensor4::<B>(&k, [1, 1, n, d], &device()), layout)
+                .with_layout(layout)
+                .apply(tensor4::<B>(&k, [1, 1, n, d], &device()))
                 .unwrap(),
         );
         let dot =
@@ -299,7 +297,8 @@ fn mixed_size_batch_of_tables() {
     for layout in [PairLayout::Interleaved, PairLayout::HalfSplit] {
         let got = to_vec(
             tables
-                .apply(tensor4::<B>(&x, dims, &device()), layout)
+                .with_layout(layout)
+                .apply(tensor4::<B>(&x, dims, &device()))
                 .unwrap(),
         );
         let expected = reference_rotate(
@@ -323,7 +322,8 @@ fn single_table_broadcasts_over_batch() {
     let expected = reference_rotate(&x, dims, &[c], &[s], PairLayout::Interleaved);
     let got = RotaryTables::<B>::from_table(&table, &device())
         .unwrap()
-        .apply(tensor4::<B>(&x, dims, &device()), PairLayout::Interleaved)
+        .with_layout(PairLayout::Interleaved)
+        .apply(tensor4::<B>(&x, dims, &device()))
         .unwrap();
     assert!(max_abs_diff(&to_vec(got), &expected) <= 1e-6);
 }
@@ -338,17 +338,13 @@ fn from_cos_sin_matches_from_table() {
     let mut rng = Rng::new(77);
     let x = rng.vec(2 * 9 * 8);
     let a = hand
-        .apply(
-            tensor4::<B>(&x, [1, 2, 9, 8], &device()),
-            PairLayout::HalfSplit,
-        )
+        .with_layout(PairLayout::HalfSplit)
+        .apply(tensor4::<B>(&x, [1, 2, 9, 8], &device()))
         .unwrap();
     let b = RotaryTables::<B>::from_table(&table, &device())
         .unwrap()
-        .apply(
-            tensor4::<B>(&x, [1, 2, 9, 8], &device()),
-            PairLayout::HalfSplit,
-        )
+        .with_layout(PairLayout::HalfSplit)
+        .apply(tensor4::<B>(&x, [1, 2, 9, 8], &device()))
         .unwrap();
     assert_eq!(to_vec(a), to_vec(b));
     let bad = RotaryTables::<B>::from_cos_sin(
@@ -478,6 +474,30 @@ fn embedding_apply_qk_equals_the_reference_rotation() {
     assert!(max_abs_diff(&to_vec(kr), &want_k) <= 1e-6);
 }
 
+/// The pair layout travels with the embedding: the tables a model gets (`tables()`) rotate in the
+/// embedding's layout without being told, before and after a timestep update.
+#[test]
+fn the_tables_carry_the_embeddings_pair_layout() {
+    let rope = small_rope(dype_core::Method::dy_ntk());
+    let positions = SamplePositions::grid(2, 2).unwrap();
+    let mut emb =
+        RotaryEmbedding::<B>::new(rope, positions, PairLayout::HalfSplit, &device()).unwrap();
+    assert_eq!(emb.tables().layout(), PairLayout::HalfSplit);
+    emb.set_timestep(sigma(0.3)).unwrap();
+    assert_eq!(emb.tables().layout(), PairLayout::HalfSplit);
+    let x = tensor4::<B>(&Rng::new(9).vec(64), [1, 2, 4, 8], &device());
+    let by_model = to_vec(emb.tables().apply(x.clone()).unwrap());
+    let by_embedding = to_vec(emb.apply(x.clone()).unwrap());
+    assert_eq!(by_model, by_embedding);
+    let interleaved = to_vec(
+        emb.tables()
+            .with_layout(PairLayout::Interleaved)
+            .apply(x)
+            .unwrap(),
+    );
+    assert!(max_abs_diff(&by_model, &interleaved) > 1e-3);
+}
+
 #[test]
 fn burn_rotary_encoding_adapter_uses_dype_frequencies() {
     use burn::nn::RotaryEncodingConfig;
@@ -524,10 +544,11 @@ fn half_precision_rotation_equals_f32_rotation_cast() {
     for layout in [PairLayout::Interleaved, PairLayout::HalfSplit] {
         for dtype in [DType::BF16, DType::F16] {
             let xh = x.clone().cast(dtype);
-            let got = tables.apply(xh.clone(), layout).unwrap();
+            let got = tables.with_layout(layout).apply(xh.clone()).unwrap();
             assert_eq!(got.dtype(), dtype);
             let expected = tables
-                .apply(xh.cast(DType::F32), layout)
+                .with_layout(layout)
+                .apply(xh.cast(DType::F32))
                 .unwrap()
                 .cast(dtype);
             let (g, e) = (got.into_data(), expected.into_data());
@@ -546,10 +567,14 @@ fn f64_input_is_rotated_in_f64() {
     let mut rng = Rng::new(2);
     let x = tensor4::<B>(&rng.vec(64), [1, 2, 4, 8], &device());
     let got = tables
-        .apply(x.clone().cast(DType::F64), PairLayout::Interleaved)
+        .with_layout(PairLayout::Interleaved)
+        .apply(x.clone().cast(DType::F64))
         .unwrap();
     assert_eq!(got.dtype(), DType::F64);
-    let expected = tables.apply(x, PairLayout::Interleaved).unwrap();
+    let expected = tables
+        .with_layout(PairLayout::Interleaved)
+        .apply(x)
+        .unwrap();
     assert!(max_abs_diff(&to_vec(got), &to_vec(expected)) <= 1e-6);
 }
 
@@ -557,8 +582,11 @@ fn f64_input_is_rotated_in_f64() {
 fn shape_errors_are_typed() {
     let table = grid_table(2, 3, 2, 2, 1.0); // head_dim 8, 6 tokens
     let tables = RotaryTables::<B>::from_table(&table, &device()).unwrap();
-    let apply =
-        |dims: [usize; 4]| tables.apply(Tensor::zeros(dims, &device()), PairLayout::Interleaved);
+    let apply = |dims: [usize; 4]| {
+        tables
+            .with_layout(PairLayout::Interleaved)
+            .apply(Tensor::zeros(dims, &device()))
+    };
     assert_eq!(
         apply([1, 1, 6, 10]).unwrap_err(),
         RotaryError::HeadDimMismatch {
@@ -575,11 +603,9 @@ fn shape_errors_are_typed() {
     );
     let two = RotaryTables::<B>::from_tables(&[table.clone(), table.clone()], &device()).unwrap();
     assert_eq!(
-        two.apply(
-            Tensor::zeros([3, 1, 6, 8], &device()),
-            PairLayout::Interleaved
-        )
-        .unwrap_err(),
+        two.with_layout(PairLayout::Interleaved)
+            .apply(Tensor::zeros([3, 1, 6, 8], &device()))
+            .unwrap_err(),
         RotaryError::BatchMismatch {
             input: 3,
             tables: 2

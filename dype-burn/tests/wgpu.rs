@@ -249,10 +249,12 @@ fn rotation_matches_cpu_in_both_layouts() {
             let dims = [batch, 3, 52, 64];
             let x = rng.vec(dims.iter().product(), 2.0);
             let got = gpu_t
-                .apply(tensor::<Wgpu, 4>(&x, dims, &device), layout)
+                .with_layout(layout)
+                .apply(tensor::<Wgpu, 4>(&x, dims, &device))
                 .expect("wgpu rotate");
             let want = cpu_t
-                .apply(tensor::<Cpu, 4>(&x, dims, &cpu()), layout)
+                .with_layout(layout)
+                .apply(tensor::<Cpu, 4>(&x, dims, &cpu()))
                 .expect("cpu rotate");
             assert_eq!(got.dims(), dims);
             assert_close(

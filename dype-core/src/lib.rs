@@ -56,8 +56,8 @@ pub use layout::{
     rotate, write_axis_rows, write_token_table,
 };
 pub use method::{
-    AxisOutput, AxisScales, Lumina, Method, Mscale, NtkByParts, NtkKappa, ScaleSource, Yarn,
-    YarnLlm,
+    AxisOutput, AxisScales, CustomRule, FrequencyRule, Lumina, Method, Mscale, NtkByParts,
+    NtkKappa, RuleInput, ScaleSource, Yarn, YarnLlm,
 };
 pub use schedule::{KappaSchedule, ThresholdKappa, kappa};
 pub use time::{FitTime, Sigma, Timestep1000};

@@ -335,6 +335,108 @@ pub enum Method {
     NtkByParts(NtkByParts),
     /// Lumina-Next's time-aware PI → NTK switch with proportional attention.
     Lumina(Lumina),
+    /// A user-defined frequency rule ([`FrequencyRule`]): it gets what the built-in methods get
+    /// and works everywhere they do (tables, caches, attention factors, reports).
+    Custom(CustomRule),
+}
+
+/// A frequency rule of the user's own, for [`Method::Custom`]: per axis and step it gets what the
+/// built-in methods get — the axis (dim, θ, its base frequencies), its scales, DyPE's time σ and
+/// the rule's own κ(σ) — and writes the per-pair inverse frequencies and returns the attention
+/// factor. The core validates what it returns (finite, non-negative frequencies; a finite,
+/// positive factor) and gives an axis that is not extrapolated (`linear = ntk = 1`) the native
+/// frequencies without asking, as it does for every built-in method.
+///
+/// ```
+/// use dype_core::{presets, AxisConfig, AxisPolicy, AxialRope, FrequencyRule, Method, RuleInput, Sigma};
+///
+/// /// PI on the slowest half of the pairs only.
+/// struct HalfPi;
+/// impl FrequencyRule for HalfPi {
+///     fn name(&self) -> &str { "half-pi" }
+///     fn frequencies(&self, input: &RuleInput<'_>, out: &mut [f64]) -> dype_core::Result<f64> {
+///         let half = out.len() / 2;
+///         for w in &mut out[half..] {
+///             *w /= input.scales.linear; // `out` holds the base frequencies on entry
+///         }
+///         Ok(1.0)
+///     }
+/// }
+/// static HALF_PI: HalfPi = HalfPi;
+///
+/// let axis = AxisConfig::scaled(8, 10_000.0, 16.0)?;
+/// let rope = AxialRope::new(&[axis, axis], Method::custom(&HALF_PI), AxisPolicy::PerAxis)?;
+/// let mut freqs = [0.0; 8];
+/// rope.step(&[32.0, 32.0], Some(Sigma::NOISE), &mut freqs)?;
+/// assert_eq!(freqs[0], 1.0); // fast pair kept
+/// assert!((freqs[3] - 1e-3 / 2.0).abs() < 1e-15); // slowest pair θ^(-3/4) interpolated, s = 2
+/// # Ok::<(), dype_core::DypeError>(())
+/// ```
+pub trait FrequencyRule: Sync {
+    /// A short name for reports and errors (not a registry name: the registry,
+    /// [`crate::presets::METHODS`], names only the built-in methods).
+    fn name(&self) -> &str;
+
+    /// Whether the rule depends on the time step (default: no). A static rule's tables are built
+    /// once; a dynamic one's whenever σ changes what it returns.
+    fn is_dynamic(&self) -> bool {
+        false
+    }
+
+    /// The rule's κ at `σ` (default: none), handed back in [`RuleInput::kappa`] and reported.
+    fn kappa(&self, sigma: Sigma) -> Result<Option<f64>> {
+        let _ = sigma;
+        Ok(None)
+    }
+
+    /// Whether the attention factor is for the whole head's logits (so that axes the rule does
+    /// not scale carry it too, as Lumina's proportional attention); default: no.
+    fn factor_covers_whole_head(&self) -> bool {
+        false
+    }
+
+    /// Writes the axis' inverse frequencies into `out` (`input.axis.pairs()` values, holding the
+    /// base frequencies `θ^(−2i/d)` on entry) and returns the axis' attention factor.
+    fn frequencies(&self, input: &RuleInput<'_>, out: &mut [f64]) -> Result<f64>;
+}
+
+/// What a [`FrequencyRule`] gets for one axis at one step.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RuleInput<'a> {
+    /// The axis (dim, θ; [`Axis::inv_freq`] gives each base frequency).
+    pub axis: &'a Axis,
+    /// Its scale factors this step (validated: `linear`, `ntk`, `global ≥ 1`).
+    pub scales: &'a AxisScales,
+    /// DyPE's time (1 = noise; `Sigma::NOISE` when the caller gives none).
+    pub sigma: Sigma,
+    /// The rule's own κ at `sigma` ([`FrequencyRule::kappa`]).
+    pub kappa: Option<f64>,
+}
+
+/// A [`FrequencyRule`] as a [`Method`] value (`Copy`, `no_std`): a `'static` reference (a
+/// `static`, or `Box::leak` for a rule built at run time). Two are equal when they are the same
+/// rule object.
+#[derive(Clone, Copy)]
+pub struct CustomRule(&'static dyn FrequencyRule);
+
+impl CustomRule {
+    /// The rule.
+    pub fn rule(&self) -> &'static dyn FrequencyRule {
+        self.0
+    }
+}
+
+impl core::fmt::Debug for CustomRule {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("CustomRule").field(&self.0.name()).finish()
+    }
+}
+
+impl PartialEq for CustomRule {
+    fn eq(&self, other: &Self) -> bool {
+        core::ptr::addr_eq(self.0, other.0)
+    }
 }
 
 /// What one method produced for one axis at one step.
@@ -347,6 +449,11 @@ pub struct AxisOutput {
 }
 
 impl Method {
+    /// A user-defined frequency rule as a method ([`Method::Custom`]).
+    pub fn custom(rule: &'static dyn FrequencyRule) -> Self {
+        Method::Custom(CustomRule(rule))
+    }
+
     /// Dy-PI with the paper's default schedule (λs = λt = 2).
     pub fn dy_pi() -> Self {
         Method::Pi {
@@ -390,12 +497,16 @@ impl Method {
             Method::Yarn(y) => y.dynamic.is_some(),
             Method::NtkByParts(p) => p.thresholds.is_some() || p.ntk.is_some(),
             Method::Lumina(_) => true,
+            Method::Custom(c) => c.0.is_dynamic(),
         }
     }
 
     /// Whether the attention factor is meant for the whole head's logits (Lumina's proportional
     /// attention), so that axes the method does not scale carry it too.
     pub fn factor_covers_whole_head(&self) -> bool {
+        if let Method::Custom(c) = self {
+            return c.0.factor_covers_whole_head();
+        }
         matches!(
             self,
             Method::Lumina(Lumina {
@@ -409,6 +520,7 @@ impl Method {
     pub fn kappa(&self, t: Option<Sigma>) -> Result<Option<f64>> {
         let Some(t) = t else { return Ok(None) };
         let schedule = match self {
+            Method::Custom(c) => return c.0.kappa(t),
             Method::Base | Method::YarnLlm(_) | Method::Lumina(_) => None,
             Method::Pi { dynamic } => *dynamic,
             Method::Ntk { dynamic } => dynamic.map(|d| d.0),
@@ -420,7 +532,7 @@ impl Method {
 
     fn validate(&self) -> Result<()> {
         match self {
-            Method::Base | Method::Pi { .. } | Method::Ntk { .. } => Ok(()),
+            Method::Base | Method::Pi { .. } | Method::Ntk { .. } | Method::Custom(_) => Ok(()),
             Method::Yarn(y) => {
                 non_negative("alpha", y.alpha)?;
                 non_negative("beta", y.beta)?;
@@ -603,6 +715,16 @@ impl Method {
                 } else {
                     Ok(1.0)
                 }
+            }
+            Method::Custom(c) => {
+                axis.base_frequencies(out)?;
+                let input = RuleInput {
+                    axis,
+                    scales,
+                    sigma: t,
+                    kappa: c.0.kappa(t)?,
+                };
+                c.0.frequencies(&input, out)
             }
         }
     }

@@ -4,7 +4,7 @@
 use crate::axis::RampClamp;
 use crate::error::ShortName;
 use crate::error::{DypeError, Result};
-use crate::layout::{AttentionFactor, AxialRope, AxisConfig, AxisPolicy};
+use crate::layout::{AttentionFactor, AxialRope, AxisConfig, AxisPolicy, PairLayout};
 use crate::method::{Lumina, Method, Mscale, NtkByParts, NtkKappa, ScaleSource, Yarn, YarnLlm};
 use crate::schedule::{KappaSchedule, ThresholdKappa};
 
@@ -47,6 +47,15 @@ pub fn official_flux(
     flux_layout(theta, axes_dim, base_tokens, method, AxisPolicy::PerAxis)
 }
 
+/// The registry recipe of an official DyPE FLUX `--method` (the `official-*` entries of
+/// [`METHODS`]): its method, per-axis scales.
+pub fn official_flux_recipe(method: OfficialMethod, dype: bool) -> Recipe {
+    Recipe {
+        policy: Some(AxisPolicy::PerAxis),
+        ..Recipe::method(official_flux_method(method, dype))
+    }
+}
+
 /// The method of an official DyPE FLUX `--method` (as [`official_flux`] puts on its scaled axes).
 pub fn official_flux_method(method: OfficialMethod, dype: bool) -> Method {
     match method {
@@ -76,24 +85,152 @@ fn flux_layout(
     method: Method,
     policy: AxisPolicy,
 ) -> Result<AxialRope> {
-    let mut axes = [AxisConfig::unscaled(2, theta)?; crate::MAX_AXES];
-    if axes_dim.is_empty() {
-        return Err(DypeError::Empty { name: "axes_dim" });
+    RotaryLayout::flux(theta, axes_dim, base_tokens)?.rope(&Recipe {
+        policy: Some(policy),
+        ..Recipe::method(method)
+    })
+}
+
+/// How a model numbers its tokens' positions (what the position ids of [`crate::table`] hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PositionIds {
+    /// FLUX: text tokens at `(0, 0, 0)`, image token `(row, col)` at `(0, row, col)`; an axis'
+    /// extent is its largest id + 1 (`table::flux_ids`, `ExtentRule::MaxPlusOne`).
+    TextThenGrid,
+    /// FiT: `(row, col)` per image token, row-major; extents are the grid's (`table::grid_ids`).
+    Grid,
+}
+
+/// A model's rotary layout as one value: its axes (rotary dim, θ, trained extent, whether the
+/// axis is ever scaled), the pair layout its attention rotates, how its position ids are made and
+/// its own axis policy. `(layout, method)` gives the rope — method, axis policy and attention
+/// factor — in one call ([`RotaryLayout::rope`], [`RotaryLayout::rope_by_name`]), the one road
+/// every preset, pipeline, example and the lab takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RotaryLayout {
+    axes: [AxisConfig; crate::MAX_AXES],
+    n_axes: usize,
+    pair: PairLayout,
+    policy: AxisPolicy,
+    ids: PositionIds,
+}
+
+impl RotaryLayout {
+    /// A layout over `axes` (1 to [`crate::MAX_AXES`]) with its pair layout, default axis policy
+    /// and position ids.
+    pub fn new(
+        axes: &[AxisConfig],
+        pair: PairLayout,
+        policy: AxisPolicy,
+        ids: PositionIds,
+    ) -> Result<Self> {
+        // The rope's own checks (count, extents) once, here.
+        AxialRope::new(axes, Method::Base, policy)?;
+        let mut arr = [axes[0]; crate::MAX_AXES];
+        arr[..axes.len()].copy_from_slice(axes);
+        Ok(RotaryLayout {
+            axes: arr,
+            n_axes: axes.len(),
+            pair,
+            policy,
+            ids,
+        })
     }
-    if axes_dim.len() > crate::MAX_AXES {
-        return Err(DypeError::TooManyAxes {
-            count: axes_dim.len(),
-            max: crate::MAX_AXES,
-        });
+
+    /// FLUX.1's layout for axes `axes_dim` (FLUX.1: [`FLUX_AXES`]) with base `theta` trained at
+    /// `base_tokens` per side: the first (text/time) axis never scaled, per-axis scales,
+    /// interleaved pairs, text-then-grid ids.
+    pub fn flux(theta: f64, axes_dim: &[usize], base_tokens: f64) -> Result<Self> {
+        if axes_dim.is_empty() {
+            return Err(DypeError::Empty { name: "axes_dim" });
+        }
+        if axes_dim.len() > crate::MAX_AXES {
+            return Err(DypeError::TooManyAxes {
+                count: axes_dim.len(),
+                max: crate::MAX_AXES,
+            });
+        }
+        let mut axes = [AxisConfig::unscaled(2, theta)?; crate::MAX_AXES];
+        for (k, &d) in axes_dim.iter().enumerate() {
+            axes[k] = if k == 0 {
+                AxisConfig::unscaled(d, theta)?
+            } else {
+                AxisConfig::scaled(d, theta, base_tokens)?
+            };
+        }
+        RotaryLayout::new(
+            &axes[..axes_dim.len()],
+            PairLayout::Interleaved,
+            AxisPolicy::PerAxis,
+            PositionIds::TextThenGrid,
+        )
     }
-    for (k, &d) in axes_dim.iter().enumerate() {
-        axes[k] = if k == 0 {
-            AxisConfig::unscaled(d, theta)?
+
+    /// FLUX.1 itself: [`FLUX_AXES`], [`FLUX_THETA`], [`FLUX_TRAIN_TOKENS`].
+    pub fn flux1() -> Result<Self> {
+        RotaryLayout::flux(FLUX_THETA, &FLUX_AXES, FLUX_TRAIN_TOKENS)
+    }
+
+    /// FiT's layout (whlzy/FiT `VisionRotaryEmbedding`): two axes (rows, then columns) of
+    /// `head_dim/2` each, trained extent `ori_max_pe_len`, interleaved pairs, grid ids; `decouple`
+    /// scales each axis by its own extent ([`AxisPolicy::PerAxis`]), otherwise both by `max(H, W)`
+    /// ([`AxisPolicy::Isotropic`]).
+    pub fn fit(head_dim: usize, theta: f64, ori_max_pe_len: f64, decouple: bool) -> Result<Self> {
+        if !head_dim.is_multiple_of(4) || head_dim == 0 {
+            return Err(DypeError::InvalidDim { dim: head_dim });
+        }
+        let axis = AxisConfig::scaled(head_dim / 2, theta, ori_max_pe_len)?;
+        let policy = if decouple {
+            AxisPolicy::PerAxis
         } else {
-            AxisConfig::scaled(d, theta, base_tokens)?
+            AxisPolicy::Isotropic
         };
+        RotaryLayout::new(
+            &[axis, axis],
+            PairLayout::Interleaved,
+            policy,
+            PositionIds::Grid,
+        )
     }
-    AxialRope::new(&axes[..axes_dim.len()], method, policy)
+
+    /// The axes.
+    pub fn axes(&self) -> &[AxisConfig] {
+        &self.axes[..self.n_axes]
+    }
+
+    /// The pair layout the model's attention rotates (what its rotary embedding must be built
+    /// with).
+    pub fn pair_layout(&self) -> PairLayout {
+        self.pair
+    }
+
+    /// The model's own axis policy (a recipe may fix another).
+    pub fn policy(&self) -> AxisPolicy {
+        self.policy
+    }
+
+    /// How the model numbers its tokens.
+    pub fn position_ids(&self) -> PositionIds {
+        self.ids
+    }
+
+    /// The rope of `recipe` on this layout: its method, its policy or the layout's, its attention
+    /// rule.
+    pub fn rope(&self, recipe: &Recipe) -> Result<AxialRope> {
+        recipe.rope(self.axes(), self.policy)
+    }
+
+    /// The rope of a method with the layout's policy and the method's own attention factor (a
+    /// built-in [`Method`] or a user's [`Method::custom`]).
+    pub fn rope_for(&self, method: Method) -> Result<AxialRope> {
+        self.rope(&Recipe::method(method))
+    }
+
+    /// The rope of a registry name ([`METHODS`]); an unknown name is [`DypeError::UnknownName`].
+    pub fn rope_by_name(&self, name: &str) -> Result<AxialRope> {
+        self.rope(&recipe_by_name(name)?)
+    }
 }
 
 /// The paper's methods by name (DyPE §2.2, §3.2).
@@ -264,17 +401,7 @@ pub fn fit(
     theta: f64,
     ori_max_pe_len: f64,
 ) -> Result<AxialRope> {
-    if !head_dim.is_multiple_of(4) || head_dim == 0 {
-        return Err(DypeError::InvalidDim { dim: head_dim });
-    }
-    let axis = AxisConfig::scaled(head_dim / 2, theta, ori_max_pe_len)?;
-    let (method, attention) = fit_method(freqs);
-    let policy = if decouple {
-        AxisPolicy::PerAxis
-    } else {
-        AxisPolicy::Isotropic
-    };
-    Ok(AxialRope::new(&[axis, axis], method, policy)?.with_attention(attention))
+    RotaryLayout::fit(head_dim, theta, ori_max_pe_len, decouple)?.rope(&fit_recipe(freqs))
 }
 
 /// The method and attention rule of a FiT `custom_freqs`.
@@ -373,7 +500,9 @@ const fn entry(
     }
 }
 
-fn fit_recipe(freqs: FitFreqs) -> Recipe {
+/// The registry recipe of a FiT `custom_freqs` (the `normal`, `linear`, `ntk-aware`, … entries of
+/// [`METHODS`]): its method and attention rule, the model's policy.
+pub fn fit_recipe(freqs: FitFreqs) -> Recipe {
     let (method, attention) = fit_method(freqs);
     Recipe {
         method,
@@ -484,47 +613,32 @@ pub const METHODS: &[MethodEntry] = &[
             }))
         },
     ),
-    entry("official-base", "official DyPE", "native RoPE", || Recipe {
-        policy: Some(AxisPolicy::PerAxis),
-        ..Recipe::method(Method::Base)
+    entry("official-base", "official DyPE", "native RoPE", || {
+        official_flux_recipe(OfficialMethod::Base, false)
     }),
     entry(
         "official-ntk",
         "official DyPE",
         "static NTK, per axis",
-        || Recipe {
-            policy: Some(AxisPolicy::PerAxis),
-            ..Recipe::method(Method::Ntk { dynamic: None })
-        },
+        || official_flux_recipe(OfficialMethod::Ntk, false),
     ),
     entry(
         "official-yarn",
         "official DyPE",
         "NTK-by-parts with its clamps, per axis, static 0.1·ln s + 1",
-        || Recipe {
-            policy: Some(AxisPolicy::PerAxis),
-            ..Recipe::method(official_ntk_by_parts(false))
-        },
+        || official_flux_recipe(OfficialMethod::Yarn, false),
     ),
     entry(
         "official-dy-ntk",
         "official DyPE",
         "Dy-NTK, (s^(d/(d−2)))^(2t²), per axis",
-        || Recipe {
-            policy: Some(AxisPolicy::PerAxis),
-            ..Recipe::method(Method::Ntk {
-                dynamic: Some((KappaSchedule::PAPER, NtkKappa::Exponential)),
-            })
-        },
+        || official_flux_recipe(OfficialMethod::Ntk, true),
     ),
     entry(
         "official-dy-yarn",
         "official DyPE",
         "NTK-by-parts, thresholds × t², its clamps, per axis (the FLUX default)",
-        || Recipe {
-            policy: Some(AxisPolicy::PerAxis),
-            ..Recipe::method(official_ntk_by_parts(true))
-        },
+        || official_flux_recipe(OfficialMethod::Yarn, true),
     ),
     entry(
         "comfy-yarn",

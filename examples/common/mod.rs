@@ -170,7 +170,8 @@ pub fn exit_if_list(name: &str) {
     }
 }
 
-/// A registry recipe by name, with the same error in every example.
+/// A registry recipe by name, with the same error in every example: the one road from `--method`
+/// to a rope (the example's model layout then gives the rope, `RotaryLayout::rope`).
 pub fn recipe(name: &str) -> anyhow::Result<Recipe> {
     presets::recipe_by_name(name).map_err(|e| anyhow!("--method {name}: {e}"))
 }

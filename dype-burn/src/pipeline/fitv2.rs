@@ -6,11 +6,10 @@ use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use dype_core::FitTime;
 
 use super::PipelineError;
-use crate::models::fitv2::{FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope};
+use crate::models::fitv2::{FitPosition, FitV2, GuidedChannels, fit_grid, fit_layout};
 use crate::models::vae::VaeDecoder;
 use crate::nn::{patchify, unpatchify};
 use crate::pipeline::image::{Rgb8Image, to_rgb8_fit};
-use crate::rotary::PairLayout;
 use crate::rotary::{RotaryEmbedding, StepReport};
 use crate::sampling::{Dopri5Options, Step, dopri5, euler, heun};
 
@@ -291,9 +290,14 @@ fn sample_impl<B: Backend>(
     };
     let batch = labels.len();
     let y = Tensor::<B, 1, Int>::from_data(TensorData::new(labels, [batch]), device);
-    let rope = fit_rope(cfg, request.position, request.decouple)?;
-    let mut rotary =
-        RotaryEmbedding::<B>::new(rope, fit_grid(h, w, n)?, PairLayout::Interleaved, device)?;
+    let layout = fit_layout(cfg, request.decouple)?;
+    let recipe = request.position.recipe();
+    let mut rotary = RotaryEmbedding::<B>::new(
+        layout.rope(&recipe)?,
+        fit_grid(h, w, n)?,
+        layout.pair_layout(),
+        device,
+    )?;
     let mut evaluation = 0;
     let velocity = |t: f64, x: &Tensor<B, 3>| -> Result<Tensor<B, 3>, PipelineError> {
         let t = t.clamp(0.0, 1.0);

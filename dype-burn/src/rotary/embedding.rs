@@ -175,7 +175,7 @@ impl<B: Backend> RotaryEmbedding<B> {
         let key = Self::key_of(&rope, &samples, None)?.0;
         let index = RotaryIndex::from_tables(&tables, device)?;
         let rows: Vec<&[AxisRows]> = tables.iter().map(|t| t.axes()).collect();
-        let device_tables = RotaryTables::from_rows(&rows, &index, device)?;
+        let device_tables = RotaryTables::from_rows(&rows, &index, device)?.with_layout(layout);
         Ok(RotaryEmbedding {
             rope,
             samples,
@@ -237,7 +237,8 @@ impl<B: Backend> RotaryEmbedding<B> {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let rows: Vec<&[AxisRows]> = rows.iter().map(Vec::as_slice).collect();
-            self.tables = RotaryTables::from_rows(&rows, &self.index, &self.device)?;
+            self.tables =
+                RotaryTables::from_rows(&rows, &self.index, &self.device)?.with_layout(self.layout);
             self.key = key;
             self.uploads += 1;
         }
@@ -251,7 +252,7 @@ impl<B: Backend> RotaryEmbedding<B> {
 
     /// Rotates q or k (`[batch, heads, tokens, head_dim]`) with the current tables.
     pub fn apply(&self, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, RotaryError> {
-        self.tables.apply(x, self.layout)
+        self.tables.apply(x)
     }
 
     /// Rotates queries and keys with the current tables.

@@ -101,6 +101,7 @@ pub struct RotaryTables<B: Backend> {
     cos: Tensor<B, 3>,
     sin: Tensor<B, 3>,
     axis_half_dims: Vec<usize>,
+    layout: PairLayout,
 }
 
 impl<B: Backend> RotaryTables<B> {
@@ -188,6 +189,7 @@ impl<B: Backend> RotaryTables<B> {
             cos,
             sin,
             axis_half_dims: index.half_dims.clone(),
+            layout: PairLayout::default(),
         })
     }
 
@@ -211,6 +213,7 @@ impl<B: Backend> RotaryTables<B> {
             cos: to_compute_dtype(cos),
             sin: to_compute_dtype(sin),
             axis_half_dims: vec![c[2]],
+            layout: PairLayout::default(),
         })
     }
 
@@ -245,9 +248,24 @@ impl<B: Backend> RotaryTables<B> {
         &self.axis_half_dims
     }
 
-    /// Rotates `x` of shape `[batch, heads, tokens, head_dim]` (queries or keys).
-    pub fn apply(&self, x: Tensor<B, 4>, layout: PairLayout) -> Result<Tensor<B, 4>, RotaryError> {
-        apply_rotary(x, &self.cos, &self.sin, layout)
+    /// The pair layout these tables rotate in (set by the [`super::RotaryEmbedding`] that built
+    /// them; [`PairLayout::Interleaved`] for tables built directly, see [`Self::with_layout`]).
+    pub fn layout(&self) -> PairLayout {
+        self.layout
+    }
+
+    /// The same tables rotating in `layout` (a cheap copy: burn tensors are shared handles).
+    pub fn with_layout(&self, layout: PairLayout) -> Self {
+        Self {
+            layout,
+            ..self.clone()
+        }
+    }
+
+    /// Rotates `x` of shape `[batch, heads, tokens, head_dim]` (queries or keys) in the tables'
+    /// own pair layout: a model never restates it.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, RotaryError> {
+        apply_rotary(x, &self.cos, &self.sin, self.layout)
     }
 }
 

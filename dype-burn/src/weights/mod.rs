@@ -19,6 +19,10 @@
 //!    [`Weights::tensor`]) on the device, cast to the requested float dtype. PyTorch `Linear`
 //!    weights (`[out, in]`) are transposed on the host to burn's `[in, out]`.
 //!
+//! Models describe their checkpoint once, with a builder generic over a [`Source`]: run on
+//! [`Declare`] it gives the [`KeyMap`] of step 2, run on [`Load`] it builds the layers of step 3;
+//! [`load_model`] is the whole sequence.
+//!
 //! Nothing reachable from file contents panics: every malformed input becomes a
 //! [`WeightsError`]. (burn-store's pickle reader is additionally run under `catch_unwind`.)
 //!
@@ -48,9 +52,11 @@ mod checkpoint;
 mod error;
 mod key_map;
 mod read;
+mod source;
 mod view;
 
 pub use checkpoint::{Checkpoint, CheckpointFormat, TensorInfo, WeightDType};
 pub use error::WeightsError;
 pub use key_map::{KeyMap, ParamKind, ParamSpec};
+pub use source::{Declare, Load, Source, load_model};
 pub use view::Weights;

@@ -48,6 +48,11 @@ impl<'c, B: Backend> Weights<'c, B> {
         &self.device
     }
 
+    /// Whether `key` is declared in the key map (so it can be built).
+    pub fn declares(&self, key: &str) -> bool {
+        self.map.get(key).is_some()
+    }
+
     /// Builds the declared tensor `key`: stored data cast to [`Weights::dtype`]; linear weights
     /// transposed to `[in, out]` (1×1-conv weights squeezed first).
     pub fn tensor<const D: usize>(&self, key: &str) -> Result<Tensor<B, D>, WeightsError> {

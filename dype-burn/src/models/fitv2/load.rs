@@ -1,50 +1,76 @@
-//! The FiTv2 checkpoint: key map and model construction from validated weights.
+//! The FiTv2 checkpoint, each key spelled once: one builder declares it
+//! ([`FitConfig::key_map`]) and loads it ([`FitV2::from_weights`]).
 
-use burn::module::Param;
-use burn::nn::Embedding;
+use burn::nn::{Embedding, Linear};
 use burn::tensor::backend::Backend;
 
 use super::FitConfig;
 use super::model::{FitBlock, FitV2};
 use crate::models::ModelError;
-use crate::weights::{KeyMap, Weights, WeightsError};
+use crate::weights::{Declare, KeyMap, Load, Source, Weights, load_model};
+
+/// FiT's tensors as a [`Source`] gives them, in checkpoint order.
+struct Fit<S: Source> {
+    x_embedder: S::Linear,
+    t_mlp: [S::Linear; 2],
+    y_table: S::Param<2>,
+    global_adaln: S::Linear,
+    blocks: Vec<[S::Linear; 7]>,
+    final_linear: S::Linear,
+    final_adaln: S::Linear,
+}
+
+/// Every tensor of FiT's `state_dict()`, with PyTorch shapes.
+fn fit<S: Source>(s: &mut S, c: &FitConfig) -> Result<Fit<S>, S::Error> {
+    let (d, h, r) = (c.hidden_size, c.mlp_hidden(), c.adaln_lora_dim);
+    Ok(Fit {
+        x_embedder: s.linear("x_embedder.proj", c.token_dim(), d, true)?,
+        t_mlp: [
+            s.linear("t_embedder.mlp.0", 256, d, true)?,
+            s.linear("t_embedder.mlp.2", d, d, true)?,
+        ],
+        y_table: s.param("y_embedder.embedding_table.weight", [c.num_classes + 1, d])?,
+        global_adaln: s.linear("global_adaLN_modulation.1", d, 6 * d, true)?,
+        blocks: (0..c.depth)
+            .map(|i| {
+                let mut lin = |name: &str, d_in, d_out| {
+                    s.linear(&format!("blocks.{i}.{name}"), d_in, d_out, true)
+                };
+                // In `FitBlock`'s field order.
+                Ok([
+                    lin("attn.qkv", d, 3 * d)?,
+                    lin("attn.proj", d, d)?,
+                    lin("mlp.fc1_g", d, h)?,
+                    lin("mlp.fc1_x", d, h)?,
+                    lin("mlp.fc2", h, d)?,
+                    lin("adaLN_modulation.1", d, r)?,
+                    lin("adaLN_modulation.2", r, 6 * d)?,
+                ])
+            })
+            .collect::<Result<_, _>>()?,
+        final_linear: s.linear("final_layer.linear", d, c.out_token_dim(), true)?,
+        final_adaln: s.linear("final_layer.adaLN_modulation.1", d, 2 * d, true)?,
+    })
+}
+
+impl<B: Backend> From<[Linear<B>; 7]> for FitBlock<B> {
+    fn from([qkv, proj, fc1_g, fc1_x, fc2, lora_down, lora_up]: [Linear<B>; 7]) -> Self {
+        FitBlock {
+            qkv,
+            proj,
+            fc1_g,
+            fc1_x,
+            fc2,
+            lora_down,
+            lora_up,
+        }
+    }
+}
 
 impl FitConfig {
     /// The checkpoint key map: every tensor FiT's `state_dict()` holds, with PyTorch shapes.
     pub fn key_map(&self) -> KeyMap {
-        let (d, t) = (self.hidden_size, self.token_dim());
-        let mut m = KeyMap::new();
-        m.linear("x_embedder.proj", t, d, true);
-        m.linear("t_embedder.mlp.0", 256, d, true);
-        m.linear("t_embedder.mlp.2", d, d, true);
-        m.tensor(
-            "y_embedder.embedding_table.weight",
-            &[self.num_classes + 1, d],
-        );
-        m.linear("global_adaLN_modulation.1", d, 6 * d, true);
-        for i in 0..self.depth {
-            let p = format!("blocks.{i}");
-            m.linear(&format!("{p}.attn.qkv"), d, 3 * d, true);
-            m.linear(&format!("{p}.attn.proj"), d, d, true);
-            m.linear(&format!("{p}.mlp.fc1_g"), d, self.mlp_hidden(), true);
-            m.linear(&format!("{p}.mlp.fc1_x"), d, self.mlp_hidden(), true);
-            m.linear(&format!("{p}.mlp.fc2"), self.mlp_hidden(), d, true);
-            m.linear(
-                &format!("{p}.adaLN_modulation.1"),
-                d,
-                self.adaln_lora_dim,
-                true,
-            );
-            m.linear(
-                &format!("{p}.adaLN_modulation.2"),
-                self.adaln_lora_dim,
-                6 * d,
-                true,
-            );
-        }
-        m.linear("final_layer.linear", d, self.out_token_dim(), true);
-        m.linear("final_layer.adaLN_modulation.1", d, 2 * d, true);
-        m
+        Declare::key_map(|s| fit(s, self))
     }
 }
 
@@ -52,31 +78,17 @@ impl<B: Backend> FitV2<B> {
     /// Builds the model from validated weights (see [`FitConfig::key_map`]).
     pub fn from_weights(config: &FitConfig, w: &Weights<'_, B>) -> Result<Self, ModelError> {
         config.validate()?;
-        let blocks = (0..config.depth)
-            .map(|i| {
-                let p = format!("blocks.{i}");
-                Ok(FitBlock {
-                    qkv: w.linear(&format!("{p}.attn.qkv"), true)?,
-                    proj: w.linear(&format!("{p}.attn.proj"), true)?,
-                    fc1_g: w.linear(&format!("{p}.mlp.fc1_g"), true)?,
-                    fc1_x: w.linear(&format!("{p}.mlp.fc1_x"), true)?,
-                    fc2: w.linear(&format!("{p}.mlp.fc2"), true)?,
-                    lora_down: w.linear(&format!("{p}.adaLN_modulation.1"), true)?,
-                    lora_up: w.linear(&format!("{p}.adaLN_modulation.2"), true)?,
-                })
-            })
-            .collect::<Result<Vec<_>, WeightsError>>()?;
+        let f = fit(&mut Load::new(w), config)?;
+        let [t_mlp0, t_mlp2] = f.t_mlp;
         Ok(FitV2 {
-            x_embedder: w.linear("x_embedder.proj", true)?,
-            t_mlp0: w.linear("t_embedder.mlp.0", true)?,
-            t_mlp2: w.linear("t_embedder.mlp.2", true)?,
-            y_embedder: Embedding {
-                weight: Param::from_tensor(w.tensor::<2>("y_embedder.embedding_table.weight")?),
-            },
-            global_adaln: w.linear("global_adaLN_modulation.1", true)?,
-            blocks,
-            final_adaln: w.linear("final_layer.adaLN_modulation.1", true)?,
-            final_linear: w.linear("final_layer.linear", true)?,
+            x_embedder: f.x_embedder,
+            t_mlp0,
+            t_mlp2,
+            y_embedder: Embedding { weight: f.y_table },
+            global_adaln: f.global_adaln,
+            blocks: f.blocks.into_iter().map(FitBlock::from).collect(),
+            final_adaln: f.final_adaln,
+            final_linear: f.final_linear,
             config: config.clone(),
         })
     }
@@ -90,9 +102,13 @@ impl<B: Backend> FitV2<B> {
         dtype: burn::tensor::FloatDType,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        let ckpt = crate::weights::Checkpoint::open(path)?;
-        let map = config.key_map();
-        let w = ckpt.load::<B>(&map, dtype, device)?;
-        Self::from_weights(config, &w)
+        load_model(
+            path,
+            dtype,
+            device,
+            |_| Ok(()),
+            |_| config.key_map(),
+            |w, ()| Self::from_weights(config, w),
+        )
     }
 }

@@ -10,7 +10,7 @@ use super::{FitConfig, MODEL};
 use crate::attention::{AttentionOptions, attention};
 use crate::models::ModelError;
 use crate::nn::{fit_timestep_features, layer_norm, modulate};
-use crate::rotary::{PairLayout, RotaryTables};
+use crate::rotary::RotaryTables;
 
 /// One FiT block: adaLN-LoRA modulated attention and SwiGLU.
 #[derive(Module, Debug)]
@@ -181,8 +181,8 @@ impl<B: Backend> FitBlock<B> {
             .reshape([b, n, 3, heads, hd])
             .permute([2, 0, 3, 1, 4]);
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, heads, n, hd]);
-        let q = rope.apply(layer_norm(part(0)), PairLayout::Interleaved)?;
-        let k = rope.apply(layer_norm(part(1)), PairLayout::Interleaved)?;
+        let q = rope.apply(layer_norm(part(0)))?;
+        let k = rope.apply(layer_norm(part(1)))?;
         let mut att = attention(q, k, part(2), mask, AttentionOptions::default())?;
         if let Some(k) = &keep {
             att = att * k.clone();

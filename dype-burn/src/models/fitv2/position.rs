@@ -22,6 +22,17 @@ impl From<dype_core::Method> for FitPosition {
     }
 }
 
+impl FitPosition {
+    /// The registry recipe this position stands for (FiT's `custom_freqs` are the registry's FiT
+    /// entries, [`dype_core::presets::fit_recipe`]).
+    pub fn recipe(&self) -> dype_core::presets::Recipe {
+        match *self {
+            FitPosition::Fit(f) => dype_core::presets::fit_recipe(f),
+            FitPosition::Recipe(r) => r,
+        }
+    }
+}
+
 impl core::str::FromStr for FitPosition {
     type Err = DypeError;
     /// Any registry name ([`dype_core::presets::METHODS`]); an unknown one is
@@ -31,29 +42,29 @@ impl core::str::FromStr for FitPosition {
     }
 }
 
-/// The dype-core rope of a FiT model: two axes (rows, then columns) of `head_dim/2`, trained extent
-/// `ori_max_pe_len`; `decouple` scales each axis by its own extent, otherwise both by `max(H, W)`.
+/// The rotary layout of a FiT model ([`dype_core::presets::RotaryLayout::fit`]): two axes (rows,
+/// then columns) of `head_dim/2`, trained extent `ori_max_pe_len`, interleaved pairs; `decouple`
+/// scales each axis by its own extent, otherwise both by `max(H, W)`.
+pub fn fit_layout(
+    config: &FitConfig,
+    decouple: bool,
+) -> Result<dype_core::presets::RotaryLayout, DypeError> {
+    dype_core::presets::RotaryLayout::fit(
+        config.head_dim(),
+        config.rope_theta,
+        config.ori_max_pe_len as f64,
+        decouple,
+    )
+}
+
+/// The dype-core rope of a FiT model for `position` ([`fit_layout`] and the position's recipe:
+/// FiT's `custom_freqs` are the registry's FiT entries, [`dype_core::presets::fit_recipe`]).
 pub fn fit_rope(
     config: &FitConfig,
     position: FitPosition,
     decouple: bool,
 ) -> Result<dype_core::AxialRope, DypeError> {
-    let ori = config.ori_max_pe_len as f64;
-    match position {
-        FitPosition::Fit(f) => {
-            dype_core::presets::fit(f, decouple, config.head_dim(), config.rope_theta, ori)
-        }
-        FitPosition::Recipe(r) => {
-            let axis =
-                dype_core::AxisConfig::scaled(config.head_dim() / 2, config.rope_theta, ori)?;
-            let policy = if decouple {
-                dype_core::AxisPolicy::PerAxis
-            } else {
-                dype_core::AxisPolicy::Isotropic
-            };
-            r.rope(&[axis, axis], policy)
-        }
-    }
+    fit_layout(config, decouple)?.rope(&position.recipe())
 }
 
 /// Positions of an `h × w` token grid (row-major, `(row, col)` per token), padded with `(0, 0)` up

@@ -5,8 +5,6 @@
 //! must hold ([`FluxConfig::key_map`], validated before anything is built) or loads it
 //! ([`Flux::from_weights`], [`super::StreamedFlux`]).
 
-use std::convert::Infallible;
-
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
@@ -15,103 +13,79 @@ use burn::tensor::backend::Backend;
 use super::config::{FluxConfig, FluxLayout};
 use super::model::{DoubleBlock, Flux, MlpEmbedder, SingleBlock, StreamWeights};
 use crate::models::ModelError;
-use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
+use crate::weights::{Declare, KeyMap, Load, Source, Weights, WeightsError, load_model};
 
-/// Where the builder's parameters come from.
-trait Source {
-    /// A linear layer (or its declaration).
-    type Linear;
-    /// A vector parameter (or its declaration).
-    type Vector;
-    /// Why a parameter cannot be had.
-    type Error;
-    /// The file's key layout.
-    fn layout(&self) -> FluxLayout;
-    /// A stored linear: weight `[d_out, d_in]` and, with `bias`, bias `[d_out]` under `key`.
-    fn linear(
-        &mut self,
-        key: &str,
-        d_in: usize,
-        d_out: usize,
-        bias: bool,
-    ) -> Result<Self::Linear, Self::Error>;
-    /// A stored vector `[len]` under `key`.
-    fn vector(&mut self, key: &str, len: usize) -> Result<Self::Vector, Self::Error>;
+/// The two transforms between diffusers' and BFL's linears, on a [`Source`]'s linears.
+trait Fuse: Source {
     /// Linears stacked along their outputs; with `bias`, a part without one gets zeros.
     fn stack(&mut self, parts: Vec<Self::Linear>, bias: bool) -> Self::Linear;
     /// The two output halves exchanged.
     fn swap_halves(&mut self, linear: Self::Linear) -> Self::Linear;
 }
 
-/// A linear stored as `bfl` in BFL files and as `diffusers` in diffusers files.
-fn renamed<S: Source>(
-    s: &mut S,
-    bfl: &str,
-    diffusers: &str,
-    d_in: usize,
-    d_out: usize,
-) -> Result<S::Linear, S::Error> {
-    let key = match s.layout() {
-        FluxLayout::Bfl => bfl,
-        FluxLayout::Diffusers => diffusers,
-    };
-    s.linear(key, d_in, d_out, true)
+/// A [`Source`] read in one FLUX key layout.
+struct Flx<'s, S> {
+    s: &'s mut S,
+    layout: FluxLayout,
 }
 
-/// A vector stored as `bfl` or `diffusers`.
-fn vector<S: Source>(
-    s: &mut S,
-    bfl: &str,
-    diffusers: &str,
-    len: usize,
-) -> Result<S::Vector, S::Error> {
-    let key = match s.layout() {
-        FluxLayout::Bfl => bfl,
-        FluxLayout::Diffusers => diffusers,
-    };
-    s.vector(key, len)
-}
-
-/// BFL's fused linear `bfl` (bias iff `bias`) = diffusers' `parts` (key, outputs, bias) stacked
-/// along the outputs.
-fn fused<S: Source>(
-    s: &mut S,
-    bfl: &str,
-    bias: bool,
-    parts: &[(String, usize, bool)],
-    d_in: usize,
-) -> Result<S::Linear, S::Error> {
-    match s.layout() {
-        FluxLayout::Bfl => {
-            let d_out = parts.iter().map(|p| p.1).sum();
-            s.linear(bfl, d_in, d_out, bias)
+impl<S: Fuse> Flx<'_, S> {
+    /// `bfl` in BFL files, `diffusers` in diffusers files.
+    fn pick<'k>(&self, bfl: &'k str, diffusers: &'k str) -> &'k str {
+        match self.layout {
+            FluxLayout::Bfl => bfl,
+            FluxLayout::Diffusers => diffusers,
         }
-        FluxLayout::Diffusers => {
-            let linears = parts
-                .iter()
-                .map(|(key, d_out, b)| s.linear(key, d_in, *d_out, *b))
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(s.stack(linears, bias))
+    }
+
+    /// A linear stored as `bfl` or `diffusers`.
+    fn renamed(&mut self, bfl: &str, diffusers: &str, d_in: usize, d_out: usize) -> LinearOf<S> {
+        let key = self.pick(bfl, diffusers);
+        self.s.linear(key, d_in, d_out, true)
+    }
+
+    /// A vector stored as `bfl` or `diffusers`.
+    fn vector(&mut self, bfl: &str, diffusers: &str, len: usize) -> Result<S::Param<1>, S::Error> {
+        let key = self.pick(bfl, diffusers);
+        self.s.param(key, [len])
+    }
+
+    /// BFL's fused linear `bfl` (bias iff `bias`) = diffusers' `parts` (key, outputs, bias)
+    /// stacked along the outputs.
+    fn fused(
+        &mut self,
+        bfl: &str,
+        bias: bool,
+        parts: &[(String, usize, bool)],
+        d_in: usize,
+    ) -> LinearOf<S> {
+        match self.layout {
+            FluxLayout::Bfl => {
+                let d_out = parts.iter().map(|p| p.1).sum();
+                self.s.linear(bfl, d_in, d_out, bias)
+            }
+            FluxLayout::Diffusers => {
+                let linears = parts
+                    .iter()
+                    .map(|(key, d_out, b)| self.s.linear(key, d_in, *d_out, *b))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(self.s.stack(linears, bias))
+            }
+        }
+    }
+
+    /// A two-half modulation read with [`Flx::renamed`]: diffusers' (scale, shift) halves
+    /// swapped into BFL's (shift, scale).
+    fn swapped(&mut self, linear: S::Linear) -> S::Linear {
+        match self.layout {
+            FluxLayout::Bfl => linear,
+            FluxLayout::Diffusers => self.s.swap_halves(linear),
         }
     }
 }
 
-/// A two-half modulation: BFL's (shift, scale) `bfl` = diffusers' (scale, shift) `diffusers`.
-fn swapped<S: Source>(
-    s: &mut S,
-    bfl: &str,
-    diffusers: &str,
-    d_in: usize,
-    d_out: usize,
-) -> Result<S::Linear, S::Error> {
-    match s.layout() {
-        FluxLayout::Bfl => s.linear(bfl, d_in, d_out, true),
-        FluxLayout::Diffusers => {
-            let linear = s.linear(diffusers, d_in, d_out, true)?;
-            Ok(s.swap_halves(linear))
-        }
-    }
-}
+/// A linear as `S` gives it.
+type LinearOf<S> = Result<<S as Source>::Linear, <S as Source>::Error>;
 
 /// The embedders and the final layer.
 struct Head<L> {
@@ -136,7 +110,7 @@ struct Stream<L, V> {
 }
 
 /// A double block's stream as `S` provides it.
-type StreamOf<S> = Stream<<S as Source>::Linear, <S as Source>::Vector>;
+type StreamOf<S> = Stream<<S as Source>::Linear, <S as Source>::Param<1>>;
 
 /// A single block.
 struct Single<L, V> {
@@ -148,8 +122,8 @@ struct Single<L, V> {
 }
 
 /// An MLP embedder: BFL `{bfl}.{in,out}_layer`, diffusers `time_text_embed.{diffusers}.linear_{1,2}`.
-fn embedder<S: Source>(
-    s: &mut S,
+fn embedder<S: Fuse>(
+    s: &mut Flx<'_, S>,
     bfl: &str,
     diffusers: &str,
     d_in: usize,
@@ -157,28 +131,21 @@ fn embedder<S: Source>(
 ) -> Result<[S::Linear; 2], S::Error> {
     let e = format!("time_text_embed.{diffusers}");
     Ok([
-        renamed(
-            s,
+        s.renamed(
             &format!("{bfl}.in_layer"),
             &format!("{e}.linear_1"),
             d_in,
             d,
         )?,
-        renamed(
-            s,
-            &format!("{bfl}.out_layer"),
-            &format!("{e}.linear_2"),
-            d,
-            d,
-        )?,
+        s.renamed(&format!("{bfl}.out_layer"), &format!("{e}.linear_2"), d, d)?,
     ])
 }
 
-fn head<S: Source>(s: &mut S, c: &FluxConfig) -> Result<Head<S::Linear>, S::Error> {
+fn head<S: Fuse>(s: &mut Flx<'_, S>, c: &FluxConfig) -> Result<Head<S::Linear>, S::Error> {
     let d = c.hidden_size;
     Ok(Head {
-        img_in: renamed(s, "img_in", "x_embedder", c.in_channels, d)?,
-        txt_in: renamed(s, "txt_in", "context_embedder", c.context_in_dim, d)?,
+        img_in: s.renamed("img_in", "x_embedder", c.in_channels, d)?,
+        txt_in: s.renamed("txt_in", "context_embedder", c.context_in_dim, d)?,
         time_in: embedder(s, "time_in", "timestep_embedder", 256, d)?,
         guidance_in: if c.guidance_embed {
             Some(embedder(s, "guidance_in", "guidance_embedder", 256, d)?)
@@ -186,76 +153,79 @@ fn head<S: Source>(s: &mut S, c: &FluxConfig) -> Result<Head<S::Linear>, S::Erro
             None
         },
         vector_in: embedder(s, "vector_in", "text_embedder", c.vec_in_dim, d)?,
-        final_mod: swapped(
-            s,
-            "final_layer.adaLN_modulation.1",
-            "norm_out.linear",
-            d,
-            2 * d,
-        )?,
-        final_linear: renamed(s, "final_layer.linear", "proj_out", d, c.in_channels)?,
+        final_mod: {
+            let m = s.renamed(
+                "final_layer.adaLN_modulation.1",
+                "norm_out.linear",
+                d,
+                2 * d,
+            )?;
+            s.swapped(m)
+        },
+        final_linear: s.renamed("final_layer.linear", "proj_out", d, c.in_channels)?,
     })
 }
 
 /// Double block `i`: its image stream (`img` / diffusers' plain names) and its text stream (`txt`
 /// / diffusers' `context` and `added` names).
-fn double<S: Source>(s: &mut S, c: &FluxConfig, i: usize) -> Result<[StreamOf<S>; 2], S::Error> {
+fn double<S: Fuse>(
+    s: &mut Flx<'_, S>,
+    c: &FluxConfig,
+    i: usize,
+) -> Result<[StreamOf<S>; 2], S::Error> {
     let (d, hd, mlp, qb) = (c.hidden_size, c.head_dim(), c.mlp_hidden(), c.qkv_bias);
     let (p, t) = (
         format!("double_blocks.{i}"),
         format!("transformer_blocks.{i}"),
     );
-    let stream =
-        |s: &mut S, bfl: &str, diff: [&str; 6], qkv: [&str; 3]| -> Result<StreamOf<S>, S::Error> {
-            let [modulation, q_norm, k_norm, proj, mlp_in, mlp_out] = diff;
-            let parts: Vec<(String, usize, bool)> = qkv
-                .iter()
-                .map(|n| (format!("{t}.attn.{n}"), d, qb))
-                .collect();
-            Ok(Stream {
-                modulation: renamed(
-                    s,
-                    &format!("{p}.{bfl}_mod.lin"),
-                    &format!("{t}.{modulation}"),
-                    d,
-                    6 * d,
-                )?,
-                qkv: fused(s, &format!("{p}.{bfl}_attn.qkv"), qb, &parts, d)?,
-                q_scale: vector(
-                    s,
-                    &format!("{p}.{bfl}_attn.norm.query_norm.scale"),
-                    &format!("{t}.attn.{q_norm}"),
-                    hd,
-                )?,
-                k_scale: vector(
-                    s,
-                    &format!("{p}.{bfl}_attn.norm.key_norm.scale"),
-                    &format!("{t}.attn.{k_norm}"),
-                    hd,
-                )?,
-                proj: renamed(
-                    s,
-                    &format!("{p}.{bfl}_attn.proj"),
-                    &format!("{t}.attn.{proj}"),
-                    d,
-                    d,
-                )?,
-                mlp_in: renamed(
-                    s,
-                    &format!("{p}.{bfl}_mlp.0"),
-                    &format!("{t}.{mlp_in}"),
-                    d,
-                    mlp,
-                )?,
-                mlp_out: renamed(
-                    s,
-                    &format!("{p}.{bfl}_mlp.2"),
-                    &format!("{t}.{mlp_out}"),
-                    mlp,
-                    d,
-                )?,
-            })
-        };
+    let stream = |s: &mut Flx<'_, S>,
+                  bfl: &str,
+                  diff: [&str; 6],
+                  qkv: [&str; 3]|
+     -> Result<StreamOf<S>, S::Error> {
+        let [modulation, q_norm, k_norm, proj, mlp_in, mlp_out] = diff;
+        let parts: Vec<(String, usize, bool)> = qkv
+            .iter()
+            .map(|n| (format!("{t}.attn.{n}"), d, qb))
+            .collect();
+        Ok(Stream {
+            modulation: s.renamed(
+                &format!("{p}.{bfl}_mod.lin"),
+                &format!("{t}.{modulation}"),
+                d,
+                6 * d,
+            )?,
+            qkv: s.fused(&format!("{p}.{bfl}_attn.qkv"), qb, &parts, d)?,
+            q_scale: s.vector(
+                &format!("{p}.{bfl}_attn.norm.query_norm.scale"),
+                &format!("{t}.attn.{q_norm}"),
+                hd,
+            )?,
+            k_scale: s.vector(
+                &format!("{p}.{bfl}_attn.norm.key_norm.scale"),
+                &format!("{t}.attn.{k_norm}"),
+                hd,
+            )?,
+            proj: s.renamed(
+                &format!("{p}.{bfl}_attn.proj"),
+                &format!("{t}.attn.{proj}"),
+                d,
+                d,
+            )?,
+            mlp_in: s.renamed(
+                &format!("{p}.{bfl}_mlp.0"),
+                &format!("{t}.{mlp_in}"),
+                d,
+                mlp,
+            )?,
+            mlp_out: s.renamed(
+                &format!("{p}.{bfl}_mlp.2"),
+                &format!("{t}.{mlp_out}"),
+                mlp,
+                d,
+            )?,
+        })
+    };
     Ok([
         stream(
             s,
@@ -288,11 +258,11 @@ fn double<S: Source>(s: &mut S, c: &FluxConfig, i: usize) -> Result<[StreamOf<S>
 
 /// Single block `i`: BFL's `linear1` is diffusers' q, k, v and `proj_mlp` stacked (BFL always
 /// has its bias; without qkv bias the q/k/v part is zero).
-fn single<S: Source>(
-    s: &mut S,
+fn single<S: Fuse>(
+    s: &mut Flx<'_, S>,
     c: &FluxConfig,
     i: usize,
-) -> Result<Single<S::Linear, S::Vector>, S::Error> {
+) -> Result<Single<S::Linear, S::Param<1>>, S::Error> {
     let (d, hd, mlp, qb) = (c.hidden_size, c.head_dim(), c.mlp_hidden(), c.qkv_bias);
     let (p, t) = (
         format!("single_blocks.{i}"),
@@ -304,28 +274,24 @@ fn single<S: Source>(
         .collect();
     parts.push((format!("{t}.proj_mlp"), mlp, true));
     Ok(Single {
-        modulation: renamed(
-            s,
+        modulation: s.renamed(
             &format!("{p}.modulation.lin"),
             &format!("{t}.norm.linear"),
             d,
             3 * d,
         )?,
-        linear1: fused(s, &format!("{p}.linear1"), true, &parts, d)?,
-        q_scale: vector(
-            s,
+        linear1: s.fused(&format!("{p}.linear1"), true, &parts, d)?,
+        q_scale: s.vector(
             &format!("{p}.norm.query_norm.scale"),
             &format!("{t}.attn.norm_q.weight"),
             hd,
         )?,
-        k_scale: vector(
-            s,
+        k_scale: s.vector(
             &format!("{p}.norm.key_norm.scale"),
             &format!("{t}.attn.norm_k.weight"),
             hd,
         )?,
-        linear2: renamed(
-            s,
+        linear2: s.renamed(
             &format!("{p}.linear2"),
             &format!("{t}.proj_out"),
             d + mlp,
@@ -334,71 +300,13 @@ fn single<S: Source>(
     })
 }
 
-/// Declares the stored tensors of a layout (the key map).
-struct Declare {
-    map: KeyMap,
-    layout: FluxLayout,
-}
-
-impl Source for Declare {
-    type Linear = ();
-    type Vector = ();
-    type Error = Infallible;
-
-    fn layout(&self) -> FluxLayout {
-        self.layout
-    }
-
-    fn linear(
-        &mut self,
-        key: &str,
-        d_in: usize,
-        d_out: usize,
-        bias: bool,
-    ) -> Result<(), Infallible> {
-        self.map.linear(key, d_in, d_out, bias);
-        Ok(())
-    }
-
-    fn vector(&mut self, key: &str, len: usize) -> Result<(), Infallible> {
-        self.map.tensor(key, &[len]);
-        Ok(())
-    }
-
+impl Fuse for Declare {
     fn stack(&mut self, _parts: Vec<()>, _bias: bool) {}
 
     fn swap_halves(&mut self, _linear: ()) {}
 }
 
-/// Loads from validated weights of a layout.
-struct Load<'w, 'c, B: Backend> {
-    weights: &'w Weights<'c, B>,
-    layout: FluxLayout,
-}
-
-impl<B: Backend> Source for Load<'_, '_, B> {
-    type Linear = Linear<B>;
-    type Vector = Param<Tensor<B, 1>>;
-    type Error = WeightsError;
-
-    fn layout(&self) -> FluxLayout {
-        self.layout
-    }
-
-    fn linear(
-        &mut self,
-        key: &str,
-        _: usize,
-        _: usize,
-        bias: bool,
-    ) -> Result<Linear<B>, WeightsError> {
-        self.weights.linear(key, bias)
-    }
-
-    fn vector(&mut self, key: &str, _: usize) -> Result<Param<Tensor<B, 1>>, WeightsError> {
-        Ok(Param::from_tensor(self.weights.tensor::<1>(key)?))
-    }
-
+impl<B: Backend> Fuse for Load<'_, '_, B> {
     fn stack(&mut self, mut parts: Vec<Linear<B>>, bias: bool) -> Linear<B> {
         if bias {
             for l in parts.iter_mut().filter(|l| l.bias.is_none()) {
@@ -470,19 +378,39 @@ impl FluxConfig {
     /// The checkpoint key map of `layout`: every tensor the file must hold, with PyTorch shapes
     /// (FLUX.1-dev: 780 BFL tensors, 1 160 diffusers tensors).
     pub fn key_map(&self, layout: FluxLayout) -> KeyMap {
-        let mut s = Declare {
-            map: KeyMap::new(),
-            layout,
-        };
-        let Ok(_) = head(&mut s, self);
-        for i in 0..self.depth {
-            let Ok(_) = double(&mut s, self, i);
-        }
-        for i in 0..self.depth_single_blocks {
-            let Ok(_) = single(&mut s, self, i);
-        }
-        s.map
+        Declare::key_map(|s| {
+            let s = &mut Flx { s, layout };
+            head(s, self)?;
+            for i in 0..self.depth {
+                double(s, self, i)?;
+            }
+            for i in 0..self.depth_single_blocks {
+                single(s, self, i)?;
+            }
+            Ok(())
+        })
     }
+}
+
+/// The loading sequence of [`Flux::load`] and [`super::StreamedFlux::load`]: validates `config`,
+/// opens `path`, detects its layout, validates the file against [`FluxConfig::key_map`], then
+/// `build`s from the weights.
+pub(super) fn load_flux<B: Backend, M>(
+    path: impl AsRef<std::path::Path>,
+    config: &FluxConfig,
+    dtype: burn::tensor::FloatDType,
+    device: &B::Device,
+    build: impl FnOnce(&Weights<'_, B>, FluxLayout) -> Result<M, ModelError>,
+) -> Result<M, ModelError> {
+    config.validate()?;
+    load_model(
+        path,
+        dtype,
+        device,
+        FluxLayout::detect,
+        |&layout| config.key_map(layout),
+        build,
+    )
 }
 
 impl<B: Backend> Flux<B> {
@@ -509,7 +437,13 @@ impl<B: Backend> Flux<B> {
         layout: FluxLayout,
         weights: &Weights<'_, B>,
     ) -> Result<Self, WeightsError> {
-        let h = head(&mut Load { weights, layout }, config)?;
+        let h = head(
+            &mut Flx {
+                s: &mut Load::new(weights),
+                layout,
+            },
+            config,
+        )?;
         Ok(Flux {
             img_in: h.img_in,
             txt_in: h.txt_in,
@@ -531,7 +465,14 @@ impl<B: Backend> Flux<B> {
         weights: &Weights<'_, B>,
         i: usize,
     ) -> Result<DoubleBlock<B>, WeightsError> {
-        let [img, txt] = double(&mut Load { weights, layout }, config, i)?;
+        let [img, txt] = double(
+            &mut Flx {
+                s: &mut Load::new(weights),
+                layout,
+            },
+            config,
+            i,
+        )?;
         Ok(DoubleBlock {
             img: img.into(),
             txt: txt.into(),
@@ -545,7 +486,14 @@ impl<B: Backend> Flux<B> {
         weights: &Weights<'_, B>,
         i: usize,
     ) -> Result<SingleBlock<B>, WeightsError> {
-        let b = single(&mut Load { weights, layout }, config, i)?;
+        let b = single(
+            &mut Flx {
+                s: &mut Load::new(weights),
+                layout,
+            },
+            config,
+            i,
+        )?;
         Ok(SingleBlock {
             modulation: b.modulation,
             linear1: b.linear1,
@@ -565,12 +513,9 @@ impl<B: Backend> Flux<B> {
         dtype: burn::tensor::FloatDType,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        config.validate()?;
-        let ckpt = Checkpoint::open(path)?;
-        let layout = FluxLayout::detect(&ckpt)?;
-        let map = config.key_map(layout);
-        let w = ckpt.load::<B>(&map, dtype, device)?;
-        Self::from_weights(config, layout, &w)
+        load_flux(path, config, dtype, device, |w, layout| {
+            Self::from_weights(config, layout, w)
+        })
     }
 }
 

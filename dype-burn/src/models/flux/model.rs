@@ -12,7 +12,7 @@ use super::config::{FluxConfig, MODEL};
 use crate::attention::{AttentionOptions, attention};
 use crate::models::ModelError;
 use crate::nn::{EPS, RmsForm, flux_timestep_embedding, layer_norm, modulate, rms_norm};
-use crate::rotary::{PairLayout, RotaryTables};
+use crate::rotary::RotaryTables;
 use dype_core::DypeError;
 use dype_core::presets::OfficialMethod;
 
@@ -313,8 +313,8 @@ impl<B: Backend> DoubleBlock<B> {
         let (l, n) = (txt.dims()[1], img.dims()[1]);
         let (im, [iq, ik, iv]) = self.img.attn_inputs(img.clone(), svec, cfg);
         let (tm, [tq, tk, tv]) = self.txt.attn_inputs(txt.clone(), svec, cfg);
-        let q = rope.apply(Tensor::cat(vec![tq, iq], 2), PairLayout::Interleaved)?;
-        let k = rope.apply(Tensor::cat(vec![tk, ik], 2), PairLayout::Interleaved)?;
+        let q = rope.apply(Tensor::cat(vec![tq, iq], 2))?;
+        let k = rope.apply(Tensor::cat(vec![tk, ik], 2))?;
         let v = Tensor::cat(vec![tv, iv], 2);
         let att = attention(q, k, v, None, AttentionOptions::default())?;
         let (t_att, i_att) = (att.clone().narrow(1, 0, l), att.narrow(1, l, n));
@@ -339,8 +339,8 @@ impl<B: Backend> SingleBlock<B> {
         let h = self.linear1.forward(a);
         let mlp = h.clone().narrow(2, 3 * d, cfg.mlp_hidden());
         let [q, k, v] = split_qkv(h.narrow(2, 0, 3 * d), cfg.num_heads, cfg.head_dim());
-        let q = rope.apply(qk_norm(q, &self.q_scale), PairLayout::Interleaved)?;
-        let k = rope.apply(qk_norm(k, &self.k_scale), PairLayout::Interleaved)?;
+        let q = rope.apply(qk_norm(q, &self.q_scale))?;
+        let k = rope.apply(qk_norm(k, &self.k_scale))?;
         let att = attention(q, k, v, None, AttentionOptions::default())?;
         let out = self
             .linear2
@@ -407,6 +407,7 @@ pub fn flux_rope(
 #[cfg(all(test, feature = "cpu"))]
 mod tests {
     use super::*;
+    use crate::rotary::PairLayout;
     use crate::rotary::RotaryEmbedding;
     use crate::rotary::SamplePositions;
     use burn::tensor::TensorData;

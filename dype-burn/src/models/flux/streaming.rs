@@ -1,190 +1,49 @@
 //! Block-streaming FLUX: the transformer blocks in host memory, uploaded one at a time.
 
-use burn::module::Param;
-use burn::nn::Linear;
+use std::convert::Infallible;
+
+use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Tensor, TensorData};
+use burn::tensor::{DType, Tensor};
 
 use super::config::{FluxConfig, FluxLayout, MODEL};
-use super::model::{DoubleBlock, Flux, FluxDenoiser, SingleBlock, StreamWeights};
+use super::load::load_flux;
+use super::model::{DoubleBlock, Flux, FluxDenoiser, SingleBlock};
 use crate::models::ModelError;
 use crate::rotary::RotaryTables;
-use crate::weights::{Checkpoint, Weights, WeightsError};
+use crate::weights::Weights;
 
-/// One parameter tensor in host memory, in the dtype it had on the device.
-#[derive(Debug, Clone)]
-struct HostParam {
-    data: TensorData,
-    dtype: DType,
+/// Moves a module's parameters to host memory: each becomes a lazy parameter holding its data
+/// (in the dtype it had) and uploading it to `device` when first used. A clone of such a
+/// module is lazy too (burn clones an uninitialised parameter without initialising it), so
+/// every clone uploads its own copy, freed when the clone is dropped, and the host copy stays.
+struct ToHost<B: Backend> {
+    device: B::Device,
+    /// Bytes moved so far.
+    bytes: usize,
 }
 
-impl HostParam {
-    fn new<B: Backend, const D: usize>(t: Tensor<B, D>) -> Self {
-        let dtype = t.dtype();
-        HostParam {
-            data: t.into_data(),
-            dtype,
-        }
-    }
-
-    fn param<B: Backend, const D: usize>(&self, device: &B::Device) -> Param<Tensor<B, D>> {
-        Param::from_tensor(Tensor::from_data(self.data.clone(), (device, self.dtype)))
-    }
-
-    fn bytes(&self) -> usize {
-        self.data.bytes.len()
+impl<B: Backend> ToHost<B> {
+    fn map<M: Module<B>>(&mut self, module: M) -> M {
+        module.map(self)
     }
 }
 
-/// A `Linear` in host memory.
-#[derive(Debug, Clone)]
-struct HostLinear {
-    weight: HostParam,
-    bias: Option<HostParam>,
-}
-
-impl HostLinear {
-    fn new<B: Backend>(l: Linear<B>) -> Self {
-        HostLinear {
-            weight: HostParam::new(l.weight.val()),
-            bias: l.bias.map(|b| HostParam::new(b.val())),
-        }
-    }
-
-    fn linear<B: Backend>(&self, device: &B::Device) -> Linear<B> {
-        Linear {
-            weight: self.weight.param(device),
-            bias: self.bias.as_ref().map(|b| b.param(device)),
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.weight.bytes() + self.bias.as_ref().map_or(0, HostParam::bytes)
-    }
-}
-
-/// A [`StreamWeights`] in host memory.
-#[derive(Debug, Clone)]
-struct HostStream {
-    modulation: HostLinear,
-    qkv: HostLinear,
-    q_scale: HostParam,
-    k_scale: HostParam,
-    proj: HostLinear,
-    mlp_in: HostLinear,
-    mlp_out: HostLinear,
-}
-
-impl HostStream {
-    fn new<B: Backend>(s: StreamWeights<B>) -> Self {
-        HostStream {
-            modulation: HostLinear::new(s.modulation),
-            qkv: HostLinear::new(s.qkv),
-            q_scale: HostParam::new(s.q_scale.val()),
-            k_scale: HostParam::new(s.k_scale.val()),
-            proj: HostLinear::new(s.proj),
-            mlp_in: HostLinear::new(s.mlp_in),
-            mlp_out: HostLinear::new(s.mlp_out),
-        }
-    }
-
-    fn weights<B: Backend>(&self, device: &B::Device) -> StreamWeights<B> {
-        StreamWeights {
-            modulation: self.modulation.linear(device),
-            qkv: self.qkv.linear(device),
-            q_scale: self.q_scale.param(device),
-            k_scale: self.k_scale.param(device),
-            proj: self.proj.linear(device),
-            mlp_in: self.mlp_in.linear(device),
-            mlp_out: self.mlp_out.linear(device),
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        [
-            &self.modulation,
-            &self.qkv,
-            &self.proj,
-            &self.mlp_in,
-            &self.mlp_out,
-        ]
-        .iter()
-        .map(|l| l.bytes())
-        .sum::<usize>()
-            + self.q_scale.bytes()
-            + self.k_scale.bytes()
-    }
-}
-
-/// A [`DoubleBlock`] in host memory.
-#[derive(Debug, Clone)]
-struct HostDouble {
-    img: HostStream,
-    txt: HostStream,
-}
-
-impl HostDouble {
-    fn new<B: Backend>(b: DoubleBlock<B>) -> Self {
-        HostDouble {
-            img: HostStream::new(b.img),
-            txt: HostStream::new(b.txt),
-        }
-    }
-
-    fn block<B: Backend>(&self, device: &B::Device) -> DoubleBlock<B> {
-        DoubleBlock {
-            img: self.img.weights(device),
-            txt: self.txt.weights(device),
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.img.bytes() + self.txt.bytes()
-    }
-}
-
-/// A [`SingleBlock`] in host memory.
-#[derive(Debug, Clone)]
-struct HostSingle {
-    modulation: HostLinear,
-    linear1: HostLinear,
-    q_scale: HostParam,
-    k_scale: HostParam,
-    linear2: HostLinear,
-}
-
-impl HostSingle {
-    fn new<B: Backend>(b: SingleBlock<B>) -> Self {
-        HostSingle {
-            modulation: HostLinear::new(b.modulation),
-            linear1: HostLinear::new(b.linear1),
-            q_scale: HostParam::new(b.q_scale.val()),
-            k_scale: HostParam::new(b.k_scale.val()),
-            linear2: HostLinear::new(b.linear2),
-        }
-    }
-
-    fn block<B: Backend>(&self, device: &B::Device) -> SingleBlock<B> {
-        SingleBlock {
-            modulation: self.modulation.linear(device),
-            linear1: self.linear1.linear(device),
-            q_scale: self.q_scale.param(device),
-            k_scale: self.k_scale.param(device),
-            linear2: self.linear2.linear(device),
-        }
-    }
-
-    fn bytes(&self) -> usize {
-        self.modulation.bytes()
-            + self.linear1.bytes()
-            + self.linear2.bytes()
-            + self.q_scale.bytes()
-            + self.k_scale.bytes()
+impl<B: Backend> ModuleMapper<B> for ToHost<B> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, _) = param.consume();
+        let (dtype, shape, grad) = (tensor.dtype(), tensor.shape(), tensor.is_require_grad());
+        let data = tensor.into_data();
+        self.bytes += data.bytes.len();
+        let upload = move |device: &B::Device, grad: bool| {
+            Tensor::from_data(data.clone(), (device, dtype)).set_require_grad(grad)
+        };
+        Param::uninitialized(id, upload, self.device.clone(), grad, shape)
     }
 }
 
 /// FLUX with only the embedders and the final layer resident on the device; the transformer
-/// blocks live in host memory (as [`TensorData`], in the load dtype) and every
+/// blocks live in host memory (as [`burn::tensor::TensorData`], in the load dtype) and every
 /// [`forward`](StreamedFlux::forward) uploads them one block at a time, runs the block, waits
 /// for the device and drops it before the next one is uploaded.
 ///
@@ -196,8 +55,10 @@ impl HostSingle {
 pub struct StreamedFlux<B: Backend> {
     /// Embedders and final layer (no blocks).
     head: Flux<B>,
-    double_blocks: Vec<HostDouble>,
-    single_blocks: Vec<HostSingle>,
+    /// The blocks with host-resident lazy parameters (see [`ToHost`]).
+    double_blocks: Vec<DoubleBlock<B>>,
+    single_blocks: Vec<SingleBlock<B>>,
+    host_bytes: usize,
     device: B::Device,
 }
 
@@ -212,12 +73,9 @@ impl<B: Backend> StreamedFlux<B> {
         dtype: burn::tensor::FloatDType,
         device: &B::Device,
     ) -> Result<Self, ModelError> {
-        config.validate()?;
-        let ckpt = Checkpoint::open(path)?;
-        let layout = FluxLayout::detect(&ckpt)?;
-        let map = config.key_map(layout);
-        let w = ckpt.load::<B>(&map, dtype, device)?;
-        Self::from_weights(config, layout, &w)
+        load_flux(path, config, dtype, device, |w, layout| {
+            Self::from_weights(config, layout, w)
+        })
     }
 
     /// Builds the model from validated weights (see [`Flux::from_weights`]), one block at a time.
@@ -228,38 +86,50 @@ impl<B: Backend> StreamedFlux<B> {
     ) -> Result<Self, ModelError> {
         config.validate()?;
         let head = Flux::head(config, layout, w)?;
-        let double_blocks = (0..config.depth)
-            .map(|i| Flux::double_block(config, layout, w, i).map(HostDouble::new))
-            .collect::<Result<Vec<_>, WeightsError>>()?;
-        let single_blocks = (0..config.depth_single_blocks)
-            .map(|i| Flux::single_block(config, layout, w, i).map(HostSingle::new))
-            .collect::<Result<Vec<_>, WeightsError>>()?;
-        Ok(StreamedFlux {
+        let model = Self::with_host_blocks(
             head,
-            double_blocks,
-            single_blocks,
-            device: w.device().clone(),
-        })
+            (0..config.depth).map(|i| Flux::double_block(config, layout, w, i)),
+            (0..config.depth_single_blocks).map(|i| Flux::single_block(config, layout, w, i)),
+        )?;
+        Ok(model)
     }
 
     /// Moves the blocks of a resident model to host memory.
     pub fn from_flux(model: Flux<B>) -> Self {
         let mut head = model;
-        let device = head.img_in.weight.val().device();
-        let double_blocks = std::mem::take(&mut head.double_blocks)
-            .into_iter()
-            .map(HostDouble::new)
-            .collect();
-        let single_blocks = std::mem::take(&mut head.single_blocks)
-            .into_iter()
-            .map(HostSingle::new)
-            .collect();
-        StreamedFlux {
+        let doubles = std::mem::take(&mut head.double_blocks);
+        let singles = std::mem::take(&mut head.single_blocks);
+        let Ok(model) = Self::with_host_blocks::<Infallible>(
+            head,
+            doubles.into_iter().map(Ok),
+            singles.into_iter().map(Ok),
+        );
+        model
+    }
+
+    /// `head` with the blocks moved to host memory one by one as they come.
+    fn with_host_blocks<E>(
+        head: Flux<B>,
+        doubles: impl Iterator<Item = Result<DoubleBlock<B>, E>>,
+        singles: impl Iterator<Item = Result<SingleBlock<B>, E>>,
+    ) -> Result<Self, E> {
+        let mut host = ToHost {
+            device: head.img_in.weight.val().device(),
+            bytes: 0,
+        };
+        let double_blocks = doubles
+            .map(|b| b.map(|b| host.map(b)))
+            .collect::<Result<_, E>>()?;
+        let single_blocks = singles
+            .map(|b| b.map(|b| host.map(b)))
+            .collect::<Result<_, E>>()?;
+        Ok(StreamedFlux {
             head,
             double_blocks,
             single_blocks,
-            device,
-        }
+            host_bytes: host.bytes,
+            device: host.device,
+        })
     }
 
     /// The configuration.
@@ -274,15 +144,7 @@ impl<B: Backend> StreamedFlux<B> {
 
     /// Bytes of block weights held in host memory.
     pub fn host_bytes(&self) -> usize {
-        self.double_blocks
-            .iter()
-            .map(HostDouble::bytes)
-            .sum::<usize>()
-            + self
-                .single_blocks
-                .iter()
-                .map(HostSingle::bytes)
-                .sum::<usize>()
+        self.host_bytes
     }
 
     /// The velocity: the same inputs, checks and result as [`Flux::forward`], with the blocks
@@ -314,11 +176,11 @@ impl<B: Backend> StreamedFlux<B> {
             rope,
             self.double_blocks.iter().map(|b| {
                 sync()?;
-                Ok(b.block::<B>(device))
+                Ok(b.clone())
             }),
             self.single_blocks.iter().map(|b| {
                 sync()?;
-                Ok(b.block::<B>(device))
+                Ok(b.clone())
             }),
         )
     }

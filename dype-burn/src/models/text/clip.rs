@@ -15,7 +15,7 @@ use super::t5::read_ids;
 use crate::attention::{AttentionOptions, Masks, Precision, attention_masked};
 use crate::models::ModelError;
 use crate::nn::layer_norm_eps;
-use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
+use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights, load_model};
 
 /// The model name in errors.
 const MODEL: &str = "clip";
@@ -143,36 +143,7 @@ impl ClipConfig {
     /// `""` for a bare text transformer); `{prefix}.embeddings.position_ids` (a buffer older
     /// checkpoints store) is ignored.
     pub fn key_map_with_prefix(&self, prefix: &str) -> KeyMap {
-        let p = |k: &str| {
-            if prefix.is_empty() {
-                k.to_string()
-            } else {
-                format!("{prefix}.{k}")
-            }
-        };
-        let (d, f) = (self.hidden_size, self.intermediate_size);
-        let mut m = KeyMap::new();
-        m.tensor(
-            p("embeddings.token_embedding.weight"),
-            &[self.vocab_size, d],
-        );
-        m.tensor(
-            p("embeddings.position_embedding.weight"),
-            &[self.max_position_embeddings, d],
-        );
-        m.ignore_prefix(p("embeddings.position_ids"));
-        for i in 0..self.num_hidden_layers {
-            let l = p(&format!("encoder.layers.{i}"));
-            for n in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                m.linear(&format!("{l}.self_attn.{n}"), d, d, true);
-            }
-            m.norm(&format!("{l}.layer_norm1"), d);
-            m.norm(&format!("{l}.layer_norm2"), d);
-            m.linear(&format!("{l}.mlp.fc1"), d, f, true);
-            m.linear(&format!("{l}.mlp.fc2"), f, d, true);
-        }
-        m.norm(&p("final_layer_norm"), d);
-        m
+        Declare::key_map(|s| clip(s, self, prefix))
     }
 
     /// The diffusers `text_encoder/` key map (`text_model.` prefix).
@@ -199,13 +170,6 @@ struct Norm<B: Backend> {
 }
 
 impl<B: Backend> Norm<B> {
-    fn load(w: &Weights<'_, B>, prefix: &str) -> Result<Self, WeightsError> {
-        Ok(Norm {
-            weight: Param::from_tensor(w.tensor(&format!("{prefix}.weight"))?),
-            bias: Param::from_tensor(w.tensor(&format!("{prefix}.bias"))?),
-        })
-    }
-
     fn forward(&self, x: Tensor<B, 3>, eps: f64) -> Tensor<B, 3> {
         layer_norm_eps(x, eps) * self.weight.val().unsqueeze::<3>()
             + self.bias.val().unsqueeze::<3>()
@@ -234,6 +198,83 @@ pub struct ClipTextModel<B: Backend> {
     final_norm: Norm<B>,
     #[module(skip)]
     config: ClipConfig,
+}
+
+/// A LayerNorm's weight and bias.
+type NormOf<S> = [<S as Source>::Param<1>; 2];
+
+/// A [`ClipLayer`] as a [`Source`] gives it.
+struct Layer<S: Source> {
+    q: S::Linear,
+    k: S::Linear,
+    v: S::Linear,
+    out: S::Linear,
+    ln1: NormOf<S>,
+    ln2: NormOf<S>,
+    fc1: S::Linear,
+    fc2: S::Linear,
+}
+
+/// A [`ClipTextModel`] as a [`Source`] gives it.
+struct Clip<S: Source> {
+    token_embedding: S::Param<2>,
+    position_embedding: S::Param<2>,
+    layers: Vec<Layer<S>>,
+    final_norm: NormOf<S>,
+}
+
+/// Every tensor of HF `CLIPTextModel` under `prefix` (`""`: none).
+fn clip<S: Source>(s: &mut S, c: &ClipConfig, prefix: &str) -> Result<Clip<S>, S::Error> {
+    let p = |k: &str| {
+        if prefix.is_empty() {
+            k.to_string()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    let (d, f) = (c.hidden_size, c.intermediate_size);
+    let norm = |s: &mut S, key: String| -> Result<NormOf<S>, S::Error> {
+        Ok([
+            s.param(&format!("{key}.weight"), [d])?,
+            s.param(&format!("{key}.bias"), [d])?,
+        ])
+    };
+    let token_embedding = s.param(&p("embeddings.token_embedding.weight"), [c.vocab_size, d])?;
+    let position_embedding = s.param(
+        &p("embeddings.position_embedding.weight"),
+        [c.max_position_embeddings, d],
+    )?;
+    s.ignore_prefix(&p("embeddings.position_ids"));
+    let layers = (0..c.num_hidden_layers)
+        .map(|i| {
+            let l = p(&format!("encoder.layers.{i}"));
+            let lin = |s: &mut S, name: &str, d_in, d_out| {
+                s.linear(&format!("{l}.{name}"), d_in, d_out, true)
+            };
+            Ok(Layer {
+                q: lin(s, "self_attn.q_proj", d, d)?,
+                k: lin(s, "self_attn.k_proj", d, d)?,
+                v: lin(s, "self_attn.v_proj", d, d)?,
+                out: lin(s, "self_attn.out_proj", d, d)?,
+                ln1: norm(s, format!("{l}.layer_norm1"))?,
+                ln2: norm(s, format!("{l}.layer_norm2"))?,
+                fc1: lin(s, "mlp.fc1", d, f)?,
+                fc2: lin(s, "mlp.fc2", f, d)?,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Clip {
+        token_embedding,
+        position_embedding,
+        layers,
+        final_norm: norm(s, p("final_layer_norm"))?,
+    })
+}
+
+impl<B: Backend> From<[Param<Tensor<B, 1>>; 2]> for Norm<B> {
+    fn from([weight, bias]: [Param<Tensor<B, 1>>; 2]) -> Self {
+        Norm { weight, bias }
+    }
 }
 
 /// The outputs FLUX uses.
@@ -293,37 +334,27 @@ impl<B: Backend> ClipTextModel<B> {
         prefix: &str,
     ) -> Result<Self, ModelError> {
         config.validate()?;
-        let p = |k: &str| {
-            if prefix.is_empty() {
-                k.to_string()
-            } else {
-                format!("{prefix}.{k}")
-            }
-        };
-        let layers = (0..config.num_hidden_layers)
-            .map(|i| {
-                let l = p(&format!("encoder.layers.{i}"));
-                Ok(ClipLayer {
-                    ln1: Norm::load(w, &format!("{l}.layer_norm1"))?,
-                    q: w.linear(&format!("{l}.self_attn.q_proj"), true)?,
-                    k: w.linear(&format!("{l}.self_attn.k_proj"), true)?,
-                    v: w.linear(&format!("{l}.self_attn.v_proj"), true)?,
-                    out: w.linear(&format!("{l}.self_attn.out_proj"), true)?,
-                    ln2: Norm::load(w, &format!("{l}.layer_norm2"))?,
-                    fc1: w.linear(&format!("{l}.mlp.fc1"), true)?,
-                    fc2: w.linear(&format!("{l}.mlp.fc2"), true)?,
-                })
-            })
-            .collect::<Result<Vec<_>, WeightsError>>()?;
+        let m = clip(&mut Load::new(w), config, prefix)?;
         Ok(ClipTextModel {
             token_embedding: Embedding {
-                weight: Param::from_tensor(w.tensor(&p("embeddings.token_embedding.weight"))?),
+                weight: m.token_embedding,
             },
-            position_embedding: Param::from_tensor(
-                w.tensor(&p("embeddings.position_embedding.weight"))?,
-            ),
-            layers,
-            final_norm: Norm::load(w, &p("final_layer_norm"))?,
+            position_embedding: m.position_embedding,
+            layers: m
+                .layers
+                .into_iter()
+                .map(|l| ClipLayer {
+                    ln1: l.ln1.into(),
+                    q: l.q,
+                    k: l.k,
+                    v: l.v,
+                    out: l.out,
+                    ln2: l.ln2.into(),
+                    fc1: l.fc1,
+                    fc2: l.fc2,
+                })
+                .collect(),
+            final_norm: m.final_norm.into(),
             config: config.clone(),
         })
     }
@@ -337,11 +368,14 @@ impl<B: Backend> ClipTextModel<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         config.validate()?;
-        let ckpt = Checkpoint::open(path)?;
-        let prefix = ClipConfig::prefix_of(&ckpt);
-        let map = config.key_map_with_prefix(prefix);
-        let w = ckpt.load::<B>(&map, dtype, device)?;
-        Self::from_weights(config, &w, prefix)
+        load_model(
+            path,
+            dtype,
+            device,
+            |ckpt| Ok::<_, ModelError>(ClipConfig::prefix_of(ckpt)),
+            |prefix| config.key_map_with_prefix(prefix),
+            |w, prefix| Self::from_weights(config, w, prefix),
+        )
     }
 
     /// The configuration.

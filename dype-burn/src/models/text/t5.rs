@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::attention::{AttentionOptions, Masks, Precision, attention_masked};
 use crate::models::ModelError;
 use crate::nn::{RmsForm, rms_norm};
-use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
+use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights, load_model};
 
 /// The model name in errors.
 const MODEL: &str = "t5";
@@ -138,48 +138,119 @@ impl T5Config {
     /// `encoder.embed_tokens.weight` (see [`T5Config::key_map_for`] for checkpoints that store only
     /// one of them), the blocks and `encoder.final_layer_norm.weight`.
     pub fn key_map(&self) -> KeyMap {
-        self.map(true, true)
+        self.map(Embeddings {
+            shared: true,
+            copy: true,
+        })
     }
 
     /// The key map for `ckpt`: like [`T5Config::key_map`], declaring only the embedding copies
     /// the checkpoint stores (at least `shared.weight` when it stores neither).
     pub fn key_map_for(&self, ckpt: &Checkpoint) -> KeyMap {
-        let shared = ckpt.contains("shared.weight");
-        let embed = ckpt.contains("encoder.embed_tokens.weight");
-        self.map(shared || !embed, embed)
+        self.map(Embeddings::stored_in(ckpt))
     }
 
-    fn map(&self, shared: bool, embed: bool) -> KeyMap {
-        let (d, inner, ff) = (self.d_model, self.inner_dim(), self.d_ff);
-        let mut m = KeyMap::new();
-        if shared {
-            m.tensor("shared.weight", &[self.vocab_size, d]);
-        }
-        if embed {
-            m.tensor("encoder.embed_tokens.weight", &[self.vocab_size, d]);
-        }
-        for i in 0..self.num_layers {
-            let a = format!("encoder.block.{i}.layer.0");
-            for p in ["q", "k", "v"] {
-                m.linear(&format!("{a}.SelfAttention.{p}"), d, inner, false);
-            }
-            m.linear(&format!("{a}.SelfAttention.o"), inner, d, false);
-            if i == 0 {
-                m.tensor(
-                    format!("{a}.SelfAttention.relative_attention_bias.weight"),
-                    &[self.relative_attention_num_buckets, self.num_heads],
-                );
-            }
-            m.tensor(format!("{a}.layer_norm.weight"), &[d]);
-            let f = format!("encoder.block.{i}.layer.1");
-            m.linear(&format!("{f}.DenseReluDense.wi_0"), d, ff, false);
-            m.linear(&format!("{f}.DenseReluDense.wi_1"), d, ff, false);
-            m.linear(&format!("{f}.DenseReluDense.wo"), ff, d, false);
-            m.tensor(format!("{f}.layer_norm.weight"), &[d]);
-        }
-        m.tensor("encoder.final_layer_norm.weight", &[d]);
-        m
+    fn map(&self, embeddings: Embeddings) -> KeyMap {
+        Declare::key_map(|s| t5(s, self, embeddings))
     }
+}
+
+/// The token embedding's key.
+const SHARED: &str = "shared.weight";
+/// The key of its tied copy.
+const EMBED_COPY: &str = "encoder.embed_tokens.weight";
+
+/// Which of the two tied token-embedding copies are declared.
+#[derive(Debug, Clone, Copy)]
+struct Embeddings {
+    /// `shared.weight` (loaded when declared).
+    shared: bool,
+    /// `encoder.embed_tokens.weight` (loaded when it is the only one).
+    copy: bool,
+}
+
+impl Embeddings {
+    /// The copies `ckpt` stores; `shared.weight` when it stores neither.
+    fn stored_in(ckpt: &Checkpoint) -> Self {
+        let copy = ckpt.contains(EMBED_COPY);
+        Embeddings {
+            shared: ckpt.contains(SHARED) || !copy,
+            copy,
+        }
+    }
+}
+
+/// A [`T5Block`] as a [`Source`] gives it.
+struct Block<S: Source> {
+    q: S::Linear,
+    k: S::Linear,
+    v: S::Linear,
+    o: S::Linear,
+    attn_norm: S::Param<1>,
+    wi_0: S::Linear,
+    wi_1: S::Linear,
+    wo: S::Linear,
+    ff_norm: S::Param<1>,
+}
+
+/// A [`T5Encoder`] as a [`Source`] gives it.
+struct T5<S: Source> {
+    embed: S::Param<2>,
+    /// Stored in block 0 (`None` only without blocks).
+    relative_bias: Option<S::Param<2>>,
+    blocks: Vec<Block<S>>,
+    final_norm: S::Param<1>,
+}
+
+/// Every tensor of HF `T5EncoderModel`, with the token embedding from `embeddings`.
+fn t5<S: Source>(s: &mut S, c: &T5Config, embeddings: Embeddings) -> Result<T5<S>, S::Error> {
+    let (d, inner, ff) = (c.d_model, c.inner_dim(), c.d_ff);
+    let vocab = [c.vocab_size, d];
+    let embed = if embeddings.shared {
+        let shared = s.param(SHARED, vocab)?;
+        if embeddings.copy {
+            s.unused(EMBED_COPY, &vocab)?;
+        }
+        shared
+    } else {
+        s.param(EMBED_COPY, vocab)?
+    };
+    let mut relative_bias = None;
+    let mut blocks = Vec::with_capacity(c.num_layers);
+    for i in 0..c.num_layers {
+        let (a, f) = (
+            format!("encoder.block.{i}.layer.0"),
+            format!("encoder.block.{i}.layer.1"),
+        );
+        let lin = |s: &mut S, name: &str, d_in, d_out| s.linear(name, d_in, d_out, false);
+        let q = lin(s, &format!("{a}.SelfAttention.q"), d, inner)?;
+        let k = lin(s, &format!("{a}.SelfAttention.k"), d, inner)?;
+        let v = lin(s, &format!("{a}.SelfAttention.v"), d, inner)?;
+        let o = lin(s, &format!("{a}.SelfAttention.o"), inner, d)?;
+        if i == 0 {
+            relative_bias = Some(s.param(
+                &format!("{a}.SelfAttention.relative_attention_bias.weight"),
+                [c.relative_attention_num_buckets, c.num_heads],
+            )?);
+        }
+        blocks.push(Block {
+            q,
+            k,
+            v,
+            o,
+            attn_norm: s.param(&format!("{a}.layer_norm.weight"), [d])?,
+            wi_0: lin(s, &format!("{f}.DenseReluDense.wi_0"), d, ff)?,
+            wi_1: lin(s, &format!("{f}.DenseReluDense.wi_1"), d, ff)?,
+            wo: lin(s, &format!("{f}.DenseReluDense.wo"), ff, d)?,
+            ff_norm: s.param(&format!("{f}.layer_norm.weight"), [d])?,
+        });
+    }
+    Ok(T5 {
+        embed,
+        relative_bias,
+        blocks,
+        final_norm: s.param("encoder.final_layer_norm.weight", [d])?,
+    })
 }
 
 /// One T5 encoder block.
@@ -299,39 +370,32 @@ impl<B: Backend> T5Encoder<B> {
     /// embedding is `shared.weight`, or `encoder.embed_tokens.weight` when only that is declared.
     pub fn from_weights(config: &T5Config, w: &Weights<'_, B>) -> Result<Self, ModelError> {
         config.validate()?;
-        let embed = match w.tensor::<2>("shared.weight") {
-            Ok(t) => t,
-            Err(WeightsError::NotDeclared { .. }) => {
-                w.tensor::<2>("encoder.embed_tokens.weight")?
-            }
-            Err(e) => return Err(e.into()),
+        let embeddings = Embeddings {
+            shared: w.declares(SHARED),
+            copy: w.declares(EMBED_COPY),
         };
-        let blocks = (0..config.num_layers)
-            .map(|i| {
-                let a = format!("encoder.block.{i}.layer.0");
-                let f = format!("encoder.block.{i}.layer.1");
-                Ok(T5Block {
-                    attn_norm: Param::from_tensor(w.tensor(&format!("{a}.layer_norm.weight"))?),
-                    q: w.linear(&format!("{a}.SelfAttention.q"), false)?,
-                    k: w.linear(&format!("{a}.SelfAttention.k"), false)?,
-                    v: w.linear(&format!("{a}.SelfAttention.v"), false)?,
-                    o: w.linear(&format!("{a}.SelfAttention.o"), false)?,
-                    ff_norm: Param::from_tensor(w.tensor(&format!("{f}.layer_norm.weight"))?),
-                    wi_0: w.linear(&format!("{f}.DenseReluDense.wi_0"), false)?,
-                    wi_1: w.linear(&format!("{f}.DenseReluDense.wi_1"), false)?,
-                    wo: w.linear(&format!("{f}.DenseReluDense.wo"), false)?,
-                })
-            })
-            .collect::<Result<Vec<_>, WeightsError>>()?;
+        let m = t5(&mut Load::new(w), config, embeddings)?;
         Ok(T5Encoder {
-            embed: Embedding {
-                weight: Param::from_tensor(embed),
-            },
-            relative_bias: Param::from_tensor(
-                w.tensor("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight")?,
-            ),
-            blocks,
-            final_norm: Param::from_tensor(w.tensor("encoder.final_layer_norm.weight")?),
+            embed: Embedding { weight: m.embed },
+            relative_bias: m
+                .relative_bias
+                .ok_or_else(|| ModelError::invalid(MODEL, "sizes must be non-zero"))?,
+            blocks: m
+                .blocks
+                .into_iter()
+                .map(|b| T5Block {
+                    attn_norm: b.attn_norm,
+                    q: b.q,
+                    k: b.k,
+                    v: b.v,
+                    o: b.o,
+                    ff_norm: b.ff_norm,
+                    wi_0: b.wi_0,
+                    wi_1: b.wi_1,
+                    wo: b.wo,
+                })
+                .collect(),
+            final_norm: m.final_norm,
             config: config.clone(),
         })
     }
@@ -346,10 +410,14 @@ impl<B: Backend> T5Encoder<B> {
         device: &B::Device,
     ) -> Result<Self, ModelError> {
         config.validate()?;
-        let ckpt = Checkpoint::open(path)?;
-        let map = config.key_map_for(&ckpt);
-        let w = ckpt.load::<B>(&map, dtype, device)?;
-        Self::from_weights(config, &w)
+        load_model(
+            path,
+            dtype,
+            device,
+            |ckpt| Ok::<_, ModelError>(Embeddings::stored_in(ckpt)),
+            |&embeddings| config.map(embeddings),
+            |w, _| Self::from_weights(config, w),
+        )
     }
 
     /// The configuration.

@@ -9,7 +9,7 @@ use super::config::VaeConfig;
 use super::model::{VaeAttention, VaeDecoder, VaeResnet, VaeUpBlock};
 use super::{GROUP_NORM_EPS, MODEL};
 use crate::models::ModelError;
-use crate::weights::{Checkpoint, KeyMap, Weights, WeightsError};
+use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source};
 
 /// Checkpoint key layout of a VAE decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,15 @@ struct Names<'a> {
     levels: usize,
 }
 
-impl Names<'_> {
+impl<'a> Names<'a> {
+    fn new(config: &VaeConfig, layout: VaeLayout, prefix: &'a str) -> Self {
+        Names {
+            layout,
+            prefix,
+            levels: config.block_out_channels.len(),
+        }
+    }
+
     fn key(&self, s: &str) -> String {
         format!("{}{s}", self.prefix)
     }
@@ -138,79 +146,148 @@ pub fn detect_layout(checkpoint: &Checkpoint) -> Result<(VaeLayout, String), Mod
     Ok((layout, prefix))
 }
 
-/// The parameters a decoder with `config` needs from a checkpoint in `layout` under `prefix`.
-pub fn key_map(config: &VaeConfig, layout: VaeLayout, prefix: &str) -> KeyMap {
-    let n = Names {
-        layout,
-        prefix,
-        levels: config.block_out_channels.len(),
-    };
-    let mut map = KeyMap::new();
-    let resnet = |map: &mut KeyMap, p: &str, cin: usize, cout: usize| {
-        map.norm(&format!("{p}.norm1"), cin);
-        map.conv2d(&format!("{p}.conv1"), cin, cout, [3, 3], true);
-        map.norm(&format!("{p}.norm2"), cout);
-        map.conv2d(&format!("{p}.conv2"), cout, cout, [3, 3], true);
-        if cin != cout {
-            map.conv2d(&format!("{p}.{}", n.shortcut()), cin, cout, [1, 1], true);
-        }
-    };
-    let (lc, top) = (config.latent_channels, config.top_channels());
-    if config.use_post_quant_conv {
-        map.conv2d(&n.post_quant_conv(), lc, lc, [1, 1], true);
-    }
-    map.conv2d(&n.conv_in(), lc, top, [3, 3], true);
-    resnet(&mut map, &n.mid_resnet(0), top, top);
-    if config.mid_block_add_attention {
-        let a = n.attn();
-        let [norm, q, k, v, o] = n.attn_parts();
-        map.norm(&format!("{a}.{norm}"), top);
-        for part in [q, k, v, o] {
-            map.linear_or_conv1x1(&format!("{a}.{part}"), top, top, true);
-        }
-    }
-    resnet(&mut map, &n.mid_resnet(1), top, top);
-    for (i, (cin, cout, up)) in config.levels().into_iter().enumerate() {
-        for j in 0..=config.layers_per_block {
-            let c = if j == 0 { cin } else { cout };
-            resnet(&mut map, &n.up_resnet(i, j), c, cout);
-        }
-        if up {
-            map.conv2d(&n.upsampler(i), cout, cout, [3, 3], true);
-        }
-    }
-    let bottom = config.block_out_channels[0];
-    map.norm(&n.norm_out(), bottom);
-    map.conv2d(&n.conv_out(), bottom, config.out_channels, [3, 3], true);
-    map.ignore_prefix(format!("{prefix}encoder."));
-    map.ignore_prefix(format!("{prefix}quant_conv."));
-    if !prefix.is_empty() {
-        map.only_within(prefix.to_string());
-    }
-    map
+/// A [`VaeResnet`] as a [`Source`] gives it.
+struct Resnet<S: Source> {
+    norm1: S::GroupNorm,
+    conv1: S::Conv2d,
+    norm2: S::GroupNorm,
+    conv2: S::Conv2d,
+    shortcut: Option<S::Conv2d>,
 }
 
-impl<B: Backend> VaeResnet<B> {
-    fn load(
-        w: &Weights<'_, B>,
-        p: &str,
-        shortcut_name: &str,
-        groups: usize,
-        cin: usize,
-        cout: usize,
-    ) -> Result<Self, WeightsError> {
-        Ok(VaeResnet {
-            norm1: w.group_norm(&format!("{p}.norm1"), groups, GROUP_NORM_EPS)?,
-            conv1: w.conv2d(&format!("{p}.conv1"), true, [1, 1])?,
-            norm2: w.group_norm(&format!("{p}.norm2"), groups, GROUP_NORM_EPS)?,
-            conv2: w.conv2d(&format!("{p}.conv2"), true, [1, 1])?,
-            shortcut: if cin != cout {
-                Some(w.conv2d(&format!("{p}.{shortcut_name}"), true, [0, 0])?)
-            } else {
-                None
-            },
+/// A [`VaeAttention`] as a [`Source`] gives it.
+struct Attention<S: Source> {
+    norm: S::GroupNorm,
+    q: S::Linear,
+    k: S::Linear,
+    v: S::Linear,
+    out: S::Linear,
+}
+
+/// A [`VaeUpBlock`] as a [`Source`] gives it.
+struct UpBlock<S: Source> {
+    resnets: Vec<Resnet<S>>,
+    upsample: Option<S::Conv2d>,
+}
+
+/// A [`VaeDecoder`] as a [`Source`] gives it.
+struct Decoder<S: Source> {
+    post_quant_conv: Option<S::Conv2d>,
+    conv_in: S::Conv2d,
+    mid_resnet_1: Resnet<S>,
+    mid_attention: Option<Attention<S>>,
+    mid_resnet_2: Resnet<S>,
+    up_blocks: Vec<UpBlock<S>>,
+    norm_out: S::GroupNorm,
+    conv_out: S::Conv2d,
+}
+
+/// The resnet under `p`, `cin` → `cout` channels.
+fn resnet<S: Source>(
+    s: &mut S,
+    n: &Names<'_>,
+    groups: usize,
+    p: &str,
+    (cin, cout): (usize, usize),
+) -> Result<Resnet<S>, S::Error> {
+    let norm =
+        |s: &mut S, name: &str, c| s.group_norm(&format!("{p}.{name}"), c, groups, GROUP_NORM_EPS);
+    Ok(Resnet {
+        norm1: norm(s, "norm1", cin)?,
+        conv1: s.conv2d(&format!("{p}.conv1"), cin, cout, 3)?,
+        norm2: norm(s, "norm2", cout)?,
+        conv2: s.conv2d(&format!("{p}.conv2"), cout, cout, 3)?,
+        shortcut: if cin != cout {
+            Some(s.conv2d(&format!("{p}.{}", n.shortcut()), cin, cout, 1)?)
+        } else {
+            None
+        },
+    })
+}
+
+/// Every tensor of the decoder with `config` in layout `n`, and the stored keys it ignores.
+fn decoder<S: Source>(
+    s: &mut S,
+    config: &VaeConfig,
+    n: &Names<'_>,
+) -> Result<Decoder<S>, S::Error> {
+    let (g, lc, top) = (
+        config.norm_num_groups,
+        config.latent_channels,
+        config.top_channels(),
+    );
+    let post_quant_conv = if config.use_post_quant_conv {
+        Some(s.conv2d(&n.post_quant_conv(), lc, lc, 1)?)
+    } else {
+        None
+    };
+    let conv_in = s.conv2d(&n.conv_in(), lc, top, 3)?;
+    let mid_resnet_1 = resnet(s, n, g, &n.mid_resnet(0), (top, top))?;
+    let mid_attention = if config.mid_block_add_attention {
+        let a = n.attn();
+        let [norm, q, k, v, o] = n.attn_parts();
+        let proj = |s: &mut S, part: &str| s.linear_or_conv1x1(&format!("{a}.{part}"), top, top);
+        Some(Attention {
+            norm: s.group_norm(&format!("{a}.{norm}"), top, g, GROUP_NORM_EPS)?,
+            q: proj(s, q)?,
+            k: proj(s, k)?,
+            v: proj(s, v)?,
+            out: proj(s, o)?,
         })
+    } else {
+        None
+    };
+    let mid_resnet_2 = resnet(s, n, g, &n.mid_resnet(1), (top, top))?;
+    let mut up_blocks = Vec::new();
+    for (i, (cin, cout, up)) in config.levels().into_iter().enumerate() {
+        let resnets = (0..=config.layers_per_block)
+            .map(|j| {
+                let c = if j == 0 { cin } else { cout };
+                resnet(s, n, g, &n.up_resnet(i, j), (c, cout))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let upsample = if up {
+            Some(s.conv2d(&n.upsampler(i), cout, cout, 3)?)
+        } else {
+            None
+        };
+        up_blocks.push(UpBlock { resnets, upsample });
     }
+    let bottom = config.block_out_channels[0];
+    let norm_out = s.group_norm(&n.norm_out(), bottom, g, GROUP_NORM_EPS)?;
+    let conv_out = s.conv2d(&n.conv_out(), bottom, config.out_channels, 3)?;
+    s.ignore_prefix(&n.key("encoder."));
+    s.ignore_prefix(&n.key("quant_conv."));
+    if !n.prefix.is_empty() {
+        s.only_within(n.prefix);
+    }
+    Ok(Decoder {
+        post_quant_conv,
+        conv_in,
+        mid_resnet_1,
+        mid_attention,
+        mid_resnet_2,
+        up_blocks,
+        norm_out,
+        conv_out,
+    })
+}
+
+impl<B: Backend> From<Resnet<Load<'_, '_, B>>> for VaeResnet<B> {
+    fn from(r: Resnet<Load<'_, '_, B>>) -> Self {
+        VaeResnet {
+            norm1: r.norm1,
+            conv1: r.conv1,
+            norm2: r.norm2,
+            conv2: r.conv2,
+            shortcut: r.shortcut,
+        }
+    }
+}
+
+/// The parameters a decoder with `config` needs from a checkpoint in `layout` under `prefix`.
+pub fn key_map(config: &VaeConfig, layout: VaeLayout, prefix: &str) -> KeyMap {
+    Declare::key_map(|s| decoder(s, config, &Names::new(config, layout, prefix)))
 }
 
 impl<B: Backend> VaeDecoder<B> {
@@ -251,59 +328,30 @@ impl<B: Backend> VaeDecoder<B> {
         config.check()?;
         let map = key_map(config, layout, prefix);
         let w = checkpoint.load::<B>(&map, dtype, device)?;
-        let n = Names {
-            layout,
-            prefix,
-            levels: config.block_out_channels.len(),
-        };
-        let g = config.norm_num_groups;
-        let top = config.top_channels();
-        let sc = n.shortcut();
-        let post_quant_conv = if config.use_post_quant_conv {
-            Some(w.conv2d(&n.post_quant_conv(), true, [0, 0])?)
-        } else {
-            None
-        };
-        let conv_in = w.conv2d(&n.conv_in(), true, [1, 1])?;
-        let mid_resnet_1 = VaeResnet::load(&w, &n.mid_resnet(0), sc, g, top, top)?;
-        let mid_attention = if config.mid_block_add_attention {
-            let a = n.attn();
-            let [norm, q, k, v, o] = n.attn_parts();
-            Some(VaeAttention {
-                norm: w.group_norm(&format!("{a}.{norm}"), g, GROUP_NORM_EPS)?,
-                q: w.linear(&format!("{a}.{q}"), true)?,
-                k: w.linear(&format!("{a}.{k}"), true)?,
-                v: w.linear(&format!("{a}.{v}"), true)?,
-                out: w.linear(&format!("{a}.{o}"), true)?,
-            })
-        } else {
-            None
-        };
-        let mid_resnet_2 = VaeResnet::load(&w, &n.mid_resnet(1), sc, g, top, top)?;
-        let mut up_blocks = Vec::new();
-        for (i, (cin, cout, up)) in config.levels().into_iter().enumerate() {
-            let resnets = (0..=config.layers_per_block)
-                .map(|j| {
-                    let c = if j == 0 { cin } else { cout };
-                    VaeResnet::load(&w, &n.up_resnet(i, j), sc, g, c, cout)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let upsample = if up {
-                Some(w.conv2d(&n.upsampler(i), true, [1, 1])?)
-            } else {
-                None
-            };
-            up_blocks.push(VaeUpBlock { resnets, upsample });
-        }
+        let names = Names::new(config, layout, prefix);
+        let d = decoder(&mut Load::new(&w), config, &names)?;
         Ok(VaeDecoder {
-            post_quant_conv,
-            conv_in,
-            mid_resnet_1,
-            mid_attention,
-            mid_resnet_2,
-            up_blocks,
-            norm_out: w.group_norm(&n.norm_out(), g, GROUP_NORM_EPS)?,
-            conv_out: w.conv2d(&n.conv_out(), true, [1, 1])?,
+            post_quant_conv: d.post_quant_conv,
+            conv_in: d.conv_in,
+            mid_resnet_1: d.mid_resnet_1.into(),
+            mid_attention: d.mid_attention.map(|a| VaeAttention {
+                norm: a.norm,
+                q: a.q,
+                k: a.k,
+                v: a.v,
+                out: a.out,
+            }),
+            mid_resnet_2: d.mid_resnet_2.into(),
+            up_blocks: d
+                .up_blocks
+                .into_iter()
+                .map(|u| VaeUpBlock {
+                    resnets: u.resnets.into_iter().map(VaeResnet::from).collect(),
+                    upsample: u.upsample,
+                })
+                .collect(),
+            norm_out: d.norm_out,
+            conv_out: d.conv_out,
             config: config.clone(),
         })
     }
@@ -313,6 +361,7 @@ impl<B: Backend> VaeDecoder<B> {
 mod tests {
     use super::super::test_util::{fixture, tiny_flux};
     use super::*;
+    use crate::weights::WeightsError;
 
     type B = crate::backend::Cpu;
 

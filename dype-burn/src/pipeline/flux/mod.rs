@@ -27,10 +27,9 @@ use dype_core::presets::{self, OfficialMethod};
 use dype_core::{AxialRope, DypeError, Method, Sigma};
 
 use super::PipelineError;
-use crate::models::flux::{FluxConfig, FluxDenoiser, flux_rope};
+use crate::models::flux::{FluxConfig, FluxDenoiser};
 use crate::models::vae::VaeDecoder;
 use crate::pipeline::image::{Rgb8Image, to_rgb8_diffusers};
-use crate::rotary::PairLayout;
 use crate::rotary::{RotaryEmbedding, StepReport};
 use crate::sampling::euler;
 use crate::weights::Checkpoint;
@@ -60,10 +59,7 @@ pub struct FluxMethod(pub presets::Recipe);
 impl Default for FluxMethod {
     /// The official DyPE FLUX preset: Dy-YaRN (`official-dy-yarn`).
     fn default() -> Self {
-        FluxMethod(presets::Recipe {
-            policy: Some(dype_core::AxisPolicy::PerAxis),
-            ..presets::Recipe::method(presets::official_flux_method(OfficialMethod::Yarn, true))
-        })
+        FluxMethod(presets::official_flux_recipe(OfficialMethod::Yarn, true))
     }
 }
 
@@ -84,9 +80,17 @@ impl FluxMethod {
     /// θ and 64 tokens a paper method is exactly [`presets::paper_flux`] and an official one
     /// [`presets::official_flux`].
     pub fn rope(&self, config: &FluxConfig, base_tokens: f64) -> Result<AxialRope, DypeError> {
-        let layout = flux_rope(config, OfficialMethod::Base, false, base_tokens)?;
-        self.0.rope(layout.axes(), dype_core::AxisPolicy::PerAxis)
+        flux_layout(config, base_tokens)?.rope(&self.0)
     }
+}
+
+/// The rotary layout of a FLUX model ([`presets::RotaryLayout::flux`]): its `axes_dim` and θ,
+/// `base_tokens` trained tokens per side, the first axis never scaled, interleaved pairs.
+pub fn flux_layout(
+    config: &FluxConfig,
+    base_tokens: f64,
+) -> Result<presets::RotaryLayout, DypeError> {
+    presets::RotaryLayout::flux(config.theta, &config.axes_dim, base_tokens)
 }
 
 /// One generation request.
@@ -293,11 +297,11 @@ pub fn sample_with_states<B: Backend>(
     let y = batched(cond.pooled.clone(), batch, "pooled")?;
     let l = txt.dims()[1];
     let (_, sigmas) = schedule(request, n)?;
-    let rope = request.method.rope(cfg, request.base_tokens)?;
+    let layout = flux_layout(cfg, request.base_tokens)?;
     let mut rotary = RotaryEmbedding::<B>::batch(
-        rope,
+        layout.rope(&request.method.0)?,
         vec![SamplePositions::flux(l, h, w)?],
-        PairLayout::Interleaved,
+        layout.pair_layout(),
         device,
     )?;
     let dtype = model.weight_dtype();
