@@ -11,7 +11,7 @@
 //! * `apply_qk`: rotating q and k `[1, 24, N, 128]` with the current tables;
 //!
 //! at 1024² (4096 + 512 tokens), 2048² (16384 + 512) and 4096² (65536 + 512), plus one attention
-//! layer (`attention(q, k, v, None, default)`, 24 × 128, N = 4608) at 1024² as the yardstick.
+//! layer (`attention(q, k, v, Masks::default(), default)`, 24 × 128, N = 4608) at 1024² as the yardstick.
 //! Numbers are recorded in docs/performance.md.
 //!
 //! `cargo bench -p dype-benches --bench burn_rotary` (takes a few minutes on 2 cores, ~6 GB peak memory at 4096²).
@@ -23,7 +23,7 @@ mod bench {
     use burn::tensor::backend::Backend;
     use burn::tensor::{Device, Distribution, Tensor};
     use criterion::Criterion;
-    use dype_burn::attention::{AttentionOptions, attention};
+    use dype_burn::attention::{AttentionOptions, Masks, attention};
     use dype_burn::backend::Cpu;
     use dype_burn::rotary::{FactorizedTable, PairLayout, RotaryTables};
     use dype_burn::rotary::{RotaryEmbedding, SamplePositions};
@@ -135,7 +135,7 @@ mod bench {
                     q.clone(),
                     k.clone(),
                     v.clone(),
-                    None,
+                    Masks::default(),
                     AttentionOptions::default(),
                 )
                 .expect("attention");

@@ -17,6 +17,7 @@
 
 mod common;
 
+use dype::burn::models::Pretrained;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -28,7 +29,7 @@ use dype::burn::backend::BackendKind;
 use dype::burn::models::fitv2::{FitConfig, FitPosition, FitV2, GuidedChannels};
 use dype::burn::models::vae::{VaeConfig, VaeDecoder};
 use dype::burn::pipeline::fitv2::{
-    FitGenerate, FitItem, FitSampler, generate, generate_pixels, generate_with_states, sample_batch,
+    FitGenerate, FitItem, FitSampler, generate, generate_pixels, sample_batch,
 };
 use dype::burn::pipeline::image::to_rgb8_fit;
 use dype::burn::pipeline::{Rgb8Image, imagenet_class, imagenet_classes, write_png};
@@ -495,13 +496,13 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
     };
     let mut recorder = Recorder::new(args.progression.as_deref())?;
     let image = match recorder.as_mut() {
-        Some(rec) => generate_with_states(&model, &vae, &request, &device, progress, |st| {
+        Some(rec) => generate(&model, &vae, &request, &device, progress, |st| {
             rec.record(st.index, 1.0 - st.t_fit, || match args.progression_space {
                 ProgressionSpace::Latent => Ok(st.x.clone()),
                 ProgressionSpace::Decoded => Ok(vae.decode(st.x.clone())?),
             })
         })?,
-        None => generate(&model, &vae, &request, &device, progress)?,
+        None => generate(&model, &vae, &request, &device, progress, |_| {})?,
     };
     bar.finish();
     let metadata = vec![

@@ -20,6 +20,7 @@
 
 mod common;
 
+use dype::burn::models::Pretrained;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -36,7 +37,7 @@ use dype::burn::models::text::{CLIP_MAX_LENGTH, T5_MAX_LENGTH};
 use dype::burn::models::vae::{VaeConfig, VaeDecoder};
 use dype::burn::pipeline::flux::{
     FLUX_BASE_TOKENS, FluxConditioning, FluxGenerate, FluxMethod, OFFICIAL_DYPE_MU, decode_latents,
-    generate_with_states, load_embeddings, unpack_latents,
+    generate, load_embeddings, unpack_latents,
 };
 use dype::burn::pipeline::prompt::{PromptEncoder, PromptFiles};
 use dype::burn::pipeline::{seeded_noise, write_png};
@@ -352,7 +353,7 @@ fn run<B: Backend>(args: &Args, device: B::Device) -> anyhow::Result<()> {
             }
         })
     };
-    let images = generate_with_states(
+    let images = generate(
         model.as_ref(),
         &vae,
         &cond,

@@ -11,6 +11,7 @@
 
 mod common;
 
+use dype::burn::models::Pretrained;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -22,7 +23,7 @@ use clap::{Parser, Subcommand};
 use common::{Dtype, OnBackend};
 use dype::burn::backend::BackendKind;
 use dype::burn::models::fitv2::{
-    FitConfig, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope,
+    FitConfig, FitInputs, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope,
 };
 use dype::burn::rotary::PairLayout;
 use dype::burn::rotary::{RotaryEmbedding, SamplePositions};
@@ -182,10 +183,26 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> anyhow:
         let yt = Tensor::<B, 1, Int>::from_data(TensorData::new(y, [b]), device);
         let tables = rot.tables();
         let out = match case.get("cfg_scale").and_then(|s| s.as_f64()) {
-            Some(s) => {
-                model.forward_with_cfg(xt, tt, yt, tables, mask, s, GuidedChannels::Reference)
-            }
-            None => model.forward(xt, tt, yt, tables, mask),
+            Some(s) => model.forward_with_cfg(
+                FitInputs {
+                    x: xt,
+                    t: tt,
+                    y: yt,
+                    mask,
+                },
+                tables,
+                s,
+                GuidedChannels::Reference,
+            ),
+            None => model.forward(
+                FitInputs {
+                    x: xt,
+                    t: tt,
+                    y: yt,
+                    mask,
+                },
+                tables,
+            ),
         }?;
         let got: Vec<f32> = out
             .into_data()
@@ -244,7 +261,15 @@ fn forward_timings<B: Backend>(device: &B::Device) -> anyhow::Result<()> {
             let mut times = Vec::new();
             for _ in 0..6 {
                 let t0 = Instant::now();
-                let out = model.forward(x.clone(), t.clone(), y.clone(), rot.tables(), None)?;
+                let out = model.forward(
+                    FitInputs {
+                        x: x.clone(),
+                        t: t.clone(),
+                        y: y.clone(),
+                        mask: None,
+                    },
+                    rot.tables(),
+                )?;
                 sync(out);
                 times.push(t0.elapsed().as_secs_f64() * 1e3);
             }
@@ -276,16 +301,19 @@ fn sample_timing<B: Backend>(device: &B::Device) -> anyhow::Result<()> {
     let steps = 28;
     let ts: Vec<f64> = (0..=steps).map(|i| i as f64 / steps as f64).collect();
     let t0 = Instant::now();
-    let last = dype::burn::sampling::euler(
+    let last = dype::burn::sampling::fixed(
+        dype::burn::sampling::FixedMethod::Euler,
         |t: f64, x: &Tensor<B, 3>| -> anyhow::Result<Tensor<B, 3>> {
             rot.set_timestep(dype_core::FitTime::new(t.clamp(0.0, 1.0))?.into())?;
             let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; 2], [2]), device);
             Ok(model.forward_with_cfg(
-                x.clone(),
-                tt,
-                y.clone(),
+                FitInputs {
+                    x: x.clone(),
+                    t: tt,
+                    y: y.clone(),
+                    mask: None,
+                },
                 rot.tables(),
-                None,
                 1.5,
                 GuidedChannels::Reference,
             )?)
@@ -319,7 +347,7 @@ fn nvidia_smi_used_mib() -> Option<u64> {
 }
 
 fn flux_step<B: Backend>(dtype: Dtype, device: &B::Device) -> anyhow::Result<()> {
-    use dype::burn::models::flux::{Flux, FluxConfig, flux_rope};
+    use dype::burn::models::flux::{Flux, FluxConfig, FluxInputs, flux_rope};
     use dype_core::presets::OfficialMethod;
     if dtype == Dtype::F16 {
         bail!("flux-step --dtype f16: FLUX activations overflow f16; use bf16 or f32");
@@ -367,14 +395,14 @@ fn flux_step<B: Backend>(dtype: Dtype, device: &B::Device) -> anyhow::Result<()>
         let mut times = Vec::new();
         for _ in 0..2 {
             let t0 = Instant::now();
-            let out = model.forward(
-                img.clone(),
-                txt.clone(),
-                t.clone(),
-                y.clone(),
-                Some(g.clone()),
-                rot.tables(),
-            )?;
+            let inputs = FluxInputs {
+                img: img.clone(),
+                txt: txt.clone(),
+                timesteps: t.clone(),
+                y: y.clone(),
+                guidance: Some(g.clone()),
+            };
+            let out = model.forward(inputs, rot.tables())?;
             sync(out);
             times.push(t0.elapsed().as_secs_f64());
         }

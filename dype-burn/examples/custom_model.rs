@@ -39,7 +39,7 @@ impl<B: Backend> SelfAttention<B> {
                 .reshape([batch, self.heads, tokens, head_dim])
         };
         let (q, k) = rope.apply_qk(part(0), part(1))?; // ← DyPE: rotate q and k
-        let out = attention(q, k, part(2), None, AttentionOptions::default())?;
+        let out = attention(q, k, part(2), Masks::default(), AttentionOptions::default())?;
         let out = out.swap_dims(1, 2).reshape([batch, tokens, dim]);
         Ok(self.proj.forward(out))
     }

@@ -1,12 +1,11 @@
 //! One memory-bounded attention entry point for diffusion transformers.
 //!
 //! [`attention`] takes q, k, v as `[batch, heads, tokens, head_dim]` (q/k already normalised and
-//! rotated), an optional key-padding mask `[batch, kv_tokens]` (`true` = keep, FiT semantics:
-//! padded keys are excluded from every query's softmax) and a softmax scale, and returns
-//! `[batch, q_tokens, heads · head_dim]`. [`attention_masked`] is the same entry point with an
-//! additive score bias (T5's relative positions) and a causal mask (CLIP) beside the key padding
-//! ([`Masks`]); [`Precision`] says where half-precision inputs are upcast. Every model of this
-//! crate calls one of the two.
+//! rotated), its [`Masks`] — a key-padding mask `[batch, kv_tokens]` (`true` = keep, FiT
+//! semantics: padded keys are excluded from every query's softmax), an additive score bias (T5's
+//! relative positions) and a causal mask (CLIP), each optional — and [`AttentionOptions`] (softmax
+//! scale, path, [`Precision`]: where half-precision inputs are upcast), and returns
+//! `[batch, q_tokens, heads · head_dim]`. Every model of this crate calls it.
 //!
 //! # Paths and how one is chosen
 //!
@@ -78,7 +77,7 @@ pub enum AttentionPath {
 }
 
 /// The implementation [`attention`] runs for a key-padding-only call, as resolved by
-/// [`resolve_path`] ([`attention_masked`] with a bias, a causal mask or
+/// [`resolve_path`] ([`attention`] with a bias, a causal mask or
 /// [`Precision::UpcastScores`] always runs [`ResolvedPath::Chunked`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -138,7 +137,7 @@ impl AttentionOptions {
     }
 }
 
-/// What restricts or biases the scores of [`attention_masked`]; every part is optional and they
+/// What restricts or biases the scores of [`attention`]; every part is optional and they
 /// combine (bias, then causal mask, then key padding).
 #[derive(Debug, Clone)]
 pub struct Masks<B: Backend> {
@@ -257,58 +256,24 @@ pub fn resolve_path<B: Backend>(
     }
 }
 
-/// Scaled dot-product attention with an optional key-padding mask, merged heads out.
+/// Scaled dot-product attention, merged heads out.
 ///
 /// * `q`: `[batch, heads, q_tokens, head_dim]`, `k`: `[batch, heads, kv_tokens, head_dim]`,
 ///   `v`: `[batch, heads, kv_tokens, v_dim]`;
-/// * `key_padding_mask`: `[batch, kv_tokens]`, `true` = keep the key, `false` = padded;
+/// * `masks`: any of a key-padding mask `[batch, kv_tokens]` (`true` = keep the key, `false` =
+///   padded), an additive score bias and a causal mask (`Masks::default()`: none);
 /// * returns `[batch, q_tokens, heads · v_dim]` in the dtype of `q`.
 ///
-/// See the [module docs](self) for the implementation paths and masked-row behaviour;
-/// [`attention_masked`] adds score biases and causal masks.
+/// See the [module docs](self) for the implementation paths and masked-row behaviour. A bias, a
+/// causal mask or [`Precision::UpcastScores`] always run the chunked path (under the same memory
+/// budget).
 pub fn attention<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
     v: Tensor<B, 4>,
-    key_padding_mask: Option<Tensor<B, 2, Bool>>,
-    options: AttentionOptions,
-) -> Result<Tensor<B, 3>, AttentionError> {
-    attention_masked(q, k, v, Masks::key_padding(key_padding_mask), options)
-}
-
-/// [`attention`] with every kind of mask: a key-padding mask, an additive score bias and a causal
-/// mask ([`Masks`]), merged heads out (`[batch, q_tokens, heads · v_dim]`). A bias, a causal mask
-/// or [`Precision::UpcastScores`] always run the chunked path (under the same memory budget).
-pub fn attention_masked<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
     masks: Masks<B>,
     options: AttentionOptions,
 ) -> Result<Tensor<B, 3>, AttentionError> {
-    let out = heads_masked(q, k, v, masks, options)?;
-    let [batch, heads, tokens, v_dim] = out.dims();
-    Ok(out.swap_dims(1, 2).reshape([batch, tokens, heads * v_dim]))
-}
-
-/// Like [`attention`] but returns the per-head output `[batch, heads, q_tokens, v_dim]`.
-pub fn attention_heads<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    key_padding_mask: Option<Tensor<B, 2, Bool>>,
-    options: AttentionOptions,
-) -> Result<Tensor<B, 4>, AttentionError> {
-    heads_masked(q, k, v, Masks::key_padding(key_padding_mask), options)
-}
-
-fn heads_masked<B: Backend>(
-    q: Tensor<B, 4>,
-    k: Tensor<B, 4>,
-    v: Tensor<B, 4>,
-    masks: Masks<B>,
-    options: AttentionOptions,
-) -> Result<Tensor<B, 4>, AttentionError> {
     let (qd, kd, vd) = (q.dims(), k.dims(), v.dims());
     let [batch, heads, q_tokens, head_dim] = qd;
     let kv_tokens = kd[2];
@@ -382,23 +347,18 @@ fn heads_masked<B: Backend>(
             query_chunk: default_query_chunk(batch, heads, q_tokens, kv_tokens),
         },
     };
-    match path {
-        ResolvedPath::Fused => Ok(fused(q, k, v, masks.key_padding, scale, default_scale)),
+    let out = match path {
+        ResolvedPath::Fused => fused(q, k, v, masks.key_padding, scale, default_scale),
+        ResolvedPath::Chunked { query_chunk: 0 } => return Err(AttentionError::ZeroChunk),
         ResolvedPath::Chunked { query_chunk } => {
-            if query_chunk == 0 {
-                return Err(AttentionError::ZeroChunk);
-            }
-            Ok(chunked(
-                q,
-                k,
-                v,
-                masks,
-                scale,
-                query_chunk,
-                options.precision,
-            ))
+            chunked(q, k, v, masks, scale, query_chunk, options.precision)
         }
-    }
+    };
+    let v_dim = vd[3];
+    // [B, H, Nq, Dv] → [B, Nq, H·Dv]
+    Ok(out
+        .swap_dims(1, 2)
+        .reshape([batch, q_tokens, heads * v_dim]))
 }
 
 /// Zeroes the output of samples whose mask keeps no key (`out`: `[B, H, Nq, Dv]`).

@@ -22,7 +22,7 @@
 //! * [`rotary`] — [`RotaryEmbedding`] and the device tables under it (factorized cos/sin rows with
 //!   the attention factor folded in, expanded on the device; interleaved or half-split pairs).
 //! * [`attention`](mod@attention) — `softmax(q kᵀ · scale + bias) v` with an optional key-padding
-//!   mask, score bias and causal mask ([`Masks`], [`attention_masked`]), using burn's fused kernel
+//!   mask, score bias and causal mask ([`Masks`], [`attention()`]), using burn's fused kernel
 //!   where it is memory-bounded and a query-chunked one elsewhere; [`Precision`] says where
 //!   half-precision inputs are upcast.
 //! * [`backend`] — backend aliases per cargo feature (`cpu` = burn Flex, `wgpu`, `cuda`) and a
@@ -55,15 +55,13 @@ pub mod train;
 #[cfg(feature = "models")]
 pub mod weights;
 
-pub use attention::{
-    AttentionError, AttentionOptions, AttentionPath, Masks, Precision, attention, attention_masked,
-};
+pub use attention::{AttentionError, AttentionOptions, AttentionPath, Masks, Precision, attention};
 pub use backend::{BackendError, BackendKind, check_backend};
 pub use rotary::{RotaryEmbedding, RotaryError, SamplePositions, StepReport};
 
 /// Everything a downstream model needs to inject DyPE: `use dype_burn::prelude::*;`.
 pub mod prelude {
-    pub use crate::attention::{AttentionOptions, Masks, Precision, attention, attention_masked};
+    pub use crate::attention::{AttentionOptions, Masks, Precision, attention};
     pub use crate::rotary::{RotaryEmbedding, RotaryError, SamplePositions, StepReport};
     pub use dype_core::presets;
     pub use dype_core::{

@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
 use crate::models::ModelError;
-use crate::models::fitv2::FitV2;
+use crate::models::fitv2::{FitInputs, FitV2};
 use crate::rotary::RotaryTables;
 
 /// Errors of the training helpers.
@@ -87,7 +87,15 @@ pub fn flow_matching_loss<B: Backend>(
     check("t", &t.dims(), &[dims[0]])?;
     check("y", &y.dims(), &[dims[0]])?;
     let xt = interpolate(x1.clone(), x0.clone(), t.clone());
-    let v = model.forward(xt, t, y, rope, None)?;
+    let v = model.forward(
+        FitInputs {
+            x: xt,
+            t,
+            y,
+            mask: None,
+        },
+        rope,
+    )?;
     // A model that also predicts a variance (`learn_sigma`) has twice the channels.
     check("the model's output", &v.dims(), &dims)?;
     let err = v - velocity_target(x1, x0);

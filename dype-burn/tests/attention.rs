@@ -6,7 +6,7 @@ mod common;
 use burn::tensor::{Bool, DType, Tensor, TensorData};
 use common::*;
 use dype_burn::attention::{
-    AttentionError, AttentionOptions, AttentionPath, ResolvedPath, attention, attention_heads,
+    AttentionError, AttentionOptions, AttentionPath, Masks, ResolvedPath, attention,
     default_query_chunk, resolve_path,
 };
 use dype_burn::backend::Cpu;
@@ -120,7 +120,7 @@ impl Case {
                 &device(),
             )
         });
-        let out = attention(q, k, v, mask, options).unwrap();
+        let out = attention(q, k, v, Masks::key_padding(mask), options).unwrap();
         assert_eq!(out.dims(), [self.batch, self.nq, self.heads * self.dv]);
         to_vec(out)
     }
@@ -249,7 +249,7 @@ fn half_precision_inputs_keep_dtype_and_stay_close() {
                 q.cast(dtype),
                 k.cast(dtype),
                 v.cast(dtype),
-                None,
+                Masks::default(),
                 AttentionOptions {
                     scale: None,
                     path,
@@ -263,16 +263,6 @@ fn half_precision_inputs_keep_dtype_and_stay_close() {
             assert!(err <= tol, "{dtype:?} {path:?}: rel err {err}");
         }
     }
-}
-
-#[test]
-fn heads_output_layout() {
-    let case = Case::new(8, 2, 3, 5, 5, 4, 4);
-    let (q, k, v) = case.tensors();
-    let heads = attention_heads(q, k, v, None, AttentionOptions::default()).unwrap();
-    assert_eq!(heads.dims(), [2, 3, 5, 4]);
-    let merged = case.run(None, AttentionOptions::default());
-    assert_eq!(to_vec(heads.swap_dims(1, 2).reshape([2, 5, 12])), merged);
 }
 
 #[test]
@@ -311,7 +301,7 @@ fn errors_are_typed() {
             z([1, 2, 4, 8]),
             z([1, 2, 5, 4]),
             z([1, 2, 5, 8]),
-            None,
+            Masks::default(),
             opts
         ),
         Err(AttentionError::ShapeMismatch { what: "k", .. })
@@ -321,7 +311,7 @@ fn errors_are_typed() {
             z([1, 2, 4, 8]),
             z([1, 2, 5, 8]),
             z([1, 2, 6, 8]),
-            None,
+            Masks::default(),
             opts
         ),
         Err(AttentionError::ShapeMismatch { what: "v", .. })
@@ -331,7 +321,7 @@ fn errors_are_typed() {
             z([2, 2, 4, 8]),
             z([1, 2, 4, 8]),
             z([1, 2, 4, 8]),
-            None,
+            Masks::default(),
             opts
         ),
         Err(AttentionError::ShapeMismatch { what: "k", .. })
@@ -342,7 +332,7 @@ fn errors_are_typed() {
             z([1, 2, 4, 8]),
             z([1, 2, 5, 8]),
             z([1, 2, 5, 8]),
-            Some(mask),
+            Masks::key_padding(Some(mask)),
             opts
         ),
         Err(AttentionError::ShapeMismatch {
@@ -355,7 +345,7 @@ fn errors_are_typed() {
             z([1, 2, 0, 8]),
             z([1, 2, 5, 8]),
             z([1, 2, 5, 8]),
-            None,
+            Masks::default(),
             opts
         ),
         Err(AttentionError::Empty { .. })
@@ -366,7 +356,7 @@ fn errors_are_typed() {
                 z([1, 1, 2, 4]),
                 z([1, 1, 2, 4]),
                 z([1, 1, 2, 4]),
-                None,
+                Masks::default(),
                 opts.with_scale(bad)
             ),
             Err(AttentionError::InvalidScale(_))
@@ -377,7 +367,7 @@ fn errors_are_typed() {
             z([1, 1, 2, 4]),
             z([1, 1, 2, 4]),
             z([1, 1, 2, 4]),
-            None,
+            Masks::default(),
             opts.with_path(AttentionPath::Chunked { query_chunk: 0 })
         )
         .map(|_| ())
@@ -427,7 +417,7 @@ fn biased_reference(case: &Case, bias: &[f32], causal: bool, scale: f64) -> Vec<
 
 #[test]
 fn score_bias_and_causal_masks_match_the_reference_on_every_chunking() {
-    use dype_burn::attention::{Masks, Precision, attention_masked};
+    use dype_burn::attention::Precision;
     let case = Case::new(11, 2, 3, 9, 9, 8, 5);
     let bias: Vec<f32> = Rng::new(5).vec(3 * 9 * 9);
     let scale = 1.0 / 8f64.sqrt();
@@ -450,7 +440,7 @@ fn score_bias_and_causal_masks_match_the_reference_on_every_chunking() {
                 let options = AttentionOptions::default()
                     .with_precision(precision)
                     .with_path(path);
-                let got = to_vec(attention_masked(q, k, v, masks, options).unwrap());
+                let got = to_vec(attention(q, k, v, masks, options).unwrap());
                 let err = got
                     .iter()
                     .zip(&want)
@@ -467,11 +457,10 @@ fn score_bias_and_causal_masks_match_the_reference_on_every_chunking() {
 
 #[test]
 fn bias_and_causal_shapes_are_checked() {
-    use dype_burn::attention::{Masks, attention_masked};
     let z = |dims: [usize; 4]| Tensor::<B, 4>::zeros(dims, &device());
     let opts = AttentionOptions::default();
     assert_eq!(
-        attention_masked(
+        attention(
             z([1, 2, 3, 4]),
             z([1, 2, 5, 4]),
             z([1, 2, 5, 4]),
@@ -487,7 +476,7 @@ fn bias_and_causal_shapes_are_checked() {
     );
     for bad in [[1, 2, 3, 4], [2, 1, 3, 5], [1, 3, 3, 5], [1, 1, 2, 5]] {
         assert!(matches!(
-            attention_masked(
+            attention(
                 z([1, 2, 3, 4]),
                 z([1, 2, 5, 4]),
                 z([1, 2, 5, 4]),
@@ -500,7 +489,7 @@ fn bias_and_causal_shapes_are_checked() {
     // Broadcast biases of every allowed shape are accepted.
     for good in [[1, 1, 1, 5], [1, 2, 3, 5], [1, 1, 3, 5]] {
         assert!(
-            attention_masked(
+            attention(
                 z([1, 2, 3, 4]),
                 z([1, 2, 5, 4]),
                 z([1, 2, 5, 4]),
@@ -514,7 +503,6 @@ fn bias_and_causal_shapes_are_checked() {
 
 #[test]
 fn causal_with_left_padding_zeroes_queries_before_the_first_kept_key() {
-    use dype_burn::attention::{Masks, attention_masked};
     let case = Case::new(21, 2, 2, 6, 6, 4, 3);
     // Sample 0 keeps every key; sample 1 is left-padded by two keys.
     let keep: Vec<bool> = (0..12).map(|i| !(6..8).contains(&i)).collect();
@@ -530,7 +518,7 @@ fn causal_with_left_padding_zeroes_queries_before_the_first_kept_key() {
         let options = AttentionOptions::default()
             .with_scale(scale)
             .with_path(path);
-        let got = to_vec(attention_masked(q, k, v, masks, options).unwrap());
+        let got = to_vec(attention(q, k, v, masks, options).unwrap());
         let (h, n, dh, dv) = (2, 6, 4, 3);
         for b in 0..2 {
             for hi in 0..h {
@@ -580,7 +568,7 @@ fn causal_with_left_padding_zeroes_queries_before_the_first_kept_key() {
 
 #[test]
 fn causal_scores_follow_f64_inputs() {
-    use dype_burn::attention::{Masks, Precision, attention_masked};
+    use dype_burn::attention::Precision;
     let case = Case::new(3, 1, 2, 5, 5, 4, 4);
     let bias = vec![0.0f32; 2 * 5 * 5];
     let want = biased_reference(&case, &bias, true, 0.5);
@@ -590,7 +578,7 @@ fn causal_scores_follow_f64_inputs() {
         let options = AttentionOptions::default()
             .with_scale(0.5)
             .with_precision(precision);
-        let out = attention_masked(q, k, v, Masks::default().with_causal(), options).unwrap();
+        let out = attention(q, k, v, Masks::default().with_causal(), options).unwrap();
         assert_eq!(out.dtype(), DType::F64);
         let got = to_vec(out.cast(DType::F32));
         let err = got

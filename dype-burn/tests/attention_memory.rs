@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use burn::tensor::{Bool, Tensor, TensorData};
-use dype_burn::attention::{AttentionOptions, attention};
+use dype_burn::attention::{AttentionOptions, Masks, attention};
 use dype_burn::backend::Cpu;
 
 /// Counts live heap bytes and their peak.
@@ -110,7 +110,14 @@ fn check(label: &str, mask: Option<Tensor<Cpu, 2, Bool>>) {
     let [q, k, v] = qkv(&device);
     let hwm_before = vm_hwm_kib();
     let (out, grew) = peak_growth(|| {
-        let out = attention(q, k, v, mask, AttentionOptions::default()).expect("attention");
+        let out = attention(
+            q,
+            k,
+            v,
+            Masks::key_padding(mask),
+            AttentionOptions::default(),
+        )
+        .expect("attention");
         // Force the computation (lazy backends) while still measuring.
         out.into_data()
     });

@@ -5,6 +5,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+use dype_burn::models::Pretrained;
 use std::error::Error;
 
 use dype_burn::backend::Cpu;

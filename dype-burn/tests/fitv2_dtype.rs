@@ -6,7 +6,8 @@ mod support;
 
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use dype_burn::backend::Cpu;
-use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, fit_grid, fit_rope};
+use dype_burn::models::Pretrained;
+use dype_burn::models::fitv2::{FitConfig, FitInputs, FitPosition, FitV2, fit_grid, fit_rope};
 use dype_burn::rotary::PairLayout;
 use dype_burn::rotary::RotaryEmbedding;
 use dype_core::presets::FitFreqs;
@@ -48,11 +49,13 @@ fn half_precision_weights_match_f32_reference() {
         .expect("load");
         let out = model
             .forward(
-                Tensor::from_data(TensorData::new(x.clone(), xs.clone()), &device),
-                Tensor::from_data(TensorData::new(t.clone(), [xs[0]]), &device),
-                Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [xs[0]]), &device),
+                FitInputs {
+                    x: Tensor::from_data(TensorData::new(x.clone(), xs.clone()), &device),
+                    t: Tensor::from_data(TensorData::new(t.clone(), [xs[0]]), &device),
+                    y: Tensor::<B, 1, Int>::from_data(TensorData::new(y.clone(), [xs[0]]), &device),
+                    mask: None,
+                },
                 rot.tables(),
-                None,
             )
             .expect("forward");
         assert_eq!(

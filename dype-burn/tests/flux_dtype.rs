@@ -6,7 +6,8 @@ mod support;
 
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use dype_burn::backend::Cpu;
-use dype_burn::models::flux::{Flux, FluxConfig, flux_rope};
+use dype_burn::models::Pretrained;
+use dype_burn::models::flux::{Flux, FluxConfig, FluxInputs, flux_rope};
 use dype_burn::rotary::PairLayout;
 use dype_burn::rotary::RotaryEmbedding;
 use dype_burn::rotary::SamplePositions;
@@ -74,11 +75,13 @@ fn half_precision_flux_matches_f32_reference() {
         .expect("load");
         let out = model
             .forward(
-                f32_tensor::<3>(&cases, &format!("case{k}.img")),
-                txt.clone(),
-                f32_tensor::<1>(&cases, &format!("case{k}.t")),
-                f32_tensor::<2>(&cases, &format!("case{k}.y")),
-                Some(f32_tensor::<1>(&cases, &format!("case{k}.guidance"))),
+                FluxInputs {
+                    img: f32_tensor::<3>(&cases, &format!("case{k}.img")),
+                    txt: txt.clone(),
+                    timesteps: f32_tensor::<1>(&cases, &format!("case{k}.t")),
+                    y: f32_tensor::<2>(&cases, &format!("case{k}.y")),
+                    guidance: Some(f32_tensor::<1>(&cases, &format!("case{k}.guidance"))),
+                },
                 rot.tables(),
             )
             .expect("forward");

@@ -7,7 +7,10 @@ mod support;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use dype_burn::backend::Cpu;
-use dype_burn::models::flux::{Flux, FluxConfig, FluxDenoiser, StreamedFlux, flux_rope};
+use dype_burn::models::Pretrained;
+use dype_burn::models::flux::{
+    Flux, FluxConfig, FluxDenoiser, FluxInputs, StreamedFlux, flux_rope,
+};
 use dype_burn::pipeline::flux::{FluxConditioning, FluxGenerate, sample};
 use dype_burn::pipeline::seeded_noise;
 use dype_burn::rotary::PairLayout;
@@ -76,12 +79,14 @@ fn run_case(
     rot.set_timestep(Sigma::new(num(case, "t") as f32 as f64).expect("t"))
         .expect("step");
     let out = model
-        .forward(
-            f32_tensor::<3>(cases, &format!("case{k}.img")),
-            txt,
-            f32_tensor::<1>(cases, &format!("case{k}.t")),
-            f32_tensor::<2>(cases, &format!("case{k}.y")),
-            Some(f32_tensor::<1>(cases, &format!("case{k}.guidance"))),
+        .velocity(
+            FluxInputs {
+                img: f32_tensor::<3>(cases, &format!("case{k}.img")),
+                txt,
+                timesteps: f32_tensor::<1>(cases, &format!("case{k}.t")),
+                y: f32_tensor::<2>(cases, &format!("case{k}.y")),
+                guidance: Some(f32_tensor::<1>(cases, &format!("case{k}.guidance"))),
+            },
             rot.tables(),
         )
         .expect("forward");
@@ -146,8 +151,28 @@ fn streamed_from_resident_model_and_sampling_loop_match() {
     };
     let (h, w) = (10, 10);
     let x0 = || seeded_noise::<B, 3>(3, [1, h * w, cfg.in_channels], &device);
-    let want = sample(&resident, &cond, &request, x0(), (h, w), &device, |_| {}).expect("sample");
-    let got = sample(&streamed, &cond, &request, x0(), (h, w), &device, |_| {}).expect("sample");
+    let want = sample(
+        &resident,
+        &cond,
+        &request,
+        x0(),
+        (h, w),
+        &device,
+        |_| {},
+        |_| {},
+    )
+    .expect("sample");
+    let got = sample(
+        &streamed,
+        &cond,
+        &request,
+        x0(),
+        (h, w),
+        &device,
+        |_| {},
+        |_| {},
+    )
+    .expect("sample");
     let err = max_abs_diff(&to_vec(got), &to_vec(want));
     assert!(err <= 1e-6, "sampling loop: max abs diff {err} > 1e-6");
     // The checks of `Flux::forward` apply unchanged: a missing guidance is an error.
@@ -163,13 +188,15 @@ fn streamed_from_resident_model_and_sampling_loop_match() {
     let t = Tensor::<B, 1>::from_data(TensorData::new(vec![0.5f32], [1]), &device);
     assert!(
         streamed
-            .forward(
-                x0(),
-                cond.t5.clone(),
-                t,
-                cond.pooled.clone(),
-                None,
-                rot.tables(),
+            .velocity(
+                FluxInputs {
+                    img: x0(),
+                    txt: cond.t5.clone(),
+                    timesteps: t,
+                    y: cond.pooled.clone(),
+                    guidance: None
+                },
+                rot.tables()
             )
             .is_err()
     );

@@ -4,6 +4,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+use dype_burn::models::Pretrained;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::FloatDType;

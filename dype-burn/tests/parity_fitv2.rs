@@ -7,10 +7,12 @@ mod support;
 
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 use dype_burn::backend::Cpu;
-use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, GuidedChannels, fit_rope};
+use dype_burn::models::fitv2::{
+    FitConfig, FitInputs, FitPosition, FitV2, GuidedChannels, fit_rope,
+};
 use dype_burn::rotary::{PairLayout, RotaryTables};
 use dype_burn::rotary::{RotaryEmbedding, SamplePositions};
-use dype_burn::sampling::{Dopri5Options, Step, dopri5, euler};
+use dype_burn::sampling::{Dopri5Options, FixedMethod, Step, dopri5, fixed};
 use dype_burn::weights::Checkpoint;
 use dype_core::presets::FitFreqs;
 use serde_json::Value;
@@ -147,10 +149,13 @@ fn parity_fitv2() {
             let t = f32_tensor::<1>(&cases, &format!("case{k}.t"));
             let y = int_tensor::<1>(&cases, &format!("case{k}.y"));
             let out = match case.get("cfg_scale").and_then(|c| c.as_f64()) {
-                Some(s) => {
-                    model.forward_with_cfg(x, t, y, &rope, mask, s, GuidedChannels::Reference)
-                }
-                None => model.forward(x, t, y, &rope, mask),
+                Some(s) => model.forward_with_cfg(
+                    FitInputs { x, t, y, mask },
+                    &rope,
+                    s,
+                    GuidedChannels::Reference,
+                ),
+                None => model.forward(FitInputs { x, t, y, mask }, &rope),
             };
             match out {
                 Ok(out) => {
@@ -206,11 +211,13 @@ fn trajectory(
         rot.set_timestep(dype_core::FitTime::new(t.clamp(0.0, 1.0))?.into())?;
         let tables = rot.tables();
         Ok(model.forward_with_cfg(
-            x.clone(),
-            tt,
-            y.clone(),
+            FitInputs {
+                x: x.clone(),
+                t: tt,
+                y: y.clone(),
+                mask: None,
+            },
             tables,
-            None,
             scale,
             GuidedChannels::Reference,
         )?)
@@ -227,7 +234,7 @@ fn trajectory(
         errs.push(err);
     };
     let solved = match sampler {
-        "euler" => euler(velocity, state, &ts, on_step).map(drop),
+        "euler" => fixed(FixedMethod::Euler, velocity, state, &ts, on_step).map(drop),
         "dopri5" => {
             let opts = Dopri5Options {
                 atol: num(case, "atol"),

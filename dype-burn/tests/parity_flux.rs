@@ -9,14 +9,15 @@ mod support;
 
 use burn::tensor::{FloatDType, Tensor, TensorData};
 use dype_burn::backend::Cpu;
-use dype_burn::models::flux::{Flux, FluxConfig, flux_rope};
+use dype_burn::models::Pretrained;
+use dype_burn::models::flux::{Flux, FluxConfig, FluxInputs, flux_rope};
 use dype_burn::rotary::PairLayout;
 use dype_burn::rotary::RotaryEmbedding;
 use dype_burn::rotary::SamplePositions;
 use std::error::Error;
 use support::{Cases, Tally, beside, flag, load_json, max_abs, num, rel_l2, string};
 
-use dype_burn::sampling::euler;
+use dype_burn::sampling::{FixedMethod, fixed};
 use dype_core::Sigma;
 use dype_core::flow::{FlowShift, flux_sigmas};
 use dype_core::presets::OfficialMethod;
@@ -128,11 +129,13 @@ fn parity_flux() {
             let out = stepped.map(|_| rot.tables()).and_then(|tables| {
                 model
                     .forward(
-                        f32_tensor::<3>(&cases, &format!("case{k}.img")),
-                        txt,
-                        f32_tensor::<1>(&cases, &format!("case{k}.t")),
-                        f32_tensor::<2>(&cases, &format!("case{k}.y")),
-                        Some(f32_tensor::<1>(&cases, &format!("case{k}.guidance"))),
+                        FluxInputs {
+                            img: f32_tensor::<3>(&cases, &format!("case{k}.img")),
+                            txt,
+                            timesteps: f32_tensor::<1>(&cases, &format!("case{k}.t")),
+                            y: f32_tensor::<2>(&cases, &format!("case{k}.y")),
+                            guidance: Some(f32_tensor::<1>(&cases, &format!("case{k}.guidance"))),
+                        },
                         tables,
                     )
                     .map_err(|e| e.to_string())
@@ -187,17 +190,19 @@ fn trajectory(
         rot.set_timestep(rope_time(sigma))?;
         let tables = rot.tables();
         Ok(model.forward(
-            x.clone(),
-            txt.clone(),
-            scalar(sigma),
-            y.clone(),
-            Some(scalar(guidance)),
+            FluxInputs {
+                img: x.clone(),
+                txt: txt.clone(),
+                timesteps: scalar(sigma),
+                y: y.clone(),
+                guidance: Some(scalar(guidance)),
+            },
             tables,
         )?)
     };
     // Every state against the reference trajectory, through the solver's per-step callback.
     let (mut states, mut err) = (0, 0.0f64);
-    let result = euler(velocity, x0, &sigmas, |s| {
+    let result = fixed(FixedMethod::Euler, velocity, x0, &sigmas, |s| {
         states += 1;
         if let Some(w) = want.get(s.index * per..(s.index + 1) * per) {
             err = err.max(rel_l2(&to_vec(s.state.clone()), w));

@@ -6,6 +6,7 @@ mod support;
 
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use dype_burn::backend::Cpu;
+use dype_burn::models::Pretrained;
 use dype_burn::models::text::{ClipConfig, ClipTextModel};
 use dype_burn::models::text::{ClipTokenizer, T5Tokenizer};
 use dype_burn::models::text::{T5Config, T5Encoder, relative_position_bucket};

@@ -6,6 +6,7 @@ mod support;
 
 use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 use dype_burn::backend::Cpu;
+use dype_burn::models::Pretrained;
 use dype_burn::models::text::{
     ClipConfig, ClipTextModel, ClipTokenizer, T5Config, T5Encoder, T5Tokenizer,
 };

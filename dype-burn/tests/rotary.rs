@@ -436,6 +436,51 @@ fn embedding_uploads_only_when_frequencies_change() {
     ));
 }
 
+/// A dynamic user rule (PI scaled by σ) that counts how often it is asked for frequencies.
+struct CountingPi(std::sync::atomic::AtomicUsize);
+
+impl dype_core::FrequencyRule for CountingPi {
+    fn name(&self) -> &str {
+        "counting-pi"
+    }
+
+    fn is_dynamic(&self) -> bool {
+        true
+    }
+
+    fn frequencies(
+        &self,
+        input: &dype_core::RuleInput<'_>,
+        out: &mut [f64],
+    ) -> dype_core::Result<f64> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let s = input.scales.linear.powf(input.sigma.get());
+        out.iter_mut().for_each(|w| *w /= s);
+        Ok(1.0)
+    }
+}
+
+#[test]
+fn frequencies_are_computed_once_per_step() {
+    static RULE: CountingPi = CountingPi(std::sync::atomic::AtomicUsize::new(0));
+    let calls = || RULE.0.load(std::sync::atomic::Ordering::SeqCst);
+    let rope = small_rope(dype_core::Method::custom(&RULE));
+    // Two samples of a 3×4 grid (extent 3 and 4 > the trained 2: both axes extrapolated).
+    let positions = SamplePositions::grid(3, 4).unwrap();
+    let samples = vec![positions.clone(), positions];
+    let per_step = samples.len() * rope.axes().len();
+    let mut emb =
+        RotaryEmbedding::<B>::batch(rope, samples, PairLayout::Interleaved, &device()).unwrap();
+    assert_eq!(calls(), per_step, "construction: one step");
+    // A changed step computes its frequencies once (the cache key), and the rows reuse them.
+    assert!(emb.set_timestep(sigma(0.5)).unwrap().uploaded);
+    assert_eq!(calls(), 2 * per_step);
+    // An unchanged step computes them once to find it unchanged, and uploads nothing.
+    assert!(!emb.set_timestep(sigma(0.5)).unwrap().uploaded);
+    assert_eq!(calls(), 3 * per_step);
+    assert_eq!(emb.upload_count(), 2);
+}
+
 #[test]
 fn embedding_apply_qk_equals_the_reference_rotation() {
     let rope = small_rope(dype_core::Method::dy_ntk());

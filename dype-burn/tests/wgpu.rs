@@ -28,7 +28,7 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use dype_burn::attention::{
-    AttentionOptions, AttentionPath, ResolvedPath, attention, resolve_path,
+    AttentionOptions, AttentionPath, Masks, ResolvedPath, attention, resolve_path,
 };
 use dype_burn::backend::{BackendKind, Cpu, Wgpu, check_backend};
 use dype_burn::rotary::{FactorizedTable, PairLayout, RotaryTables};
@@ -402,7 +402,7 @@ impl AttnCase {
                 device,
             )
         });
-        let out = attention(q, k, v, mask, options).expect("attention");
+        let out = attention(q, k, v, Masks::key_padding(mask), options).expect("attention");
         assert_eq!(out.dims(), [self.batch, self.nq, self.heads * self.dh]);
         host(out)
     }

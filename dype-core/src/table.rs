@@ -241,6 +241,18 @@ impl TokenPositions {
     }
 }
 
+/// Every axis' `rows × half_dim` within [`MAX_ELEMENTS`], checked before anything is allocated.
+fn check_row_sizes(rope: &AxialRope, positions: &TokenPositions) -> Result<()> {
+    for (a, pos) in rope.axes().iter().zip(&positions.axes) {
+        at_most(
+            "rows × half_dim",
+            mul("rows × half_dim", pos.len(), a.axis.pairs())?,
+            MAX_ELEMENTS,
+        )?;
+    }
+    Ok(())
+}
+
 impl FactorizedTable {
     /// A table built by hand: 1 ..= [`MAX_AXES`] axes of rows, `tokens` (1 ..= [`MAX_TOKENS`]) and
     /// `tokens × axes.len()` row indices, each within its axis' rows.
@@ -279,7 +291,8 @@ impl FactorizedTable {
     }
 
     /// The per-step part of [`Self::build`]: only the per-axis rows (the token indices do not change
-    /// between steps).
+    /// between steps). The frequencies of the step are computed once ([`AxialRope::step`]), then
+    /// written by [`Self::rows_for_step`].
     pub fn build_rows(
         rope: &AxialRope,
         positions: &TokenPositions,
@@ -287,16 +300,27 @@ impl FactorizedTable {
         t: Option<Sigma>,
     ) -> Result<(Vec<AxisRows>, StepInfo)> {
         length("positions.axes", rope.axes().len(), positions.axes.len())?;
-        // Check every size before allocating anything.
-        for (a, pos) in rope.axes().iter().zip(&positions.axes) {
-            at_most(
-                "rows × half_dim",
-                mul("rows × half_dim", pos.len(), a.axis.pairs())?,
-                MAX_ELEMENTS,
-            )?;
-        }
+        check_row_sizes(rope, positions)?;
         let mut freqs = alloc::vec![0.0f64; rope.pairs()];
         let info = rope.step(extents, t, &mut freqs)?;
+        let axes = Self::rows_for_step(rope, positions, &freqs, &info)?;
+        Ok((axes, info))
+    }
+
+    /// The per-axis rows of a step already computed: `freqs` as [`AxialRope::step`] wrote them
+    /// (`rope.pairs()` values, axis after axis) and its `info` (each axis' attention factor). A
+    /// caller that keeps the frequencies (e.g. as a cache key) builds the rows without computing
+    /// them again.
+    pub fn rows_for_step(
+        rope: &AxialRope,
+        positions: &TokenPositions,
+        freqs: &[f64],
+        info: &StepInfo,
+    ) -> Result<Vec<AxisRows>> {
+        length("positions.axes", rope.axes().len(), positions.axes.len())?;
+        length("freqs", rope.pairs(), freqs.len())?;
+        length("info.axes", rope.axes().len(), info.axes().len())?;
+        check_row_sizes(rope, positions)?;
         let mut axes = Vec::with_capacity(positions.axes.len());
         let mut offset = 0;
         for ((a, pos), step) in rope.axes().iter().zip(&positions.axes).zip(info.axes()) {
@@ -320,7 +344,7 @@ impl FactorizedTable {
             });
             offset = end;
         }
-        Ok((axes, info))
+        Ok(axes)
     }
 
     /// Per-axis rows, in axis order (the order of the concatenated head dimension).

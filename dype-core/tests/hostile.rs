@@ -264,6 +264,12 @@ fn axial(
             for a in info.axes() {
                 prop_assert!(a.attention_factor.is_finite());
             }
+            // Frequencies of the wrong count or not finite are errors, never a panic.
+            let hostile = vec![f64::NAN; rope.pairs() + 1];
+            for freqs in [&hostile[..], &hostile[1..], &[][..]] {
+                let r = FactorizedTable::rows_for_step(&rope, &pos, freqs, &info);
+                prop_assert!(r.is_err());
+            }
             for ax in table.axes() {
                 all("rows cos", true, ax.cos())?;
                 all("rows sin", true, ax.sin())?;

@@ -664,6 +664,11 @@ fn factorized_table_expands_to_the_per_token_table() {
             .expect("table");
         assert_eq!(c1, c2);
         assert_eq!(s1, s2);
+        // The rows of a step already computed are the table's rows; a wrong count is an error.
+        let rows = FactorizedTable::rows_for_step(&rope, &positions, &freqs, &info).expect("rows");
+        assert_eq!(rows.as_slice(), table.axes());
+        let short = &freqs[..freqs.len() - 1];
+        assert!(FactorizedTable::rows_for_step(&rope, &positions, short, &info).is_err());
     }
 }
 

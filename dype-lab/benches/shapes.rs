@@ -18,7 +18,9 @@ mod bench {
     use burn::tensor::{Device, Int, Tensor, TensorData};
     use criterion::Criterion;
     use dype_burn::backend::Cpu;
-    use dype_burn::models::fitv2::{FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope};
+    use dype_burn::models::fitv2::{
+        FitInputs, FitPosition, FitV2, GuidedChannels, fit_grid, fit_rope,
+    };
     use dype_burn::rotary::{PairLayout, RotaryEmbedding};
     use dype_core::{FitTime, Method};
     use dype_lab::train::{TrainConfig, Trainer};
@@ -64,11 +66,13 @@ mod bench {
                 b.iter(|| {
                     let v = model
                         .forward_with_cfg(
-                            x.clone(),
-                            t.clone(),
-                            y.clone(),
+                            FitInputs {
+                                x: x.clone(),
+                                t: t.clone(),
+                                y: y.clone(),
+                                mask: None,
+                            },
                             rotary.tables(),
-                            None,
                             1.5,
                             GuidedChannels::All,
                         )

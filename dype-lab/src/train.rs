@@ -8,6 +8,7 @@
 //! function of its seed and backend, and [`Trainer::resume`] continues it exactly (model,
 //! optimiser moments, EMA and step are saved).
 
+use dype_burn::models::Pretrained;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,7 @@
 //! The lab (`dype_lab::lab`): its metrics on known inputs (the calibration rows separate as the docs
 //! claim), the 1× identity of every method, and a quick run writing all its outputs.
 
+use dype_burn::models::Pretrained;
 use std::path::Path;
 
 use burn::tensor::FloatDType;
@@ -700,7 +701,7 @@ fn paired_differences_pair_the_samples() {
     }
 }
 
-/// `generate_with_states` (FiTv2 + VAE) returns `generate`'s image and lends every state from the
+/// `generate` (FiTv2 + VAE) with a state callback returns the image it gives without one and lends every state from the
 /// noise to the result; recorded on the latents and decoded, the progression of that one run is
 /// written as JSON, Markdown and PNG and reads back (what `fitv2 --progression DIR` does with
 /// real weights).
@@ -708,7 +709,7 @@ fn paired_differences_pair_the_samples() {
 fn a_pipeline_runs_progression_is_written_and_reads_back() {
     use dype_burn::models::fitv2::{FitConfig, GuidedChannels};
     use dype_burn::models::vae::{VaeConfig, VaeDecoder};
-    use dype_burn::pipeline::fitv2::{FitGenerate, FitSampler, generate, generate_with_states};
+    use dype_burn::pipeline::fitv2::{FitGenerate, FitSampler, generate};
     use dype_lab::lab::progression::{ProgressionRun, run_markdown, write_run};
 
     let device = Default::default();
@@ -751,10 +752,10 @@ fn a_pipeline_runs_progression_is_written_and_reads_back() {
         guided: GuidedChannels::Reference,
         seed: 5,
     };
-    let plain = generate(&model, &vae, &request, &device, |_| {}).expect("generate");
+    let plain = generate(&model, &vae, &request, &device, |_| {}, |_| {}).expect("generate");
     let (mut latent, mut decoded) = (Progression::new(), Progression::new());
     let mut seen = Vec::new();
-    let image = generate_with_states(
+    let image = generate(
         &model,
         &vae,
         &request,
@@ -770,7 +771,7 @@ fn a_pipeline_runs_progression_is_written_and_reads_back() {
             decoded.add_tensor(st.index, t, image).expect("decoded");
         },
     )
-    .expect("generate_with_states");
+    .expect("generate with states");
     assert_eq!(image, plain);
     assert_eq!(seen.len(), steps + 1);
     assert!(seen.iter().enumerate().all(|(i, s)| s.0 == i));

@@ -4,7 +4,7 @@
 use burn::backend::Autodiff;
 use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use dype_burn::backend::Cpu;
-use dype_burn::models::fitv2::{FitConfig, FitPosition, FitV2, fit_grid, fit_rope};
+use dype_burn::models::fitv2::{FitConfig, FitInputs, FitPosition, FitV2, fit_grid, fit_rope};
 use dype_burn::rotary::{PairLayout, RotaryEmbedding};
 use dype_lab::train::{
     BundleInfo, TrainConfig, Trainer, TrainingError, batch, export_bundle, load_bundle,
@@ -105,7 +105,17 @@ fn initialisation_is_seeded_and_starts_at_zero_velocity() {
     let x = Tensor::<Cpu, 3>::ones([2, n * n, config.token_dim()], &device);
     let t = Tensor::<Cpu, 1>::from_data(TensorData::new(vec![0.3f32, 0.7], [2]), &device);
     let y = Tensor::<Cpu, 1, Int>::from_data(TensorData::new(vec![1i64, 8], [2]), &device);
-    let v = a.forward(x, t, y, rotary.tables(), None).expect("forward");
+    let v = a
+        .forward(
+            FitInputs {
+                x,
+                t,
+                y,
+                mask: None,
+            },
+            rotary.tables(),
+        )
+        .expect("forward");
     let v: Vec<f32> = v.into_data().to_vec().expect("read");
     assert!(v.iter().all(|x| *x == 0.0));
 }

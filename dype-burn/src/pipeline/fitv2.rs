@@ -5,13 +5,13 @@
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use dype_core::FitTime;
 
-use super::PipelineError;
-use crate::models::fitv2::{FitPosition, FitV2, GuidedChannels, fit_grid, fit_layout};
+use super::{PipelineError, check_size};
+use crate::models::fitv2::{FitInputs, FitPosition, FitV2, GuidedChannels, fit_grid, fit_layout};
 use crate::models::vae::VaeDecoder;
 use crate::nn::{patchify, unpatchify};
 use crate::pipeline::image::{Rgb8Image, to_rgb8_fit};
 use crate::rotary::{RotaryEmbedding, StepReport};
-use crate::sampling::{Dopri5Options, Step, dopri5, euler, heun};
+use crate::sampling::{Dopri5Options, FixedMethod, Step, dopri5, fixed};
 
 /// The ODE solver of a FiT run (time from 0 = noise to 1 = data).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -76,26 +76,12 @@ pub struct FitProgress {
 }
 
 /// Runs one generation and returns the image (`height × width` RGB8, FiT's conversion): sampling
-/// in the VAE's latent space ([`sample_latent`]), then the SD-VAE decode.
+/// in the VAE's latent space ([`sample_batch`] with the request's class and seed), then the
+/// SD-VAE decode. `progress` sees every model evaluation; `on_state` sees `x_t` (the latent,
+/// [`FitState`]) after every step and the initial noise: the spectral progression of DyPE's
+/// Fig. 2 is measured there, on the latents or decoded (`vae.decode(state.x)`). Pass `|_| {}` to
+/// ignore it.
 pub fn generate<B: Backend>(
-    model: &FitV2<B>,
-    vae: &VaeDecoder<B>,
-    request: &FitGenerate,
-    device: &B::Device,
-    progress: impl FnMut(&FitProgress),
-) -> Result<Rgb8Image, PipelineError> {
-    let latent = sample_latent(model, vae.config().upscale(), request, device, progress)?;
-    let image = vae.decode(latent)?;
-    to_rgb8_fit(image)?
-        .into_iter()
-        .next()
-        .ok_or(PipelineError::NoImage)
-}
-
-/// [`generate`] with a callback that sees `x_t` (the latent, [`FitState`]) after every step and
-/// the initial noise: the spectral progression of DyPE's Fig. 2 is measured there, on the latents
-/// or decoded (`vae.decode(state.x)`). The image is the one [`generate`] returns.
-pub fn generate_with_states<B: Backend>(
     model: &FitV2<B>,
     vae: &VaeDecoder<B>,
     request: &FitGenerate,
@@ -213,17 +199,7 @@ fn sample_impl<B: Backend>(
 ) -> Result<Tensor<B, 4>, PipelineError> {
     let cfg = model.config();
     let unit = upscale.max(1) * cfg.patch_size;
-    if request.height == 0
-        || request.width == 0
-        || !request.height.is_multiple_of(unit)
-        || !request.width.is_multiple_of(unit)
-    {
-        return Err(PipelineError::Size {
-            height: request.height,
-            width: request.width,
-            unit,
-        });
-    }
+    check_size(request.height, request.width, unit)?;
     if items.is_empty() {
         return Err(PipelineError::Zero { name: "batch" });
     }
@@ -310,19 +286,17 @@ fn sample_impl<B: Backend>(
             report,
         });
         let tt = Tensor::<B, 1>::from_data(TensorData::new(vec![t as f32; batch], [batch]), device);
+        let inputs = FitInputs {
+            x: x.clone(),
+            t: tt,
+            y: y.clone(),
+            mask: None,
+        };
         let tables = rotary.tables();
         Ok(if guided {
-            model.forward_with_cfg(
-                x.clone(),
-                tt,
-                y.clone(),
-                tables,
-                None,
-                request.cfg_scale,
-                request.guided,
-            )?
+            model.forward_with_cfg(inputs, tables, request.cfg_scale, request.guided)?
         } else {
-            model.forward(x.clone(), tt, y.clone(), tables, None)?
+            model.forward(inputs, tables)?
         })
     };
     let ts: Vec<f64> = (0..=steps).map(|i| i as f64 / steps as f64).collect();
@@ -343,8 +317,12 @@ fn sample_impl<B: Backend>(
         }
     };
     let last = match request.sampler {
-        FitSampler::Euler { .. } => euler(velocity, state, &ts, &mut report_state)?,
-        FitSampler::Heun { .. } => heun(velocity, state, &ts, &mut report_state)?,
+        FitSampler::Euler { .. } => {
+            fixed(FixedMethod::Euler, velocity, state, &ts, &mut report_state)?
+        }
+        FitSampler::Heun { .. } => {
+            fixed(FixedMethod::Heun, velocity, state, &ts, &mut report_state)?
+        }
         FitSampler::Dopri5 { atol, rtol, .. } => {
             let options = Dopri5Options {
                 atol,

@@ -103,6 +103,18 @@ pub(crate) fn sampling_bytes(
     states.checked_add(activations)
 }
 
+/// A `height × width` request must be a non-zero multiple of `unit` pixels on each side.
+pub(crate) fn check_size(height: usize, width: usize, unit: usize) -> Result<(), PipelineError> {
+    if height == 0 || width == 0 || !height.is_multiple_of(unit) || !width.is_multiple_of(unit) {
+        return Err(PipelineError::Size {
+            height,
+            width,
+            unit,
+        });
+    }
+    Ok(())
+}
+
 /// Refuses a run whose estimate (`None`: it overflows) is above [`memory_limit`].
 pub(crate) fn check_memory(
     what: impl FnOnce() -> String,

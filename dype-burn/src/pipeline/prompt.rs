@@ -5,6 +5,7 @@
 //! Load the encoders once ([`PromptEncoder::load`]), encode every prompt, and drop the encoder
 //! before sampling when device memory is short (T5-XXL is 9.5 GB in bf16).
 
+use crate::models::Pretrained;
 use std::path::PathBuf;
 
 use burn::tensor::backend::Backend;

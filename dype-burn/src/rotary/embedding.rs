@@ -16,6 +16,34 @@ use dype_core::{AxialRope, DypeError, PairLayout, Sigma, StepInfo};
 
 use super::{RotaryError, RotaryIndex, RotaryTables};
 
+/// One step's frequencies and diagnostics for every sample, and their bits as the cache key.
+struct Step {
+    /// Frequencies and attention factors of every sample as bits.
+    key: Vec<u64>,
+    /// Per sample, `rope.pairs()` frequencies.
+    freqs: Vec<Vec<f64>>,
+    /// Per sample, the step's diagnostics.
+    infos: Vec<StepInfo>,
+}
+
+impl Step {
+    /// Every sample's per-axis rows, from the frequencies already computed.
+    fn rows(
+        &self,
+        rope: &AxialRope,
+        samples: &[SamplePositions],
+    ) -> Result<Vec<Vec<AxisRows>>, RotaryError> {
+        let rows = samples
+            .iter()
+            .zip(self.freqs.iter().zip(&self.infos))
+            .map(|(s, (freqs, info))| {
+                FactorizedTable::rows_for_step(rope, &s.positions, freqs, info)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
 /// One sample of a batch: its token positions and the extents that set its scales.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SamplePositions {
@@ -165,14 +193,18 @@ impl<B: Backend> RotaryEmbedding<B> {
                 });
             }
         }
-        let mut infos = Vec::with_capacity(samples.len());
-        let mut tables = Vec::with_capacity(samples.len());
-        for s in &samples {
-            let (table, info) = FactorizedTable::build(&rope, &s.positions, &s.extents, None)?;
-            tables.push(table);
-            infos.push(info);
-        }
-        let key = Self::key_of(&rope, &samples, None)?.0;
+        let step = Self::step_of(&rope, &samples, None)?;
+        let tables = samples
+            .iter()
+            .zip(step.rows(&rope, &samples)?)
+            .map(|(s, rows)| {
+                FactorizedTable::new(
+                    rows,
+                    s.positions.tokens(),
+                    s.positions.token_rows().to_vec(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let index = RotaryIndex::from_tables(&tables, device)?;
         let rows: Vec<&[AxisRows]> = tables.iter().map(|t| t.axes()).collect();
         let device_tables = RotaryTables::from_rows(&rows, &index, device)?.with_layout(layout);
@@ -181,35 +213,39 @@ impl<B: Backend> RotaryEmbedding<B> {
             samples,
             layout,
             device: device.clone(),
-            key,
+            key: step.key,
             index,
             tables: device_tables,
             uploads: 1,
             last: StepReport {
                 sigma: 1.0,
-                samples: infos,
+                samples: step.infos,
                 uploaded: true,
             },
         })
     }
 
-    /// The frequencies and attention factors of every sample at `t` as bits (the cache key), and
-    /// the step's diagnostics.
-    fn key_of(
+    /// Every sample's frequencies and diagnostics at `t`, computed once per step.
+    fn step_of(
         rope: &AxialRope,
         samples: &[SamplePositions],
         t: Option<Sigma>,
-    ) -> Result<(Vec<u64>, Vec<StepInfo>), RotaryError> {
-        let mut key = Vec::new();
-        let mut infos = Vec::with_capacity(samples.len());
-        let mut freqs = vec![0.0; rope.pairs()];
+    ) -> Result<Step, RotaryError> {
+        let mut step = Step {
+            key: Vec::new(),
+            freqs: Vec::with_capacity(samples.len()),
+            infos: Vec::with_capacity(samples.len()),
+        };
         for s in samples {
+            let mut freqs = vec![0.0; rope.pairs()];
             let info = rope.step(&s.extents, t, &mut freqs)?;
-            key.extend(freqs.iter().map(|f| f.to_bits()));
-            key.extend(info.axes().iter().map(|a| a.attention_factor.to_bits()));
-            infos.push(info);
+            step.key.extend(freqs.iter().map(|f| f.to_bits()));
+            step.key
+                .extend(info.axes().iter().map(|a| a.attention_factor.to_bits()));
+            step.freqs.push(freqs);
+            step.infos.push(info);
         }
-        Ok((key, infos))
+        Ok(step)
     }
 
     /// Moves to DyPE time `t` (σ, 1 = noise); rebuilds and uploads the rows only if the
@@ -225,26 +261,19 @@ impl<B: Backend> RotaryEmbedding<B> {
     }
 
     fn update(&mut self, t: Option<Sigma>) -> Result<&StepReport, RotaryError> {
-        let (key, infos) = Self::key_of(&self.rope, &self.samples, t)?;
-        let uploaded = key != self.key;
+        let step = Self::step_of(&self.rope, &self.samples, t)?;
+        let uploaded = step.key != self.key;
         if uploaded {
-            let rows = self
-                .samples
-                .iter()
-                .map(|s| {
-                    FactorizedTable::build_rows(&self.rope, &s.positions, &s.extents, t)
-                        .map(|(r, _)| r)
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            let rows = step.rows(&self.rope, &self.samples)?;
             let rows: Vec<&[AxisRows]> = rows.iter().map(Vec::as_slice).collect();
             self.tables =
                 RotaryTables::from_rows(&rows, &self.index, &self.device)?.with_layout(self.layout);
-            self.key = key;
+            self.key = step.key;
             self.uploads += 1;
         }
         self.last = StepReport {
             sigma: t.map(Sigma::get).unwrap_or(1.0),
-            samples: infos,
+            samples: step.infos,
             uploaded,
         };
         Ok(&self.last)

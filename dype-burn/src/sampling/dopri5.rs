@@ -290,13 +290,8 @@ where
 mod tests {
     use std::rc::Rc;
 
-    use super::super::test_support::{Census, Counted, TestError};
+    use super::super::test_support::{Census, Counted, TestError, decay};
     use super::*;
-
-    #[allow(clippy::ptr_arg)] // the solver's state type is Vec<f64>
-    fn decay(_t: f64, y: &Vec<f64>) -> Result<Vec<f64>, TestError> {
-        Ok(y.iter().map(|v| -v).collect())
-    }
 
     #[test]
     fn dopri5_meets_its_tolerance_and_interpolates() {

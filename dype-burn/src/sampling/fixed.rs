@@ -2,42 +2,23 @@
 
 use super::{OdeState, SamplingError, Step, check_times};
 
-/// Explicit Euler over the grid `ts` (torchdiffeq `euler` with the output grid as step grid;
-/// `ts` strictly increasing, or strictly decreasing as FLUX's σ): `y ← y + (t_{k+1} − t_k)·f(t_k, y)`.
-/// Calls `on_step` with the state at every `ts[k]` (`ts[0]`: `y0`) and returns the last one.
-pub fn euler<S, E>(
-    mut f: impl FnMut(f64, &S) -> Result<S, E>,
-    y0: S,
-    ts: &[f64],
-    mut on_step: impl FnMut(Step<'_, S>),
-) -> Result<S, E>
-where
-    S: OdeState,
-    E: From<SamplingError>,
-{
-    check_times(ts, true)?;
-    let mut y = y0;
-    on_step(Step {
-        index: 0,
-        t: ts[0],
-        state: &y,
-    });
-    for (k, w) in ts.windows(2).enumerate() {
-        let v = f(w[0], &y)?;
-        y = y.combine(&[(w[1] - w[0], &v)]);
-        drop(v);
-        on_step(Step {
-            index: k + 1,
-            t: w[1],
-            state: &y,
-        });
-    }
-    Ok(y)
+/// A fixed-grid method of [`fixed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FixedMethod {
+    /// Explicit Euler (torchdiffeq `euler` with the output grid as step grid):
+    /// `y ← y + (t_{k+1} − t_k)·f(t_k, y)`, one evaluation per step.
+    Euler,
+    /// Heun's second-order method (explicit trapezoid): two evaluations per step,
+    /// `y ← y + ½·dt·(f(t_k, y) + f(t_{k+1}, y + dt·f(t_k, y)))`.
+    Heun,
 }
 
-/// Heun's second-order method (explicit trapezoid) over the grid `ts`: two evaluations per step;
-/// `on_step` and the result as for [`euler`].
-pub fn heun<S, E>(
+/// Integrates `dy/dt = f(t, y)` from `y0` over the grid `ts` (strictly increasing, or strictly
+/// decreasing as FLUX's σ) with `method`. Calls `on_step` with the state at every `ts[k]`
+/// (`ts[0]`: `y0`) and returns the last one; only the current state and the evaluations of the
+/// step in progress are alive at once.
+pub fn fixed<S, E>(
+    method: FixedMethod,
     mut f: impl FnMut(f64, &S) -> Result<S, E>,
     y0: S,
     ts: &[f64],
@@ -57,10 +38,16 @@ where
     for (k, w) in ts.windows(2).enumerate() {
         let dt = w[1] - w[0];
         let k1 = f(w[0], &y)?;
-        let pred = y.combine(&[(dt, &k1)]);
-        let k2 = f(w[1], &pred)?;
-        drop(pred);
-        y = y.combine(&[(0.5 * dt, &k1), (0.5 * dt, &k2)]);
+        y = match method {
+            FixedMethod::Euler => y.combine(&[(dt, &k1)]),
+            FixedMethod::Heun => {
+                let pred = y.combine(&[(dt, &k1)]);
+                let k2 = f(w[1], &pred)?;
+                drop(pred);
+                y.combine(&[(0.5 * dt, &k1), (0.5 * dt, &k2)])
+            }
+        };
+        drop(k1);
         on_step(Step {
             index: k + 1,
             t: w[1],
@@ -74,13 +61,8 @@ where
 mod tests {
     use std::rc::Rc;
 
-    use super::super::test_support::{Census, Counted, TestError};
+    use super::super::test_support::{Census, Counted, TestError, decay};
     use super::*;
-
-    #[allow(clippy::ptr_arg)] // the solver's state type is Vec<f64>
-    fn decay(_t: f64, y: &Vec<f64>) -> Result<Vec<f64>, TestError> {
-        Ok(y.iter().map(|v| -v).collect())
-    }
 
     #[test]
     fn euler_and_heun_converge_at_their_orders() {
@@ -89,9 +71,13 @@ mod tests {
             let ts: Vec<f64> = (0..=n).map(|i| i as f64 / n as f64).collect();
             let mut seen = Vec::new();
             let last = if heun_ {
-                heun(decay, vec![1.0], &ts, |s| seen.push((s.index, s.t)))
+                fixed(FixedMethod::Heun, decay, vec![1.0], &ts, |s| {
+                    seen.push((s.index, s.t))
+                })
             } else {
-                euler(decay, vec![1.0], &ts, |s| seen.push((s.index, s.t)))
+                fixed(FixedMethod::Euler, decay, vec![1.0], &ts, |s| {
+                    seen.push((s.index, s.t))
+                })
             }
             .expect("runs");
             assert_eq!(seen, ts.iter().copied().enumerate().collect::<Vec<_>>());
@@ -111,7 +97,7 @@ mod tests {
     fn decreasing_grids_integrate_backwards() {
         // y' = −y from t = 1 down to 0: y(0) = y(1)·e.
         let ts: Vec<f64> = (0..=400).map(|i| 1.0 - i as f64 / 400.0).collect();
-        let last = heun(decay, vec![1.0], &ts, |_| {}).expect("runs");
+        let last = fixed(FixedMethod::Heun, decay, vec![1.0], &ts, |_| {}).expect("runs");
         assert!((last[0] - 1f64.exp()).abs() < 1e-4);
     }
 
@@ -124,7 +110,7 @@ mod tests {
             &[0.0, f64::NAN][..],
         ] {
             assert_eq!(
-                euler(decay, vec![1.0], ts, |_| {}),
+                fixed(FixedMethod::Euler, decay, vec![1.0], ts, |_| {}),
                 Err(TestError::Solver(SamplingError::BadTimes))
             );
         }
@@ -132,7 +118,7 @@ mod tests {
             Err(TestError::Model("model failed"))
         };
         assert_eq!(
-            heun(failing, vec![1.0], &[0.0, 1.0], |_| {}),
+            fixed(FixedMethod::Heun, failing, vec![1.0], &[0.0, 1.0], |_| {}),
             Err(TestError::Model("model failed"))
         );
     }
@@ -147,9 +133,9 @@ mod tests {
             };
             let y0 = Counted::new(vec![1.0, 2.0], &census);
             let last = if heun_ {
-                heun(f, y0, &ts, |_| {})
+                fixed(FixedMethod::Heun, f, y0, &ts, |_| {})
             } else {
-                euler(f, y0, &ts, |_| {})
+                fixed(FixedMethod::Euler, f, y0, &ts, |_| {})
             }
             .expect("runs");
             drop(last);

@@ -21,7 +21,7 @@ use burn::tensor::{ElementConversion, Tensor, backend::Backend};
 use thiserror::Error;
 
 pub use dopri5::{Dopri5Options, Dopri5Stats, dopri5};
-pub use fixed::{euler, heun};
+pub use fixed::{FixedMethod, fixed};
 
 /// What can go wrong in a solver itself (the velocity function's errors are the caller's).
 #[derive(Debug, Clone, PartialEq, Error)]
@@ -137,6 +137,12 @@ pub(crate) mod test_support {
     use std::rc::Rc;
 
     use super::{OdeState, SamplingError};
+
+    /// dy/dt = −y (solution `y0 · e^{−t}`).
+    #[allow(clippy::ptr_arg)] // the solver's state type is Vec<f64>
+    pub(crate) fn decay(_t: f64, y: &Vec<f64>) -> Result<Vec<f64>, TestError> {
+        Ok(y.iter().map(|v| -v).collect())
+    }
 
     /// The solver failed or the velocity function did.
     #[derive(Debug, PartialEq)]

@@ -21,7 +21,7 @@
 //!
 //! Models describe their checkpoint once, with a builder generic over a [`Source`]: run on
 //! [`Declare`] it gives the [`KeyMap`] of step 2, run on [`Load`] it builds the layers of step 3;
-//! [`load_model`] is the whole sequence.
+//! [`crate::models::Pretrained`] is the whole sequence.
 //!
 //! Nothing reachable from file contents panics: every malformed input becomes a
 //! [`WeightsError`]. (burn-store's pickle reader is additionally run under `catch_unwind`.)
@@ -58,5 +58,5 @@ mod view;
 pub use checkpoint::{Checkpoint, CheckpointFormat, TensorInfo, WeightDType};
 pub use error::WeightsError;
 pub use key_map::{KeyMap, ParamKind, ParamSpec};
-pub use source::{Declare, Load, Source, load_model};
+pub use source::{Declare, Load, Source};
 pub use view::Weights;

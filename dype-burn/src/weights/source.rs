@@ -5,15 +5,13 @@
 //! [`load_model`] is the loading sequence every model's `load` shares.
 
 use std::convert::Infallible;
-use std::path::Path;
 
 use burn::module::Param;
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{FloatDType, Tensor};
 
-use super::checkpoint::Checkpoint;
 use super::error::WeightsError;
 use super::key_map::KeyMap;
 use super::view::Weights;
@@ -207,25 +205,4 @@ impl<B: Backend> Source for Load<'_, '_, B> {
     fn ignore_prefix(&mut self, _: &str) {}
 
     fn only_within(&mut self, _: &str) {}
-}
-
-/// The loading sequence every model shares: opens `path` ([`Checkpoint::open`]), reads what the
-/// file's keys say about where the model's tensors are (`layout`: a key layout, a prefix, or
-/// `()`), declares the tensors of that layout (`declare`), validates the file against the
-/// declaration ([`Checkpoint::validate`]: missing, unexpected, mis-shaped or non-float tensors
-/// are errors naming the file and the key, before anything is built), then builds the model
-/// from the weights on `device`, cast to `dtype`.
-pub fn load_model<B: Backend, L, M, E: From<WeightsError>>(
-    path: impl AsRef<Path>,
-    dtype: FloatDType,
-    device: &B::Device,
-    layout: impl FnOnce(&Checkpoint) -> Result<L, E>,
-    declare: impl FnOnce(&L) -> KeyMap,
-    build: impl FnOnce(&Weights<'_, B>, L) -> Result<M, E>,
-) -> Result<M, E> {
-    let checkpoint = Checkpoint::open(path)?;
-    let layout = layout(&checkpoint)?;
-    let map = declare(&layout);
-    let weights = checkpoint.load::<B>(&map, dtype, device)?;
-    build(&weights, layout)
 }

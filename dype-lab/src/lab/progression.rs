@@ -7,7 +7,7 @@
 //!
 //! with the paper's time (t = 1 noise, t = 0 the result): γ = 0 while a frequency still has the
 //! noise's power, 1 once it has the final image's. Fed from a pipeline's per-step callback
-//! ([`dype_burn::pipeline::fitv2::sample_batch`], [`dype_burn::pipeline::flux::generate_with_states`]),
+//! ([`dype_burn::pipeline::fitv2::sample_batch`], [`dype_burn::pipeline::flux::generate`]),
 //! so it works for any model those run, on latents or pixels: the lab's cells, and one run of
 //! FiTv2-XL/2 or FLUX with real weights (the `fitv2` and `flux` examples' `--progression DIR`,
 //! written by [`write_run`]).

@@ -161,7 +161,7 @@ impl<B: Backend> FitV2<B> {
     }
 
     /// Writes the weights as an f32 safetensors file in FiT's key layout ([`FitV2::state_dict`]),
-    /// with `metadata` (e.g. the config and the training step) in its header; [`FitV2::load`]
+    /// with `metadata` (e.g. the config and the training step) in its header; [`Pretrained::load`](crate::models::Pretrained::load)
     /// reads it back.
     pub fn save(
         &self,

@@ -6,8 +6,8 @@ use burn::tensor::backend::Backend;
 
 use super::FitConfig;
 use super::model::{FitBlock, FitV2};
-use crate::models::ModelError;
-use crate::weights::{Declare, KeyMap, Load, Source, Weights, load_model};
+use crate::models::{CheckpointSpec, ModelError, Pretrained};
+use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights};
 
 /// FiT's tensors as a [`Source`] gives them, in checkpoint order.
 struct Fit<S: Source> {
@@ -92,23 +92,24 @@ impl<B: Backend> FitV2<B> {
             config: config.clone(),
         })
     }
+}
 
-    /// Opens `path` (safetensors, sharded safetensors or a PyTorch pickle), validates every key,
-    /// shape and dtype against [`FitConfig::key_map`] before building anything, and builds the
-    /// model on `device` in `dtype` (weights are cast on load).
-    pub fn load(
-        path: impl AsRef<std::path::Path>,
-        config: &FitConfig,
-        dtype: burn::tensor::FloatDType,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        load_model(
-            path,
-            dtype,
-            device,
-            |_| Ok(()),
-            |_| config.key_map(),
-            |w, ()| Self::from_weights(config, w),
-        )
+impl CheckpointSpec for FitConfig {
+    type Layout = ();
+
+    fn layout(&self, _: &Checkpoint) -> Result<(), ModelError> {
+        self.validate()
+    }
+
+    fn declare(&self, _: &()) -> KeyMap {
+        self.key_map()
+    }
+}
+
+impl<B: Backend> Pretrained<B> for FitV2<B> {
+    type Config = FitConfig;
+
+    fn build(config: &FitConfig, _: (), w: &Weights<'_, B>) -> Result<Self, ModelError> {
+        Self::from_weights(config, w)
     }
 }

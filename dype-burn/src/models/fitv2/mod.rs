@@ -13,7 +13,7 @@ mod position;
 pub use crate::nn::patch::{patchify, unpatchify};
 pub use config::FitConfig;
 pub use init::StateDict;
-pub use model::{FitV2, GuidedChannels};
+pub use model::{FitInputs, FitV2, GuidedChannels};
 pub use position::{FitPosition, fit_grid, fit_layout, fit_rope};
 
 /// The model name in errors.

@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor};
 
 use super::{FitConfig, MODEL};
-use crate::attention::{AttentionOptions, attention};
+use crate::attention::{AttentionOptions, Masks, attention};
 use crate::models::ModelError;
 use crate::nn::{fit_timestep_features, layer_norm, modulate};
 use crate::rotary::RotaryTables;
@@ -37,6 +37,19 @@ pub struct FitV2<B: Backend> {
     pub(super) final_linear: Linear<B>,
     #[module(skip)]
     pub(super) config: FitConfig,
+}
+
+/// The inputs of one FiTv2 velocity evaluation ([`FitV2::forward`], [`FitV2::forward_with_cfg`]).
+#[derive(Debug, Clone)]
+pub struct FitInputs<B: Backend> {
+    /// Patch tokens `[B, N, token_dim]`.
+    pub x: Tensor<B, 3>,
+    /// FiT time `[B]` (0 = noise, 1 = data).
+    pub t: Tensor<B, 1>,
+    /// Classes `[B]` (`num_classes` = the null class).
+    pub y: Tensor<B, 1, Int>,
+    /// Optional validity mask `[B, N]` (true = real token).
+    pub mask: Option<Tensor<B, 2, Bool>>,
 }
 
 impl<B: Backend> FitV2<B> {
@@ -74,18 +87,15 @@ impl<B: Backend> FitV2<B> {
         &self.config
     }
 
-    /// The velocity for tokens `x` `[B, N, token_dim]` at FiT time `t` `[B]` (0 = noise, 1 = data),
-    /// classes `y` `[B]` (`num_classes` = null), rotary tables for the token grid (`[B or 1, N,
-    /// head_dim/2]`, rows then columns, interleaved pairs) and an optional validity mask `[B, N]`
-    /// (true = real token). Returns `[B, N, out_token_dim]`, zero on padded tokens.
+    /// The velocity for `inputs` ([`FitInputs`]) and rotary tables for the token grid (`[B or 1,
+    /// N, head_dim/2]`, rows then columns). Returns `[B, N, out_token_dim]`, zero on padded
+    /// tokens.
     pub fn forward(
         &self,
-        x: Tensor<B, 3>,
-        t: Tensor<B, 1>,
-        y: Tensor<B, 1, Int>,
+        inputs: FitInputs<B>,
         rope: &RotaryTables<B>,
-        mask: Option<Tensor<B, 2, Bool>>,
     ) -> Result<Tensor<B, 3>, ModelError> {
+        let FitInputs { x, t, y, mask } = inputs;
         let cfg = self.config();
         let [b, n, c] = x.dims();
         if c != cfg.token_dim() {
@@ -183,7 +193,13 @@ impl<B: Backend> FitBlock<B> {
         let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, heads, n, hd]);
         let q = rope.apply(layer_norm(part(0)))?;
         let k = rope.apply(layer_norm(part(1)))?;
-        let mut att = attention(q, k, part(2), mask, AttentionOptions::default())?;
+        let mut att = attention(
+            q,
+            k,
+            part(2),
+            Masks::key_padding(mask),
+            AttentionOptions::default(),
+        )?;
         if let Some(k) = &keep {
             att = att * k.clone();
         }
@@ -211,17 +227,14 @@ impl<B: Backend> FitV2<B> {
     /// FiT's `forward_with_cfg`: `x` is `[2B, N, C]` (conditional half first, unconditional
     /// second, `y` likewise with the null class in the second half); the model evaluates the
     /// first half twice and returns `[2B, N, C]` with `u + s·(c − u)` on the guided channels.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward_with_cfg(
         &self,
-        x: Tensor<B, 3>,
-        t: Tensor<B, 1>,
-        y: Tensor<B, 1, Int>,
+        inputs: FitInputs<B>,
         rope: &RotaryTables<B>,
-        mask: Option<Tensor<B, 2, Bool>>,
         scale: f64,
         guided: GuidedChannels,
     ) -> Result<Tensor<B, 3>, ModelError> {
+        let FitInputs { x, t, y, mask } = inputs;
         let [b2, n, c] = x.dims();
         if b2 % 2 != 0 || b2 == 0 {
             return Err(ModelError::Shape {
@@ -232,7 +245,8 @@ impl<B: Backend> FitV2<B> {
             });
         }
         let half = x.narrow(0, 0, b2 / 2);
-        let out = self.forward(Tensor::cat(vec![half.clone(), half], 0), t, y, rope, mask)?;
+        let x = Tensor::cat(vec![half.clone(), half], 0);
+        let out = self.forward(FitInputs { x, t, y, mask }, rope)?;
         let cg = match guided {
             GuidedChannels::Reference => {
                 (3 * self.config.patch_size * self.config.patch_size).min(c)

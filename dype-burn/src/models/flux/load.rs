@@ -3,7 +3,7 @@
 //! stacked along the outputs into BFL's fused linears; the final adaLN's (scale, shift) halves
 //! swapped into BFL's (shift, scale)). A [`Source`] either declares what a file of that layout
 //! must hold ([`FluxConfig::key_map`], validated before anything is built) or loads it
-//! ([`Flux::from_weights`], [`super::StreamedFlux`]).
+//! ([`Flux::from_weights`], [`super::StreamedFlux`]); both implement [`Pretrained`].
 
 use burn::module::Param;
 use burn::nn::Linear;
@@ -12,8 +12,8 @@ use burn::tensor::backend::Backend;
 
 use super::config::{FluxConfig, FluxLayout};
 use super::model::{DoubleBlock, Flux, MlpEmbedder, SingleBlock, StreamWeights};
-use crate::models::ModelError;
-use crate::weights::{Declare, KeyMap, Load, Source, Weights, WeightsError, load_model};
+use crate::models::{CheckpointSpec, ModelError, Pretrained};
+use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights, WeightsError};
 
 /// The two transforms between diffusers' and BFL's linears, on a [`Source`]'s linears.
 trait Fuse: Source {
@@ -392,27 +392,6 @@ impl FluxConfig {
     }
 }
 
-/// The loading sequence of [`Flux::load`] and [`super::StreamedFlux::load`]: validates `config`,
-/// opens `path`, detects its layout, validates the file against [`FluxConfig::key_map`], then
-/// `build`s from the weights.
-pub(super) fn load_flux<B: Backend, M>(
-    path: impl AsRef<std::path::Path>,
-    config: &FluxConfig,
-    dtype: burn::tensor::FloatDType,
-    device: &B::Device,
-    build: impl FnOnce(&Weights<'_, B>, FluxLayout) -> Result<M, ModelError>,
-) -> Result<M, ModelError> {
-    config.validate()?;
-    load_model(
-        path,
-        dtype,
-        device,
-        FluxLayout::detect,
-        |&layout| config.key_map(layout),
-        build,
-    )
-}
-
 impl<B: Backend> Flux<B> {
     /// Builds the model from validated weights (see [`FluxConfig::key_map`]) in `layout`.
     pub fn from_weights(
@@ -502,20 +481,31 @@ impl<B: Backend> Flux<B> {
             linear2: b.linear2,
         })
     }
+}
 
-    /// Opens `path` (one safetensors file, a sharded `*.safetensors.index.json`, or a folder
-    /// holding either), detects the BFL or diffusers layout from its keys, validates every key,
-    /// shape and dtype against [`FluxConfig::key_map`] before building anything, and builds the
-    /// model on `device` in `dtype` (weights are cast on load, e.g. a bf16 file to f32).
-    pub fn load(
-        path: impl AsRef<std::path::Path>,
+/// The BFL or diffusers layout is detected from the keys ([`FluxLayout::detect`]).
+impl CheckpointSpec for FluxConfig {
+    type Layout = FluxLayout;
+
+    fn layout(&self, checkpoint: &Checkpoint) -> Result<FluxLayout, ModelError> {
+        self.validate()?;
+        FluxLayout::detect(checkpoint)
+    }
+
+    fn declare(&self, &layout: &FluxLayout) -> KeyMap {
+        self.key_map(layout)
+    }
+}
+
+impl<B: Backend> Pretrained<B> for Flux<B> {
+    type Config = FluxConfig;
+
+    fn build(
         config: &FluxConfig,
-        dtype: burn::tensor::FloatDType,
-        device: &B::Device,
+        layout: FluxLayout,
+        w: &Weights<'_, B>,
     ) -> Result<Self, ModelError> {
-        load_flux(path, config, dtype, device, |w, layout| {
-            Self::from_weights(config, layout, w)
-        })
+        Self::from_weights(config, layout, w)
     }
 }
 

@@ -17,5 +17,5 @@ mod model;
 mod streaming;
 
 pub use config::{FluxConfig, FluxLayout};
-pub use model::{Flux, FluxDenoiser, flux_rope};
+pub use model::{Flux, FluxDenoiser, FluxInputs, flux_rope};
 pub use streaming::StreamedFlux;

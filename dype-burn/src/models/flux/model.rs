@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 
 use super::config::{FluxConfig, MODEL};
-use crate::attention::{AttentionOptions, attention};
+use crate::attention::{AttentionOptions, Masks, attention};
 use crate::models::ModelError;
 use crate::nn::{EPS, RmsForm, flux_timestep_embedding, layer_norm, modulate, rms_norm};
 use crate::rotary::RotaryTables;
@@ -150,52 +150,46 @@ impl<B: Backend> Flux<B> {
         &self.config
     }
 
-    /// The velocity (noise − data) for packed image tokens `img` `[B, N, in_channels]`, text
-    /// tokens `txt` `[B, L, context_in_dim]`, `timesteps` `[B]` (σ in [0, 1]; the model scales it
-    /// by 1000), pooled text `y` `[B, vec_in_dim]`, `guidance` `[B]` (required iff the model embeds
-    /// guidance) and rotary tables over the `L + N` tokens `[text; image]` in that order (built
-    /// from the ids `[txt_ids; img_ids]`, see [`SamplePositions::flux`](crate::rotary::SamplePositions::flux)). Returns `[B, N, in_channels]`.
+    /// The velocity (noise − data) for `inputs` ([`FluxInputs`]) and rotary tables over the
+    /// `L + N` tokens `[text; image]` in that order (built from the ids `[txt_ids; img_ids]`, see
+    /// [`SamplePositions::flux`](crate::rotary::SamplePositions::flux)). Returns
+    /// `[B, N, in_channels]`.
     pub fn forward(
         &self,
-        img: Tensor<B, 3>,
-        txt: Tensor<B, 3>,
-        timesteps: Tensor<B, 1>,
-        y: Tensor<B, 2>,
-        guidance: Option<Tensor<B, 1>>,
+        inputs: FluxInputs<B>,
         rope: &RotaryTables<B>,
     ) -> Result<Tensor<B, 3>, ModelError> {
-        self.forward_with(
-            img,
-            txt,
-            timesteps,
-            y,
-            guidance,
-            rope,
+        let blocks = (
             self.double_blocks.iter().map(Ok),
             self.single_blocks.iter().map(Ok),
-        )
+        );
+        self.forward_with(inputs, rope, blocks)
     }
 
     /// [`Flux::forward`] with the embedders and final layer of `self` and the blocks given by
     /// `doubles` and `singles` (`config.depth` and `config.depth_single_blocks` of them), each
     /// dropped as soon as it has run: the resident blocks, or blocks materialised one by one
     /// ([`StreamedFlux`](super::StreamedFlux)).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_with<D, S>(
         &self,
-        img: Tensor<B, 3>,
-        txt: Tensor<B, 3>,
-        timesteps: Tensor<B, 1>,
-        y: Tensor<B, 2>,
-        guidance: Option<Tensor<B, 1>>,
+        inputs: FluxInputs<B>,
         rope: &RotaryTables<B>,
-        doubles: impl Iterator<Item = Result<D, ModelError>>,
-        singles: impl Iterator<Item = Result<S, ModelError>>,
+        (doubles, singles): (
+            impl Iterator<Item = Result<D, ModelError>>,
+            impl Iterator<Item = Result<S, ModelError>>,
+        ),
     ) -> Result<Tensor<B, 3>, ModelError>
     where
         D: Borrow<DoubleBlock<B>>,
         S: Borrow<SingleBlock<B>>,
     {
+        let FluxInputs {
+            img,
+            txt,
+            timesteps,
+            y,
+            guidance,
+        } = inputs;
         let cfg = &self.config;
         let [b, n, c] = img.dims();
         let shape = |what: &'static str, found: &[usize], expected: String| {
@@ -316,7 +310,7 @@ impl<B: Backend> DoubleBlock<B> {
         let q = rope.apply(Tensor::cat(vec![tq, iq], 2))?;
         let k = rope.apply(Tensor::cat(vec![tk, ik], 2))?;
         let v = Tensor::cat(vec![tv, iv], 2);
-        let att = attention(q, k, v, None, AttentionOptions::default())?;
+        let att = attention(q, k, v, Masks::default(), AttentionOptions::default())?;
         let (t_att, i_att) = (att.clone().narrow(1, 0, l), att.narrow(1, l, n));
         Ok((
             self.img.finish(img, i_att, &im),
@@ -341,12 +335,27 @@ impl<B: Backend> SingleBlock<B> {
         let [q, k, v] = split_qkv(h.narrow(2, 0, 3 * d), cfg.num_heads, cfg.head_dim());
         let q = rope.apply(qk_norm(q, &self.q_scale))?;
         let k = rope.apply(qk_norm(k, &self.k_scale))?;
-        let att = attention(q, k, v, None, AttentionOptions::default())?;
+        let att = attention(q, k, v, Masks::default(), AttentionOptions::default())?;
         let out = self
             .linear2
             .forward(Tensor::cat(vec![att, gelu_approximate(mlp)], 2));
         Ok(x + gate(out, m[2].clone()))
     }
+}
+
+/// The inputs of one FLUX velocity evaluation ([`Flux::forward`], [`FluxDenoiser::velocity`]).
+#[derive(Debug, Clone)]
+pub struct FluxInputs<B: Backend> {
+    /// Packed image tokens `[B, N, in_channels]`; the velocity comes back in their dtype.
+    pub img: Tensor<B, 3>,
+    /// Text tokens `[B, L, context_in_dim]`.
+    pub txt: Tensor<B, 3>,
+    /// σ `[B]` in [0, 1] (the model scales it by 1000).
+    pub timesteps: Tensor<B, 1>,
+    /// Pooled text `[B, vec_in_dim]`.
+    pub y: Tensor<B, 2>,
+    /// Guidance `[B]`, required iff the model embeds guidance.
+    pub guidance: Option<Tensor<B, 1>>,
 }
 
 /// A model that gives FLUX velocities: the resident [`Flux`] or the block-streaming
@@ -359,13 +368,9 @@ pub trait FluxDenoiser<B: Backend> {
     fn weight_dtype(&self) -> DType;
 
     /// The velocity, exactly as [`Flux::forward`] computes it.
-    fn forward(
+    fn velocity(
         &self,
-        img: Tensor<B, 3>,
-        txt: Tensor<B, 3>,
-        timesteps: Tensor<B, 1>,
-        y: Tensor<B, 2>,
-        guidance: Option<Tensor<B, 1>>,
+        inputs: FluxInputs<B>,
         rope: &RotaryTables<B>,
     ) -> Result<Tensor<B, 3>, ModelError>;
 }
@@ -379,16 +384,12 @@ impl<B: Backend> FluxDenoiser<B> for Flux<B> {
         self.img_in.weight.val().dtype()
     }
 
-    fn forward(
+    fn velocity(
         &self,
-        img: Tensor<B, 3>,
-        txt: Tensor<B, 3>,
-        timesteps: Tensor<B, 1>,
-        y: Tensor<B, 2>,
-        guidance: Option<Tensor<B, 1>>,
+        inputs: FluxInputs<B>,
         rope: &RotaryTables<B>,
     ) -> Result<Tensor<B, 3>, ModelError> {
-        Flux::forward(self, img, txt, timesteps, y, guidance, rope)
+        self.forward(inputs, rope)
     }
 }
 
@@ -451,31 +452,23 @@ mod tests {
         let txt = Tensor::<B, 3>::zeros([1, l, 24], &device);
         let t = Tensor::<B, 1>::from_data(TensorData::new(vec![0.5f32], [1]), &device);
         let y = Tensor::<B, 2>::zeros([1, 12], &device);
-        let g = Some(t.clone());
+        let inputs = FluxInputs {
+            img,
+            txt,
+            timesteps: t.clone(),
+            y,
+            guidance: Some(t),
+        };
         let out = model
-            .forward(
-                img.clone(),
-                txt.clone(),
-                t.clone(),
-                y.clone(),
-                g.clone(),
-                rot.tables(),
-            )
+            .forward(inputs.clone(), rot.tables())
             .expect("forward");
         assert_eq!(out.dims(), [1, h * w, 64]);
         // Missing guidance and a table for the wrong token count are errors, not panics.
-        assert!(
-            model
-                .forward(
-                    img.clone(),
-                    txt.clone(),
-                    t.clone(),
-                    y.clone(),
-                    None,
-                    rot.tables()
-                )
-                .is_err()
-        );
+        let unguided = FluxInputs {
+            guidance: None,
+            ..inputs.clone()
+        };
+        assert!(model.forward(unguided, rot.tables()).is_err());
         let mut other = RotaryEmbedding::<B>::batch(
             flux_rope(&cfg, OfficialMethod::Base, false, 4.0).expect("rope"),
             vec![SamplePositions::flux(l + 1, h, w).expect("ids")],
@@ -484,6 +477,6 @@ mod tests {
         )
         .expect("rot");
         other.set_static().expect("step");
-        assert!(model.forward(img, txt, t, y, g, other.tables()).is_err());
+        assert!(model.forward(inputs, other.tables()).is_err());
     }
 }

@@ -7,9 +7,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
 
 use super::config::{FluxConfig, FluxLayout, MODEL};
-use super::load::load_flux;
-use super::model::{DoubleBlock, Flux, FluxDenoiser, SingleBlock};
-use crate::models::ModelError;
+use super::model::{DoubleBlock, Flux, FluxDenoiser, FluxInputs, SingleBlock};
+use crate::models::{ModelError, Pretrained};
 use crate::rotary::RotaryTables;
 use crate::weights::Weights;
 
@@ -44,7 +43,7 @@ impl<B: Backend> ModuleMapper<B> for ToHost<B> {
 
 /// FLUX with only the embedders and the final layer resident on the device; the transformer
 /// blocks live in host memory (as [`burn::tensor::TensorData`], in the load dtype) and every
-/// [`forward`](StreamedFlux::forward) uploads them one block at a time, runs the block, waits
+/// [`velocity`](FluxDenoiser::velocity) uploads them one block at a time, runs the block, waits
 /// for the device and drops it before the next one is uploaded.
 ///
 /// This trades speed for memory: device memory holds one block plus the activations instead of
@@ -63,37 +62,6 @@ pub struct StreamedFlux<B: Backend> {
 }
 
 impl<B: Backend> StreamedFlux<B> {
-    /// Like [`Flux::load`] (same layouts, and the whole checkpoint is validated against
-    /// [`FluxConfig::key_map`] before anything is built), but only the embedders and the final
-    /// layer stay on `device`: each block is built on `device` in `dtype`, copied to host memory
-    /// and dropped before the next one is built.
-    pub fn load(
-        path: impl AsRef<std::path::Path>,
-        config: &FluxConfig,
-        dtype: burn::tensor::FloatDType,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        load_flux(path, config, dtype, device, |w, layout| {
-            Self::from_weights(config, layout, w)
-        })
-    }
-
-    /// Builds the model from validated weights (see [`Flux::from_weights`]), one block at a time.
-    pub fn from_weights(
-        config: &FluxConfig,
-        layout: FluxLayout,
-        w: &Weights<'_, B>,
-    ) -> Result<Self, ModelError> {
-        config.validate()?;
-        let head = Flux::head(config, layout, w)?;
-        let model = Self::with_host_blocks(
-            head,
-            (0..config.depth).map(|i| Flux::double_block(config, layout, w, i)),
-            (0..config.depth_single_blocks).map(|i| Flux::single_block(config, layout, w, i)),
-        )?;
-        Ok(model)
-    }
-
     /// Moves the blocks of a resident model to host memory.
     pub fn from_flux(model: Flux<B>) -> Self {
         let mut head = model;
@@ -132,6 +100,17 @@ impl<B: Backend> StreamedFlux<B> {
         })
     }
 
+    /// A device copy of a host-resident block, uploaded once the device has finished the previous
+    /// one: waiting bounds the weights on the device to one block (the previous block is dropped
+    /// by then); without it the host could enqueue every upload.
+    fn upload<M: Clone>(&self, block: &M) -> Result<M, ModelError> {
+        B::sync(&self.device).map_err(|e| ModelError::Execution {
+            model: MODEL,
+            reason: e.to_string(),
+        })?;
+        Ok(block.clone())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &FluxConfig {
         self.head.config()
@@ -146,43 +125,28 @@ impl<B: Backend> StreamedFlux<B> {
     pub fn host_bytes(&self) -> usize {
         self.host_bytes
     }
+}
 
-    /// The velocity: the same inputs, checks and result as [`Flux::forward`], with the blocks
-    /// uploaded one at a time.
-    pub fn forward(
-        &self,
-        img: Tensor<B, 3>,
-        txt: Tensor<B, 3>,
-        timesteps: Tensor<B, 1>,
-        y: Tensor<B, 2>,
-        guidance: Option<Tensor<B, 1>>,
-        rope: &RotaryTables<B>,
-    ) -> Result<Tensor<B, 3>, ModelError> {
-        let device = &self.device;
-        // Waiting for the device before each upload bounds the weights on it to one block (the
-        // previous block is dropped by then); without it the host could enqueue every upload.
-        let sync = || {
-            B::sync(device).map_err(|e| ModelError::Execution {
-                model: MODEL,
-                reason: e.to_string(),
-            })
-        };
-        self.head.forward_with(
-            img,
-            txt,
-            timesteps,
-            y,
-            guidance,
-            rope,
-            self.double_blocks.iter().map(|b| {
-                sync()?;
-                Ok(b.clone())
-            }),
-            self.single_blocks.iter().map(|b| {
-                sync()?;
-                Ok(b.clone())
-            }),
-        )
+/// Loads like [`Flux`] (same layouts, and the whole checkpoint is validated against
+/// [`FluxConfig::key_map`] before anything is built), but only the embedders and the final layer
+/// stay on the device: each block is built on the device in the load dtype, copied to host memory
+/// and dropped before the next one is built.
+impl<B: Backend> Pretrained<B> for StreamedFlux<B> {
+    type Config = FluxConfig;
+
+    fn build(
+        config: &FluxConfig,
+        layout: FluxLayout,
+        w: &Weights<'_, B>,
+    ) -> Result<Self, ModelError> {
+        config.validate()?;
+        let head = Flux::head(config, layout, w)?;
+        let model = Self::with_host_blocks(
+            head,
+            (0..config.depth).map(|i| Flux::double_block(config, layout, w, i)),
+            (0..config.depth_single_blocks).map(|i| Flux::single_block(config, layout, w, i)),
+        )?;
+        Ok(model)
     }
 }
 
@@ -195,15 +159,17 @@ impl<B: Backend> FluxDenoiser<B> for StreamedFlux<B> {
         self.head.weight_dtype()
     }
 
-    fn forward(
+    /// The velocity: the same inputs, checks and result as [`Flux::forward`], with the blocks
+    /// uploaded one at a time.
+    fn velocity(
         &self,
-        img: Tensor<B, 3>,
-        txt: Tensor<B, 3>,
-        timesteps: Tensor<B, 1>,
-        y: Tensor<B, 2>,
-        guidance: Option<Tensor<B, 1>>,
+        inputs: FluxInputs<B>,
         rope: &RotaryTables<B>,
     ) -> Result<Tensor<B, 3>, ModelError> {
-        StreamedFlux::forward(self, img, txt, timesteps, y, guidance, rope)
+        let blocks = (
+            self.double_blocks.iter().map(|b| self.upload(b)),
+            self.single_blocks.iter().map(|b| self.upload(b)),
+        );
+        self.head.forward_with(inputs, rope, blocks)
     }
 }

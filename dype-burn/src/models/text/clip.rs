@@ -12,10 +12,10 @@ use burn::tensor::{Int, Tensor};
 use serde::Deserialize;
 
 use super::t5::read_ids;
-use crate::attention::{AttentionOptions, Masks, Precision, attention_masked};
-use crate::models::ModelError;
+use crate::attention::{AttentionOptions, Masks, Precision, attention};
+use crate::models::{CheckpointSpec, ModelError, Pretrained};
 use crate::nn::layer_norm_eps;
-use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights, load_model};
+use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights};
 
 /// The model name in errors.
 const MODEL: &str = "clip";
@@ -359,25 +359,6 @@ impl<B: Backend> ClipTextModel<B> {
         })
     }
 
-    /// Opens `path`, detects the key prefix ([`ClipConfig::prefix_of`]), validates every key,
-    /// shape and dtype before building anything, and builds the model on `device` in `dtype`.
-    pub fn load(
-        path: impl AsRef<std::path::Path>,
-        config: &ClipConfig,
-        dtype: burn::tensor::FloatDType,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        config.validate()?;
-        load_model(
-            path,
-            dtype,
-            device,
-            |ckpt| Ok::<_, ModelError>(ClipConfig::prefix_of(ckpt)),
-            |prefix| config.key_map_with_prefix(prefix),
-            |w, prefix| Self::from_weights(config, w, prefix),
-        )
-    }
-
     /// The configuration.
     pub fn config(&self) -> &ClipConfig {
         &self.config
@@ -438,7 +419,7 @@ impl<B: Backend> ClipTextModel<B> {
         for layer in &self.layers {
             let a = layer.ln1.forward(x.clone(), eps);
             let heads = |l: &Linear<B>| l.forward(a.clone()).reshape([b, n, h, hd]).swap_dims(1, 2);
-            let att = attention_masked(
+            let att = attention(
                 heads(&layer.q),
                 heads(&layer.k),
                 heads(&layer.v),
@@ -465,5 +446,31 @@ impl<B: Backend> ClipTextModel<B> {
             0,
         );
         Ok(ClipOutput { hidden, pooled })
+    }
+}
+
+/// The key prefix is detected ([`ClipConfig::prefix_of`]).
+impl CheckpointSpec for ClipConfig {
+    type Layout = &'static str;
+
+    fn layout(&self, checkpoint: &Checkpoint) -> Result<&'static str, ModelError> {
+        self.validate()?;
+        Ok(ClipConfig::prefix_of(checkpoint))
+    }
+
+    fn declare(&self, prefix: &&'static str) -> KeyMap {
+        self.key_map_with_prefix(prefix)
+    }
+}
+
+impl<B: Backend> Pretrained<B> for ClipTextModel<B> {
+    type Config = ClipConfig;
+
+    fn build(
+        config: &ClipConfig,
+        prefix: &'static str,
+        w: &Weights<'_, B>,
+    ) -> Result<Self, ModelError> {
+        Self::from_weights(config, w, prefix)
     }
 }

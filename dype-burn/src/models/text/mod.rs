@@ -6,7 +6,7 @@ mod t5;
 mod tokenizer;
 
 pub use clip::{ClipConfig, ClipOutput, ClipPooling, ClipTextModel};
-pub use t5::{T5Config, T5Encoder, relative_position_bucket};
+pub use t5::{T5Config, T5Embeddings, T5Encoder, relative_position_bucket};
 pub use tokenizer::{
     CLIP_MAX_LENGTH, ClipTokenizer, T5_MAX_LENGTH, T5Tokenizer, TextError, Tokens,
 };

@@ -12,10 +12,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Deserialize;
 
-use crate::attention::{AttentionOptions, Masks, Precision, attention_masked};
-use crate::models::ModelError;
+use crate::attention::{AttentionOptions, Masks, Precision, attention};
+use crate::models::{CheckpointSpec, ModelError, Pretrained};
 use crate::nn::{RmsForm, rms_norm};
-use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights, load_model};
+use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights};
 
 /// The model name in errors.
 const MODEL: &str = "t5";
@@ -135,22 +135,17 @@ impl T5Config {
     }
 
     /// The checkpoint key map of HF `T5EncoderModel`: `shared.weight` and its tied copy
-    /// `encoder.embed_tokens.weight` (see [`T5Config::key_map_for`] for checkpoints that store only
+    /// `encoder.embed_tokens.weight` (see [`T5Embeddings::stored_in`] for checkpoints that store only
     /// one of them), the blocks and `encoder.final_layer_norm.weight`.
     pub fn key_map(&self) -> KeyMap {
-        self.map(Embeddings {
+        self.map(T5Embeddings {
             shared: true,
             copy: true,
         })
     }
 
-    /// The key map for `ckpt`: like [`T5Config::key_map`], declaring only the embedding copies
-    /// the checkpoint stores (at least `shared.weight` when it stores neither).
-    pub fn key_map_for(&self, ckpt: &Checkpoint) -> KeyMap {
-        self.map(Embeddings::stored_in(ckpt))
-    }
-
-    fn map(&self, embeddings: Embeddings) -> KeyMap {
+    /// The key map declaring the token-embedding copies `embeddings`.
+    pub fn map(&self, embeddings: T5Embeddings) -> KeyMap {
         Declare::key_map(|s| t5(s, self, embeddings))
     }
 }
@@ -160,20 +155,21 @@ const SHARED: &str = "shared.weight";
 /// The key of its tied copy.
 const EMBED_COPY: &str = "encoder.embed_tokens.weight";
 
-/// Which of the two tied token-embedding copies are declared.
-#[derive(Debug, Clone, Copy)]
-struct Embeddings {
+/// Which of the two tied token-embedding copies a T5 checkpoint stores and the key map declares:
+/// the [`CheckpointSpec::Layout`] of [`T5Config`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct T5Embeddings {
     /// `shared.weight` (loaded when declared).
-    shared: bool,
+    pub shared: bool,
     /// `encoder.embed_tokens.weight` (loaded when it is the only one).
-    copy: bool,
+    pub copy: bool,
 }
 
-impl Embeddings {
+impl T5Embeddings {
     /// The copies `ckpt` stores; `shared.weight` when it stores neither.
-    fn stored_in(ckpt: &Checkpoint) -> Self {
+    pub fn stored_in(ckpt: &Checkpoint) -> Self {
         let copy = ckpt.contains(EMBED_COPY);
-        Embeddings {
+        T5Embeddings {
             shared: ckpt.contains(SHARED) || !copy,
             copy,
         }
@@ -203,7 +199,7 @@ struct T5<S: Source> {
 }
 
 /// Every tensor of HF `T5EncoderModel`, with the token embedding from `embeddings`.
-fn t5<S: Source>(s: &mut S, c: &T5Config, embeddings: Embeddings) -> Result<T5<S>, S::Error> {
+fn t5<S: Source>(s: &mut S, c: &T5Config, embeddings: T5Embeddings) -> Result<T5<S>, S::Error> {
     let (d, inner, ff) = (c.d_model, c.inner_dim(), c.d_ff);
     let vocab = [c.vocab_size, d];
     let embed = if embeddings.shared {
@@ -370,7 +366,7 @@ impl<B: Backend> T5Encoder<B> {
     /// embedding is `shared.weight`, or `encoder.embed_tokens.weight` when only that is declared.
     pub fn from_weights(config: &T5Config, w: &Weights<'_, B>) -> Result<Self, ModelError> {
         config.validate()?;
-        let embeddings = Embeddings {
+        let embeddings = T5Embeddings {
             shared: w.declares(SHARED),
             copy: w.declares(EMBED_COPY),
         };
@@ -398,26 +394,6 @@ impl<B: Backend> T5Encoder<B> {
             final_norm: m.final_norm,
             config: config.clone(),
         })
-    }
-
-    /// Opens `path` (safetensors, sharded safetensors index or PyTorch pickle), validates every
-    /// key, shape and dtype against [`T5Config::key_map_for`] before building anything, and
-    /// builds the encoder on `device` in `dtype`.
-    pub fn load(
-        path: impl AsRef<std::path::Path>,
-        config: &T5Config,
-        dtype: burn::tensor::FloatDType,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        config.validate()?;
-        load_model(
-            path,
-            dtype,
-            device,
-            |ckpt| Ok::<_, ModelError>(Embeddings::stored_in(ckpt)),
-            |&embeddings| config.map(embeddings),
-            |w, _| Self::from_weights(config, w),
-        )
     }
 
     /// The configuration.
@@ -478,7 +454,7 @@ impl<B: Backend> T5Encoder<B> {
             let a = t5_norm(x.clone(), &blk.attn_norm, eps);
             let heads = |l: &Linear<B>| l.forward(a.clone()).reshape([b, n, h, d]).swap_dims(1, 2);
             // Unscaled scores with the shared position bias, softmax in f32 (HF T5).
-            let att = attention_masked(
+            let att = attention(
                 heads(&blk.q),
                 heads(&blk.k),
                 heads(&blk.v),
@@ -493,5 +469,27 @@ impl<B: Backend> T5Encoder<B> {
             x = x + blk.wo.forward(hidden);
         }
         Ok(t5_norm(x, &self.final_norm, eps))
+    }
+}
+
+/// The token-embedding copies are those the file stores ([`T5Embeddings::stored_in`]).
+impl CheckpointSpec for T5Config {
+    type Layout = T5Embeddings;
+
+    fn layout(&self, checkpoint: &Checkpoint) -> Result<T5Embeddings, ModelError> {
+        self.validate()?;
+        Ok(T5Embeddings::stored_in(checkpoint))
+    }
+
+    fn declare(&self, &embeddings: &T5Embeddings) -> KeyMap {
+        self.map(embeddings)
+    }
+}
+
+impl<B: Backend> Pretrained<B> for T5Encoder<B> {
+    type Config = T5Config;
+
+    fn build(config: &T5Config, _: T5Embeddings, w: &Weights<'_, B>) -> Result<Self, ModelError> {
+        Self::from_weights(config, w)
     }
 }

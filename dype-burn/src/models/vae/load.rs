@@ -1,15 +1,12 @@
 //! Checkpoint key layouts ([`VaeLayout`], [`detect_layout`], [`key_map`]) and strict loading.
 
-use std::path::Path;
-
-use burn::tensor::FloatDType;
 use burn::tensor::backend::Backend;
 
 use super::config::VaeConfig;
 use super::model::{VaeAttention, VaeDecoder, VaeResnet, VaeUpBlock};
 use super::{GROUP_NORM_EPS, MODEL};
-use crate::models::ModelError;
-use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source};
+use crate::models::{CheckpointSpec, ModelError, Pretrained};
+use crate::weights::{Checkpoint, Declare, KeyMap, Load, Source, Weights};
 
 /// Checkpoint key layout of a VAE decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,45 +288,16 @@ pub fn key_map(config: &VaeConfig, layout: VaeLayout, prefix: &str) -> KeyMap {
 }
 
 impl<B: Backend> VaeDecoder<B> {
-    /// Opens `path` (any format [`Checkpoint::open`] reads), detects the key layout and loads
-    /// the decoder strictly (see [`VaeDecoder::from_checkpoint`]).
-    pub fn load(
-        path: impl AsRef<Path>,
-        config: &VaeConfig,
-        dtype: FloatDType,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        let ckpt = Checkpoint::open(path)?;
-        Self::from_checkpoint(&ckpt, config, dtype, device)
-    }
-
-    /// Loads from an opened checkpoint: detects the layout ([`detect_layout`]), validates every
-    /// key, shape and dtype against [`key_map`] before building anything, then builds the
-    /// decoder on `device` in `dtype`.
-    pub fn from_checkpoint(
-        checkpoint: &Checkpoint,
-        config: &VaeConfig,
-        dtype: FloatDType,
-        device: &B::Device,
-    ) -> Result<Self, ModelError> {
-        let (layout, prefix) = detect_layout(checkpoint)?;
-        Self::from_checkpoint_with_layout(checkpoint, config, layout, &prefix, dtype, device)
-    }
-
-    /// Like [`VaeDecoder::from_checkpoint`] with an explicit layout and key prefix.
-    pub fn from_checkpoint_with_layout(
-        checkpoint: &Checkpoint,
+    /// Builds the decoder from weights validated against [`key_map`] for `layout` and `prefix`.
+    pub fn from_weights(
         config: &VaeConfig,
         layout: VaeLayout,
         prefix: &str,
-        dtype: FloatDType,
-        device: &B::Device,
+        w: &Weights<'_, B>,
     ) -> Result<Self, ModelError> {
         config.check()?;
-        let map = key_map(config, layout, prefix);
-        let w = checkpoint.load::<B>(&map, dtype, device)?;
         let names = Names::new(config, layout, prefix);
-        let d = decoder(&mut Load::new(&w), config, &names)?;
+        let d = decoder(&mut Load::new(w), config, &names)?;
         Ok(VaeDecoder {
             post_quant_conv: d.post_quant_conv,
             conv_in: d.conv_in,
@@ -357,11 +325,38 @@ impl<B: Backend> VaeDecoder<B> {
     }
 }
 
+/// The key layout and prefix are detected ([`detect_layout`]).
+impl CheckpointSpec for VaeConfig {
+    type Layout = (VaeLayout, String);
+
+    fn layout(&self, checkpoint: &Checkpoint) -> Result<(VaeLayout, String), ModelError> {
+        self.check()?;
+        detect_layout(checkpoint)
+    }
+
+    fn declare(&self, (layout, prefix): &(VaeLayout, String)) -> KeyMap {
+        key_map(self, *layout, prefix)
+    }
+}
+
+impl<B: Backend> Pretrained<B> for VaeDecoder<B> {
+    type Config = VaeConfig;
+
+    fn build(
+        config: &VaeConfig,
+        (layout, prefix): (VaeLayout, String),
+        w: &Weights<'_, B>,
+    ) -> Result<Self, ModelError> {
+        Self::from_weights(config, layout, &prefix, w)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{fixture, tiny_flux};
     use super::*;
     use crate::weights::WeightsError;
+    use burn::tensor::FloatDType;
 
     type B = crate::backend::Cpu;
 

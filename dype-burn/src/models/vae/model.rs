@@ -10,7 +10,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{DType, Tensor};
 
 use super::config::VaeConfig;
-use crate::attention::{AttentionOptions, AttentionPath, attention, default_query_chunk};
+use crate::attention::{AttentionOptions, AttentionPath, Masks, attention, default_query_chunk};
 use crate::models::ModelError;
 use crate::nn::group_norm;
 
@@ -65,7 +65,13 @@ impl<B: Backend> VaeAttention<B> {
         let options = AttentionOptions::default().with_path(AttentionPath::Chunked {
             query_chunk: default_query_chunk(b, 1, n, n),
         });
-        let attn = attention(head(&self.q), head(&self.k), head(&self.v), None, options)?;
+        let attn = attention(
+            head(&self.q),
+            head(&self.k),
+            head(&self.v),
+            Masks::default(),
+            options,
+        )?;
         let o = self.out.forward(attn);
         Ok(o.swap_dims(1, 2).reshape([b, c, h, w]) + x)
     }

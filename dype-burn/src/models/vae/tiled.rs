@@ -121,6 +121,7 @@ fn ramp(s: usize, e: usize, len: usize, overlap: usize, f: usize) -> Vec<f32> {
 mod tests {
     use super::super::test_util::{fixture, tiny_flux};
     use super::*;
+    use crate::models::Pretrained;
     use crate::pipeline::image::{to_rgb8_diffusers, to_rgb8_fit};
     use crate::weights::Checkpoint;
     use burn::tensor::FloatDType;

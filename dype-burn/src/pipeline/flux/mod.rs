@@ -26,12 +26,12 @@ use burn::tensor::{DType, FloatDType, Tensor, TensorData, backend::Backend};
 use dype_core::presets::{self, OfficialMethod};
 use dype_core::{AxialRope, DypeError, Method, Sigma};
 
-use super::PipelineError;
-use crate::models::flux::{FluxConfig, FluxDenoiser};
+use super::{PipelineError, check_size};
+use crate::models::flux::{FluxConfig, FluxDenoiser, FluxInputs};
 use crate::models::vae::VaeDecoder;
 use crate::pipeline::image::{Rgb8Image, to_rgb8_diffusers};
 use crate::rotary::{RotaryEmbedding, StepReport};
-use crate::sampling::euler;
+use crate::sampling::{FixedMethod, fixed};
 use crate::weights::Checkpoint;
 use dype_core::flow::{FlowShift, flux_sigmas};
 
@@ -199,25 +199,7 @@ fn batched<B: Backend, const D: usize>(
     }
 }
 
-/// The sampling loop alone, from packed noise `x0` `[B, h·w, in_channels]` (f32) over an
-/// `h × w` token grid to the packed clean latent (f32, unpack with
-/// [`unpack_latents`]): σ schedule from `request.steps` and `request.mu`,
-/// and at every step the rotary at `Sigma(σ)`, the velocity from the DiT and one Euler update.
-/// `request.height`, `width`, `seed`, `batch` and `vae_tile` are not used here (the batch is
-/// `x0`'s). [`generate`] runs this (through [`sample_with_states`]) after drawing the seeded noise.
-pub fn sample<B: Backend>(
-    model: &(impl FluxDenoiser<B> + ?Sized),
-    cond: &FluxConditioning<B>,
-    request: &FluxGenerate,
-    x0: Tensor<B, 3>,
-    grid: (usize, usize),
-    device: &B::Device,
-    progress: impl FnMut(&FluxProgress),
-) -> Result<Tensor<B, 3>, PipelineError> {
-    sample_with_states(model, cond, request, x0, grid, device, progress, |_| {})
-}
-
-/// The sampler's state at one σ of the grid, lent to [`sample_with_states`]'s per-step callback.
+/// The sampler's state at one σ of the grid, lent to [`sample`]'s per-step callback.
 #[derive(Debug)]
 pub struct FluxState<'a, B: Backend> {
     /// Index in the σ grid (0 = the initial noise, `steps` = the result).
@@ -259,10 +241,31 @@ pub fn schedule(request: &FluxGenerate, tokens: usize) -> Result<(f64, Vec<f64>)
     Ok((mu, sigmas))
 }
 
-/// [`sample`] with a callback that sees the state after every step (and the initial noise): what
-/// the lab's spectral progression measures.
+/// What the sampling loop needs of a request: at least one step and a finite guidance.
+fn check_sampling(request: &FluxGenerate) -> Result<(), PipelineError> {
+    if request.steps == 0 {
+        return Err(PipelineError::Zero { name: "steps" });
+    }
+    if !request.guidance.is_finite() {
+        return Err(PipelineError::Parameter {
+            name: "guidance",
+            value: request.guidance,
+            rule: "finite",
+        });
+    }
+    Ok(())
+}
+
+/// The sampling loop alone, from packed noise `x0` `[B, h·w, in_channels]` (f32) over an
+/// `h × w` token grid to the packed clean latent (f32, unpack with [`unpack_latents`]): σ
+/// schedule from `request.steps` and `request.mu`, and at every step the rotary at `Sigma(σ)`,
+/// the velocity from the DiT and one Euler update. `request.height`, `width`, `seed`, `batch` and
+/// `vae_tile` are not used here (the batch is `x0`'s). `progress` sees every model evaluation,
+/// `on_state` the state after every step and the initial noise (what the lab's spectral
+/// progression measures; pass `|_| {}` to ignore it). [`generate`] runs this after drawing the
+/// seeded noise.
 #[allow(clippy::too_many_arguments)]
-pub fn sample_with_states<B: Backend>(
+pub fn sample<B: Backend>(
     model: &(impl FluxDenoiser<B> + ?Sized),
     cond: &FluxConditioning<B>,
     request: &FluxGenerate,
@@ -283,16 +286,7 @@ pub fn sample_with_states<B: Backend>(
             channels: cfg.in_channels,
         });
     }
-    if request.steps == 0 {
-        return Err(PipelineError::Zero { name: "steps" });
-    }
-    if !request.guidance.is_finite() {
-        return Err(PipelineError::Parameter {
-            name: "guidance",
-            value: request.guidance,
-            rule: "finite",
-        });
-    }
+    check_sampling(request)?;
     let txt = batched(cond.t5.clone(), batch, "t5")?;
     let y = batched(cond.pooled.clone(), batch, "pooled")?;
     let l = txt.dims()[1];
@@ -324,49 +318,42 @@ pub fn sample_with_states<B: Backend>(
             report,
         });
         step += 1;
-        Ok(model
-            .forward(
-                x.clone().cast(dtype),
-                txt.clone(),
-                full(sigma),
-                y.clone(),
-                Some(guidance.clone()),
-                rotary.tables(),
-            )?
-            .cast(DType::F32))
+        let inputs = FluxInputs {
+            img: x.clone().cast(dtype),
+            txt: txt.clone(),
+            timesteps: full(sigma),
+            y: y.clone(),
+            guidance: Some(guidance.clone()),
+        };
+        Ok(model.velocity(inputs, rotary.tables())?.cast(DType::F32))
     };
     // Euler over the decreasing σ grid: x ← x + (σ_next − σ)·v; only the current state is kept.
-    let x = euler(velocity, x0.cast(DType::F32), &sigmas, |step| {
-        on_state(&FluxState {
-            index: step.index,
-            sigma: step.t,
-            x: step.state,
-        })
-    })?;
+    let x = fixed(
+        FixedMethod::Euler,
+        velocity,
+        x0.cast(DType::F32),
+        &sigmas,
+        |step| {
+            on_state(&FluxState {
+                index: step.index,
+                sigma: step.t,
+                x: step.state,
+            })
+        },
+    )?;
     Ok(x)
 }
 
 /// Runs one generation and returns `request.batch` images (`height × width` RGB8, diffusers'
 /// conversion). States and the Euler update are f32; the DiT gets its image, text and pooled
-/// inputs in its weights' dtype (e.g. bf16), σ and guidance in f32, and its output is cast back.
-/// Models loaded in bf16/f16 take the f32 states and return f32 velocities (the DiT casts at its
-/// boundary; norms, RoPE and timestep features are computed in f32).
+/// inputs in its weights' dtype (e.g. bf16), σ and guidance in f32, and its output is cast back
+/// (norms, RoPE and timestep features are computed in f32).
+///
+/// `progress` sees every model evaluation; `on_state` sees the packed state after every step and
+/// the initial noise ([`FluxState`]; the grid is `height / 16 × width / 16` tokens for the 8×
+/// VAE): the spectral progression of DyPE's Fig. 2 is measured there, on the latents
+/// ([`unpack_latents`]) or decoded ([`decode_latents`]). Pass `|_| {}` to ignore it.
 pub fn generate<B: Backend>(
-    model: &(impl FluxDenoiser<B> + ?Sized),
-    vae: &VaeDecoder<B>,
-    cond: &FluxConditioning<B>,
-    request: &FluxGenerate,
-    device: &B::Device,
-    progress: impl FnMut(&FluxProgress),
-) -> Result<Vec<Rgb8Image>, PipelineError> {
-    generate_with_states(model, vae, cond, request, device, progress, |_| {})
-}
-
-/// [`generate`] with a callback that sees the packed state after every step and the initial
-/// noise ([`FluxState`]; the grid is `height / 16 × width / 16` tokens for the 8× VAE): the
-/// spectral progression of DyPE's Fig. 2 is measured there, on the latents ([`unpack_latents`])
-/// or decoded ([`decode_latents`]). The images are those [`generate`] returns.
-pub fn generate_with_states<B: Backend>(
     model: &(impl FluxDenoiser<B> + ?Sized),
     vae: &VaeDecoder<B>,
     cond: &FluxConditioning<B>,
@@ -379,35 +366,16 @@ pub fn generate_with_states<B: Backend>(
     let f = vae.config().upscale();
     let unit = 2 * f;
     let latent_channels = vae.config().latent_channels;
-    if request.height == 0
-        || request.width == 0
-        || !request.height.is_multiple_of(unit)
-        || !request.width.is_multiple_of(unit)
-    {
-        return Err(PipelineError::Size {
-            height: request.height,
-            width: request.width,
-            unit,
-        });
-    }
+    check_size(request.height, request.width, unit)?;
     if 4 * latent_channels != cfg.in_channels {
         return Err(PipelineError::LatentChannels {
             vae: latent_channels,
             dit: cfg.in_channels,
         });
     }
-    if request.steps == 0 {
-        return Err(PipelineError::Zero { name: "steps" });
-    }
+    check_sampling(request)?;
     if request.batch == 0 {
         return Err(PipelineError::Zero { name: "batch" });
-    }
-    if !request.guidance.is_finite() {
-        return Err(PipelineError::Parameter {
-            name: "guidance",
-            value: request.guidance,
-            rule: "finite",
-        });
     }
     if request.vae_tile == 0 {
         return Err(PipelineError::Zero { name: "vae_tile" });
@@ -446,7 +414,7 @@ pub fn generate_with_states<B: Backend>(
         })
         .collect();
     let x0 = pack_latents(Tensor::cat(noise, 0));
-    let x = sample_with_states(model, cond, request, x0, (h, w), device, progress, on_state)?;
+    let x = sample(model, cond, request, x0, (h, w), device, progress, on_state)?;
     let latent = unpack_latents(x, h, w);
     let mut images = Vec::with_capacity(batch);
     for i in 0..batch {

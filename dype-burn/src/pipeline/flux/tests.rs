@@ -1,6 +1,7 @@
 //! Unit tests of the FLUX pipeline on the tiny fixture models.
 
 use super::*;
+use crate::models::Pretrained;
 use crate::models::flux::Flux;
 use crate::models::vae::VaeConfig;
 use std::path::PathBuf;
@@ -72,9 +73,17 @@ fn generates_deterministic_batches_with_progress() {
     let (model, vae, cond, request) = tiny();
     let device = Default::default();
     let mut seen = Vec::new();
-    let one = generate(&model, &vae, &cond, &request, &device, |p| {
-        seen.push((p.step, p.sigma, p.kappa, p.max_scale, p.report.uploaded));
-    })
+    let one = generate(
+        &model,
+        &vae,
+        &cond,
+        &request,
+        &device,
+        |p| {
+            seen.push((p.step, p.sigma, p.kappa, p.max_scale, p.report.uploaded));
+        },
+        |_| {},
+    )
     .expect("generate");
     assert_eq!(one.len(), 1);
     assert_eq!((one[0].width, one[0].height), (48, 48));
@@ -102,6 +111,7 @@ fn generates_deterministic_batches_with_progress() {
         },
         &device,
         |_| {},
+        |_| {},
     )
     .expect("batch");
     let second = generate(
@@ -113,6 +123,7 @@ fn generates_deterministic_batches_with_progress() {
             ..request.clone()
         },
         &device,
+        |_| {},
         |_| {},
     )
     .expect("seed 1");
@@ -138,6 +149,7 @@ fn generates_deterministic_batches_with_progress() {
             ..request.clone()
         },
         &device,
+        |_| {},
         |_| {},
     )
     .expect("tiled");
@@ -171,7 +183,17 @@ fn sample_matches_reference_trajectory() {
         base_tokens: 8.0,
         ..FluxGenerate::new(48, 48)
     };
-    let out = sample(&model, &cond, &request, x0, (12, 12), &device, |_| {}).expect("sample");
+    let out = sample(
+        &model,
+        &cond,
+        &request,
+        x0,
+        (12, 12),
+        &device,
+        |_| {},
+        |_| {},
+    )
+    .expect("sample");
     let got: Vec<f32> = out.into_data().into_vec().expect("f32");
     let want = &traj[(shape[0] - 1) * per..];
     let num: f64 = got
@@ -189,7 +211,7 @@ fn sample_matches_reference_trajectory() {
 fn rejects_bad_requests() {
     let (model, vae, cond, request) = tiny();
     let device = Default::default();
-    let bad = |r: FluxGenerate| generate(&model, &vae, &cond, &r, &device, |_| {}).is_err();
+    let bad = |r: FluxGenerate| generate(&model, &vae, &cond, &r, &device, |_| {}, |_| {}).is_err();
     assert!(bad(FluxGenerate {
         height: 50,
         ..request.clone()
@@ -214,7 +236,7 @@ fn rejects_bad_requests() {
         batch: 2,
         ..request.clone()
     };
-    assert!(generate(&model, &vae, &three, &r, &device, |_| {}).is_err());
+    assert!(generate(&model, &vae, &three, &r, &device, |_| {}, |_| {}).is_err());
 }
 
 #[test]
@@ -286,16 +308,16 @@ fn comfy_variants_resolve_with_their_policies() {
     );
 }
 
-/// `generate_with_states` is `generate` with a view of every state: the same images, and the
+/// `generate` with a state callback is `generate` without one plus a view of every state: the same images, and the
 /// packed state at every σ of the grid from the noise (σ = 1) to the result (σ = 0).
 #[test]
 fn states_are_seen_at_every_sigma_without_changing_the_images() {
     let (model, vae, cond, request) = tiny();
     let device = Default::default();
-    let plain = generate(&model, &vae, &cond, &request, &device, |_| {}).expect("generate");
+    let plain = generate(&model, &vae, &cond, &request, &device, |_| {}, |_| {}).expect("generate");
     let mut states = Vec::new();
     let mut last = None;
-    let seen = generate_with_states(
+    let seen = generate(
         &model,
         &vae,
         &cond,
@@ -307,7 +329,7 @@ fn states_are_seen_at_every_sigma_without_changing_the_images() {
             last = Some(s.x.clone());
         },
     )
-    .expect("generate_with_states");
+    .expect("generate with states");
     assert_eq!(seen, plain);
     // The request is 48 × 48 px; a token is 2 × 2 latent values of the VAE's `upscale` px each.
     let side = 48 / (2 * vae.config().upscale());
