@@ -182,27 +182,15 @@ fn parity<B: Backend>(fixtures: &std::path::Path, device: &B::Device) -> anyhow:
         let tt = Tensor::<B, 1>::from_data(TensorData::new(t, [b]), device);
         let yt = Tensor::<B, 1, Int>::from_data(TensorData::new(y, [b]), device);
         let tables = rot.tables();
+        let inputs = FitInputs {
+            x: xt,
+            t: tt,
+            y: yt,
+            mask,
+        };
         let out = match case.get("cfg_scale").and_then(|s| s.as_f64()) {
-            Some(s) => model.forward_with_cfg(
-                FitInputs {
-                    x: xt,
-                    t: tt,
-                    y: yt,
-                    mask,
-                },
-                tables,
-                s,
-                GuidedChannels::Reference,
-            ),
-            None => model.forward(
-                FitInputs {
-                    x: xt,
-                    t: tt,
-                    y: yt,
-                    mask,
-                },
-                tables,
-            ),
+            Some(s) => model.forward_with_cfg(inputs, tables, s, GuidedChannels::Reference),
+            None => model.forward(inputs, tables),
         }?;
         let got: Vec<f32> = out
             .into_data()

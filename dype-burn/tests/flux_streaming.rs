@@ -151,29 +151,21 @@ fn streamed_from_resident_model_and_sampling_loop_match() {
     };
     let (h, w) = (10, 10);
     let x0 = || seeded_noise::<B, 3>(3, [1, h * w, cfg.in_channels], &device);
-    let want = sample(
-        &resident,
-        &cond,
-        &request,
-        x0(),
-        (h, w),
-        &device,
-        |_| {},
-        |_| {},
-    )
-    .expect("sample");
-    let got = sample(
-        &streamed,
-        &cond,
-        &request,
-        x0(),
-        (h, w),
-        &device,
-        |_| {},
-        |_| {},
-    )
-    .expect("sample");
-    let err = max_abs_diff(&to_vec(got), &to_vec(want));
+    let run = |model: &dyn FluxDenoiser<B>| {
+        let x = sample(
+            model,
+            &cond,
+            &request,
+            x0(),
+            (h, w),
+            &device,
+            |_| {},
+            |_| {},
+        );
+        to_vec(x.expect("sample"))
+    };
+    let (want, got) = (run(&resident), run(&streamed));
+    let err = max_abs_diff(&got, &want);
     assert!(err <= 1e-6, "sampling loop: max abs diff {err} > 1e-6");
     // The checks of `Flux::forward` apply unchanged: a missing guidance is an error.
     let rope = flux_rope(&cfg, OfficialMethod::Base, false, 8.0).expect("rope");

@@ -148,14 +148,10 @@ fn parity_fitv2() {
             let x = f32_tensor::<3>(&cases, &format!("case{k}.x"));
             let t = f32_tensor::<1>(&cases, &format!("case{k}.t"));
             let y = int_tensor::<1>(&cases, &format!("case{k}.y"));
+            let inputs = FitInputs { x, t, y, mask };
             let out = match case.get("cfg_scale").and_then(|c| c.as_f64()) {
-                Some(s) => model.forward_with_cfg(
-                    FitInputs { x, t, y, mask },
-                    &rope,
-                    s,
-                    GuidedChannels::Reference,
-                ),
-                None => model.forward(FitInputs { x, t, y, mask }, &rope),
+                Some(s) => model.forward_with_cfg(inputs, &rope, s, GuidedChannels::Reference),
+                None => model.forward(inputs, &rope),
             };
             match out {
                 Ok(out) => {
