@@ -348,6 +348,16 @@ pub fn attention<B: Backend>(
         },
     };
     let out = match path {
+        ResolvedPath::Fused if masks.key_padding.is_none() => {
+            let q = fold_scale(q, scale, default_scale);
+            // burn Flex: the heads on all threads, written merged.
+            #[cfg(feature = "cpu")]
+            let (q, k, v) = match crate::kernels::flex::attention_merged(q, k, v) {
+                Ok(merged) => return Ok(merged),
+                Err(inputs) => inputs,
+            };
+            fused(q, k, v, None, default_scale, default_scale)
+        }
         ResolvedPath::Fused => fused(q, k, v, masks.key_padding, scale, default_scale),
         ResolvedPath::Chunked { query_chunk: 0 } => return Err(AttentionError::ZeroChunk),
         ResolvedPath::Chunked { query_chunk } => {
@@ -372,6 +382,16 @@ fn zero_empty_samples<B: Backend>(out: Tensor<B, 4>, keep: Tensor<B, 2, Bool>) -
     out.mask_fill(none_kept, 0.0)
 }
 
+/// burn applies `1/√head_dim` itself when `options.scale` is `None`: another scale is folded
+/// into q.
+fn fold_scale<B: Backend>(q: Tensor<B, 4>, scale: f64, default_scale: f64) -> Tensor<B, 4> {
+    if (scale - default_scale).abs() <= 1e-12 * default_scale {
+        q
+    } else {
+        q.mul_scalar(scale / default_scale)
+    }
+}
+
 fn fused<B: Backend>(
     q: Tensor<B, 4>,
     k: Tensor<B, 4>,
@@ -382,12 +402,7 @@ fn fused<B: Backend>(
 ) -> Tensor<B, 4> {
     let [batch, heads, q_tokens, _] = q.dims();
     let kv_tokens = k.dims()[2];
-    // burn applies 1/sqrt(head_dim) itself when `options.scale` is None.
-    let q = if (scale - default_scale).abs() <= 1e-12 * default_scale {
-        q
-    } else {
-        q.mul_scalar(scale / default_scale)
-    };
+    let q = fold_scale(q, scale, default_scale);
     // burn: true = masked out.
     let burn_mask = keep.clone().map(|keep| {
         keep.bool_not()

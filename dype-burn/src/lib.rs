@@ -41,6 +41,7 @@
 
 pub mod attention;
 pub mod backend;
+pub mod kernels;
 #[cfg(feature = "models")]
 pub mod models;
 #[cfg(feature = "models")]

@@ -1,19 +1,9 @@
-//! Small layers: adaLN modulation, parameter casts.
+//! Small layers: parameter casts (adaLN modulation is in [`crate::kernels`]).
 
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-/// adaLN modulation `x·(1 + scale) + shift` with `[B, D]` vectors broadcast over tokens.
-pub(crate) fn modulate<B: Backend>(
-    x: Tensor<B, 3>,
-    shift: Tensor<B, 2>,
-    scale: Tensor<B, 2>,
-) -> Tensor<B, 3> {
-    x * scale.unsqueeze_dim::<3>(1).add_scalar(1.0) + shift.unsqueeze_dim(1)
-}
-
 /// Casts every float parameter of `module` to `dtype` (random-weight models for timing).
-#[cfg(feature = "text")]
 pub(crate) fn cast_params<B: Backend, M: burn::module::Module<B>>(
     module: M,
     dtype: burn::tensor::FloatDType,

@@ -1,6 +1,7 @@
-//! Building blocks the model ports share: precision casts, normalisations, adaLN modulation,
+//! Building blocks the model ports share: precision casts, normalisations,
 //! latent patchify/packing. Internal: models use them, users see the models.
 
+#[cfg(feature = "text")]
 pub(crate) mod layers;
 pub(crate) mod norm;
 pub mod patch;
@@ -9,7 +10,6 @@ pub(crate) mod timestep;
 
 #[cfg(feature = "text")]
 pub(crate) use layers::cast_params;
-pub(crate) use layers::modulate;
 #[cfg(feature = "text")]
 pub(crate) use norm::layer_norm_eps;
 pub(crate) use norm::{EPS, RmsForm, group_norm, layer_norm, rms_norm};

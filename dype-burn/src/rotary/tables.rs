@@ -267,6 +267,26 @@ impl<B: Backend> RotaryTables<B> {
     pub fn apply(&self, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, RotaryError> {
         apply_rotary(x, &self.cos, &self.sin, self.layout)
     }
+
+    /// [`Self::apply`] for `x` in token-major order `[batch, tokens, heads, head_dim]` (a qkv
+    /// projection's output split per head); returns `[batch, heads, tokens, head_dim]`, the
+    /// same values as `apply(x.swap_dims(1, 2))`. On burn Flex the transpose happens inside the
+    /// fused rotation instead of as a strided copy.
+    pub fn apply_token_major(&self, x: Tensor<B, 4>) -> Result<Tensor<B, 4>, RotaryError> {
+        #[cfg(feature = "cpu")]
+        let x = {
+            let [_, tokens, _, head_dim] = x.dims();
+            if tokens == self.tokens() && head_dim == self.head_dim() {
+                match crate::kernels::flex::rotate(x, &self.cos, &self.sin, self.layout, true) {
+                    Ok(out) => return Ok(out),
+                    Err(x) => x,
+                }
+            } else {
+                x
+            }
+        };
+        self.apply(x.swap_dims(1, 2))
+    }
 }
 
 /// Casts to f32 unless the tensor is f32 or f64.
@@ -315,6 +335,11 @@ pub fn apply_rotary<B: Backend>(
         });
     }
 
+    #[cfg(feature = "cpu")]
+    let x = match crate::kernels::flex::rotate(x, cos, sin, layout, false) {
+        Ok(out) => return Ok(out),
+        Err(x) => x,
+    };
     let in_dtype = x.dtype();
     let compute = if in_dtype == DType::F64 {
         DType::F64

@@ -8,8 +8,9 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::{FitConfig, MODEL};
 use crate::attention::{AttentionOptions, Masks, attention};
+use crate::kernels::{gated_residual, modulate};
 use crate::models::ModelError;
-use crate::nn::{fit_timestep_features, layer_norm, modulate};
+use crate::nn::{fit_timestep_features, layer_norm};
 use crate::rotary::RotaryTables;
 
 /// One FiT block: adaLN-LoRA modulated attention and SwiGLU.
@@ -185,29 +186,27 @@ impl<B: Backend> FitBlock<B> {
         let (heads, hd) = (cfg.num_heads, cfg.head_dim());
 
         let a = modulate(layer_norm(x.clone()), m[0].clone(), m[1].clone());
-        let qkv = self
-            .qkv
-            .forward(a)
-            .reshape([b, n, 3, heads, hd])
-            .permute([2, 0, 3, 1, 4]);
-        let part = |i: usize| qkv.clone().narrow(0, i, 1).reshape([b, heads, n, hd]);
-        let q = rope.apply(layer_norm(part(0)))?;
-        let k = rope.apply(layer_norm(part(1)))?;
+        // q, k, v token-major `[B, N, H, hd]` (one row copy each); the per-row q/k norms do not
+        // care about the order, and the rotation returns them head-major.
+        let qkv = self.qkv.forward(a).reshape([b, n, 3, heads, hd]);
+        let part = |i: usize| qkv.clone().narrow(2, i, 1).reshape([b, n, heads, hd]);
+        let q = rope.apply_token_major(layer_norm(part(0)))?;
+        let k = rope.apply_token_major(layer_norm(part(1)))?;
         let mut att = attention(
             q,
             k,
-            part(2),
+            part(2).swap_dims(1, 2),
             Masks::key_padding(mask),
             AttentionOptions::default(),
         )?;
         if let Some(k) = &keep {
             att = att * k.clone();
         }
-        let x = x + self.proj.forward(att) * m[2].clone().unsqueeze_dim(1);
+        let x = gated_residual(x, self.proj.forward(att), m[2].clone());
 
         let a = modulate(layer_norm(x.clone()), m[3].clone(), m[4].clone());
         let hidden = silu(self.fc1_g.forward(a.clone())) * self.fc1_x.forward(a);
-        Ok(x + self.fc2.forward(hidden) * m[5].clone().unsqueeze_dim(1))
+        Ok(gated_residual(x, self.fc2.forward(hidden), m[5].clone()))
     }
 }
 

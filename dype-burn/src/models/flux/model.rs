@@ -10,8 +10,9 @@ use burn::tensor::{DType, Tensor};
 
 use super::config::{FluxConfig, MODEL};
 use crate::attention::{AttentionOptions, Masks, attention};
+use crate::kernels::{gated_residual, modulate};
 use crate::models::ModelError;
-use crate::nn::{EPS, RmsForm, flux_timestep_embedding, layer_norm, modulate, rms_norm};
+use crate::nn::{EPS, RmsForm, flux_timestep_embedding, layer_norm, rms_norm};
 use crate::rotary::RotaryTables;
 use dype_core::DypeError;
 use dype_core::presets::OfficialMethod;
@@ -80,10 +81,6 @@ fn qk_norm<B: Backend>(x: Tensor<B, 4>, scale: &Param<Tensor<B, 1>>) -> Tensor<B
     let hd = x.dims()[3];
     // As BFL: normalise in f32, cast back, then apply the learned scale.
     rms_norm(x, EPS, RmsForm::MulReciprocal) * scale.val().reshape([1, 1, 1, hd])
-}
-
-fn gate<B: Backend>(x: Tensor<B, 3>, g: Tensor<B, 2>) -> Tensor<B, 3> {
-    x * g.unsqueeze_dim(1)
 }
 
 /// Splits `[B, N, 3·D]` into q, k, v `[B, H, N, Dh]` ("B L (K H D) -> K B H L D").
@@ -284,14 +281,12 @@ impl<B: Backend> StreamWeights<B> {
     }
 
     fn finish(&self, x: Tensor<B, 3>, att: Tensor<B, 3>, m: &[Tensor<B, 2>]) -> Tensor<B, 3> {
-        let x = x + gate(self.proj.forward(att), m[2].clone());
+        let x = gated_residual(x, self.proj.forward(att), m[2].clone());
         let h = modulate(layer_norm(x.clone()), m[3].clone(), m[4].clone());
-        x.clone()
-            + gate(
-                self.mlp_out
-                    .forward(gelu_approximate(self.mlp_in.forward(h))),
-                m[5].clone(),
-            )
+        let mlp = self
+            .mlp_out
+            .forward(gelu_approximate(self.mlp_in.forward(h)));
+        gated_residual(x, mlp, m[5].clone())
     }
 }
 
@@ -339,7 +334,7 @@ impl<B: Backend> SingleBlock<B> {
         let out = self
             .linear2
             .forward(Tensor::cat(vec![att, gelu_approximate(mlp)], 2));
-        Ok(x + gate(out, m[2].clone()))
+        Ok(gated_residual(x, out, m[2].clone()))
     }
 }
 
