@@ -86,6 +86,10 @@ pub(crate) mod flex {
     use dype_core::PairLayout;
     use rayon::prelude::*;
 
+    /// `seq_q · seq_kv` up to which burn Flex's attention runs its direct kernel
+    /// (`NAIVE_SCORE_BUDGET` in `burn-flex-0.21.0/src/ops/attention.rs`).
+    const FLEX_NAIVE_SCORES: usize = 256 * 1024;
+
     /// Elements per parallel work item: below this a job is not worth a thread hand-off.
     const MIN_CHUNK: usize = 16 * 1024;
 
@@ -127,6 +131,11 @@ pub(crate) mod flex {
             Ok(p) => Tensor::from_primitive(TensorPrimitive::Float(p)),
             Err(_) => unreachable!("give is only called after take succeeded for B"),
         }
+    }
+
+    /// Key tokens of a `[B, H, N, D]` tensor.
+    fn k_tokens(f: &FlexTensor) -> usize {
+        f.layout().shape()[2]
     }
 
     /// The contiguous f32 elements of a tensor [`take`] returned.
@@ -304,10 +313,11 @@ pub(crate) mod flex {
         ))))
     }
     /// burn Flex's attention (no mask, burn's default `1/√head_dim` scale) on rayon's threads:
-    /// the `(sample, head)` units run in parallel (Flex runs its heads one after another on
-    /// one thread) and their outputs are written merged, `[B, Nq, H·Dv]`. Each head is computed
-    /// by the same Flex kernel on the same inputs, so the result is the one-call result bit for
-    /// bit.
+    /// the `(sample, head, query block)` units run in parallel (Flex runs its heads one after
+    /// another on one thread) and their outputs are written merged, `[B, Nq, H·Dv]`. Up to
+    /// `seq_q · seq_kv` = 256 Ki scores per head this is Flex's one-call result bit for bit;
+    /// beyond, the query blocks run Flex's direct kernel where one call would run its tiled one
+    /// (the same softmax, summed in another order: agreement to f32 rounding).
     pub(crate) fn attention_merged<B: Backend>(
         q: Tensor<B, 4>,
         k: Tensor<B, 4>,
@@ -333,17 +343,27 @@ pub(crate) mod flex {
             Ok(f) => f,
             Err(v) => return Err((give(qf), give(kf), v)),
         };
-        // One unit per (sample, head): a head's q, k and v are then one contiguous or 2-D
-        // strided block each (a token-major v included), which Flex copies at memcpy speed.
-        let units: Vec<(usize, usize, usize)> = (0..b)
-            .flat_map(|s| (0..h).map(move |head| (s, head, 1)))
+        // One unit per (sample, head, query block): a head's q, k and v are then one contiguous
+        // or 2-D strided block each (a token-major v included), which Flex copies at memcpy
+        // speed, and a block's `rows · seq_kv` scores stay within Flex's budget for its direct
+        // (non-tiled) kernel, which is several times faster than its KV-tiled online softmax.
+        let nk = k_tokens(&kf);
+        let rows = (FLEX_NAIVE_SCORES / nk.max(1)).clamp(1, nq);
+        let units: Vec<(usize, usize, usize, usize)> = (0..b)
+            .flat_map(|s| {
+                (0..h).flat_map(move |head| {
+                    (0..nq)
+                        .step_by(rows)
+                        .map(move |q0| (s, head, q0, rows.min(nq - q0)))
+                })
+            })
             .collect();
         let parts: Vec<FlexTensor> = units
             .par_iter()
-            .map(|&(s, h0, hg)| {
-                let part = |t: &FlexTensor| t.narrow(0, s, 1).narrow(1, h0, hg);
+            .map(|&(s, head, q0, len)| {
+                let part = |t: &FlexTensor| t.narrow(0, s, 1).narrow(1, head, 1);
                 <Flex as ModuleOps<Flex>>::attention(
-                    part(&qf),
+                    part(&qf).narrow(2, q0, len),
                     part(&kf),
                     part(&vf),
                     None,
@@ -355,13 +375,11 @@ pub(crate) mod flex {
             .collect();
         let width = h * dv;
         let mut out = vec![0f32; b * nq * width];
-        for (&(s, h0, hg), part) in units.iter().zip(&parts) {
+        for (&(s, head, q0, len), part) in units.iter().zip(&parts) {
             let src = data(part);
-            for j in 0..hg {
-                for t in 0..nq {
-                    let from = &src[(j * nq + t) * dv..][..dv];
-                    out[(s * nq + t) * width + (h0 + j) * dv..][..dv].copy_from_slice(from);
-                }
+            for t in 0..len {
+                let from = &src[t * dv..][..dv];
+                out[(s * nq + q0 + t) * width + head * dv..][..dv].copy_from_slice(from);
             }
         }
         Ok(give(output(out, [b, nq, width])))
