@@ -148,6 +148,25 @@ pub(crate) mod flex {
         FlexTensor::from_data(TensorData::new(values, shape))
     }
 
+    /// A new `[B, N, D]` tensor whose row of each token is written by `f(token, sample, row)`
+    /// (`token` counts over the whole batch), rows split across rayon's threads.
+    fn per_token<B: Backend>(
+        [b, n, d]: [usize; 3],
+        f: impl Fn(usize, usize, &mut [f32]) + Sync,
+    ) -> Tensor<B, 3> {
+        let mut out = vec![0f32; b * n * d];
+        let rows = rows_per_chunk(d);
+        out.par_chunks_mut(rows * d)
+            .enumerate()
+            .for_each(|(chunk, dst)| {
+                for (r, row) in dst.chunks_mut(d).enumerate() {
+                    let token = chunk * rows + r;
+                    f(token, token / n, row);
+                }
+            });
+        give(output(out, [b, n, d]))
+    }
+
     /// Rows of `row_len` elements per parallel chunk.
     fn rows_per_chunk(row_len: usize) -> usize {
         MIN_CHUNK.div_ceil(row_len.max(1)).max(1)
@@ -194,22 +213,13 @@ pub(crate) mod flex {
         }
         let (xf, shift_f, scale_f) = take_row_vectors(x, shift, scale, [b, d])?;
         let (xs, sh, sc) = (data(&xf), data(&shift_f), data(&scale_f));
-        let mut out = vec![0f32; b * n * d];
-        let rows = rows_per_chunk(d);
-        out.par_chunks_mut(rows * d)
-            .enumerate()
-            .for_each(|(chunk, dst)| {
-                for (r, row) in dst.chunks_mut(d).enumerate() {
-                    let token = chunk * rows + r;
-                    let sample = token / n;
-                    let src = &xs[token * d..(token + 1) * d];
-                    let (sh, sc) = (&sh[sample * d..(sample + 1) * d], &sc[sample * d..][..d]);
-                    for i in 0..d {
-                        row[i] = src[i] * (sc[i] + 1.0) + sh[i];
-                    }
-                }
-            });
-        Ok(give(output(out, [b, n, d])))
+        Ok(per_token([b, n, d], |token, sample, row| {
+            let src = &xs[token * d..][..d];
+            let (sh, sc) = (&sh[sample * d..][..d], &sc[sample * d..][..d]);
+            for i in 0..d {
+                row[i] = src[i] * (sc[i] + 1.0) + sh[i];
+            }
+        }))
     }
 
     /// `x + y · gate`, element by element in that order (as the tensor ops).
@@ -226,27 +236,22 @@ pub(crate) mod flex {
             Ok(f) => f,
             Err(x) => return Err((x, y, gate)),
         };
-        let (yf, gf, _) = match take_row_vectors(y, gate.clone(), gate, [b, d]) {
-            Ok(t) => t,
-            Err((y, gate, _)) => return Err((give(xf), y, gate)),
+        let yf = match take(y) {
+            Ok(f) => f,
+            Err(y) => return Err((give(xf), y, gate)),
+        };
+        let gf = match take(gate) {
+            Ok(f) => f,
+            Err(gate) => return Err((give(xf), give(yf), gate)),
         };
         let (xs, ys, gs) = (data(&xf), data(&yf), data(&gf));
-        let mut out = vec![0f32; b * n * d];
-        let rows = rows_per_chunk(d);
-        out.par_chunks_mut(rows * d)
-            .enumerate()
-            .for_each(|(chunk, dst)| {
-                for (r, row) in dst.chunks_mut(d).enumerate() {
-                    let token = chunk * rows + r;
-                    let sample = token / n;
-                    let (xr, yr) = (&xs[token * d..][..d], &ys[token * d..][..d]);
-                    let g = &gs[sample * d..][..d];
-                    for i in 0..d {
-                        row[i] = xr[i] + yr[i] * g[i];
-                    }
-                }
-            });
-        Ok(give(output(out, [b, n, d])))
+        Ok(per_token([b, n, d], |token, sample, row| {
+            let (xr, yr) = (&xs[token * d..][..d], &ys[token * d..][..d]);
+            let g = &gs[sample * d..][..d];
+            for i in 0..d {
+                row[i] = xr[i] + yr[i] * g[i];
+            }
+        }))
     }
 
     /// Rotates `x` — `[B, H, N, head_dim]`, or `[B, N, H, head_dim]` when `token_major` — with
